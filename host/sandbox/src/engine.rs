@@ -1,0 +1,562 @@
+//! The [`Sandbox`]: one wasmtime engine and two linkers for the life of the process, a compiled
+//! plugin cache (in memory and on disk), and [`Sandbox::run`], which runs one try in a fresh store.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sandflow_sdk::TaskResult;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, instrument, warn};
+use wasmtime::component::{self, ResourceTable};
+use wasmtime::{
+    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Module, OptLevel, PoolingAllocationConfig,
+    Precompiled, Store, Trap, WasmBacktrace,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::limits::Limiter;
+use crate::pipes::{CappedPipe, OutputLimitExceeded, WhenFull};
+use crate::plugin::{encoding, Encoding};
+use crate::plugin_store::write_atomically;
+use crate::{Caps, Limits, Outcome, PluginError, PluginId, PluginInfo, PluginKind, SandboxError, TryReport};
+
+/// How the sandbox is set up; one per process.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Where compiled plugins are cached (a subdirectory per engine fingerprint). `None`: memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Count fuel. Off only for benchmarks: without it a runaway loop stops only at its deadline.
+    pub fuel_metering: bool,
+    /// Use wasmtime's pooling allocator (about twice as fast to instantiate); falls back to on-demand
+    /// allocation when the address space cannot be reserved.
+    pub pooling: bool,
+    /// Tries running at once; more wait for a slot. Also sizes the pool.
+    pub max_concurrent_tries: u32,
+    /// Server-wide caps; the pool's memory slots are sized to the memory cap.
+    pub caps: Caps,
+    /// How often running tries yield to the async runtime and check kill and deadline.
+    pub epoch_tick: Duration,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            cache_dir: None,
+            fuel_metering: true,
+            pooling: true,
+            max_concurrent_tries: 128,
+            caps: Caps::default(),
+            // 5 ms: kills and deadlines land within a few milliseconds, at a negligible cost per tick.
+            epoch_tick: Duration::from_millis(5),
+        }
+    }
+}
+
+/// Where a plugin's compiled code came from when it was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeSource {
+    /// Compiled from the wasm bytes just now (and written to the disk cache).
+    Compiled,
+    /// Loaded from this machine's disk cache, without compiling.
+    DiskCache,
+}
+
+/// A plugin ready to run: compiled, linked and pre-instantiated.
+pub struct Plugin {
+    /// What it is.
+    pub info: PluginInfo,
+    /// Where its code came from.
+    pub source: CodeSource,
+    pre: Pre,
+}
+
+enum Pre {
+    Core(InstancePre<P1Host>),
+    Component(CommandPre<P2Host>),
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("info", &self.info).field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+/// Stops a running try from outside. Cheap to clone; all clones stop the same try.
+#[derive(Debug, Clone, Default)]
+pub struct KillSwitch(CancellationToken);
+
+impl KillSwitch {
+    /// A switch that is not yet thrown.
+    pub fn new() -> Self {
+        KillSwitch::default()
+    }
+    /// Stops the try: it ends promptly with [`Outcome::Killed`].
+    pub fn kill(&self) {
+        self.0.cancel();
+    }
+    /// Whether [`KillSwitch::kill`] was called.
+    pub fn is_killed(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+struct P1Host {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+}
+
+struct P2Host {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+}
+
+impl WasiView for P2Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+/// Runs task tries as WASI plugins. Cheap to clone; clones share the engine and caches.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    fingerprint: String,
+    fuel_metering: bool,
+    p1_linker: wasmtime::Linker<P1Host>,
+    p2_linker: component::Linker<P2Host>,
+    code_dir: Option<PathBuf>,
+    loaded: Mutex<HashMap<PluginId, Arc<Plugin>>>,
+    slots: Semaphore,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("fingerprint", &self.inner.fingerprint).finish_non_exhaustive()
+    }
+}
+
+fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
+    let mut c = Config::new();
+    c.consume_fuel(config.fuel_metering);
+    c.epoch_interruption(true);
+    c.cranelift_opt_level(OptLevel::Speed);
+    if pooling {
+        let n = config.max_concurrent_tries.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust preview2 component is about four core instances, two memories and four tables.
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 4)
+            .total_tables(n * 8)
+            .total_stacks(n)
+            .table_elements(50_000)
+            .max_memory_size(usize::try_from(config.caps.0.memory_bytes).unwrap_or(usize::MAX));
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
+
+fn fingerprint(engine: &Engine) -> String {
+    // SipHash with fixed keys: the same engine build and config give the same name in every process.
+    #[allow(deprecated)]
+    let mut hasher = std::hash::SipHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn engine_error(e: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Engine(e.to_string())
+}
+
+impl Sandbox {
+    /// Builds the engine and linkers and starts the epoch ticker.
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let engine = match Engine::new(&engine_config(&config, config.pooling)) {
+            Ok(engine) => engine,
+            Err(e) if config.pooling => {
+                warn!("pooling allocator unavailable ({e:#}); falling back to on-demand allocation");
+                Engine::new(&engine_config(&config, false)).map_err(engine_error)?
+            }
+            Err(e) => return Err(engine_error(e)),
+        };
+        let fingerprint = fingerprint(&engine);
+
+        let mut p1_linker = wasmtime::Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |host: &mut P1Host| &mut host.wasi)
+            .map_err(engine_error)?;
+        let mut p2_linker = component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(engine_error)?;
+
+        let code_dir = match &config.cache_dir {
+            Some(dir) => {
+                let dir = dir.join(&fingerprint);
+                std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Io { path: dir.clone(), source })?;
+                Some(dir)
+            }
+            None => None,
+        };
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone());
+
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                engine,
+                fingerprint,
+                fuel_metering: config.fuel_metering,
+                p1_linker,
+                p2_linker,
+                code_dir,
+                loaded: Mutex::new(HashMap::new()),
+                slots: Semaphore::new(config.max_concurrent_tries.max(1) as usize),
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The engine's fingerprint: compiled code is cached under it, so a changed engine recompiles.
+    pub fn fingerprint(&self) -> &str {
+        &self.inner.fingerprint
+    }
+
+    /// Checks that `bytes` are a plugin this host can run, and says what it is.
+    pub fn check(&self, bytes: &[u8]) -> Result<PluginInfo, PluginError> {
+        Ok(self.load(bytes)?.info.clone())
+    }
+
+    /// Compiles (or fetches from the caches) and links a plugin. CPU-heavy on a cache miss: from async
+    /// code, call it in `spawn_blocking`.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        let id = PluginId::of(bytes);
+        if let Some(plugin) = self.lock_loaded().get(&id) {
+            return Ok(plugin.clone());
+        }
+        let plugin = Arc::new(self.load_uncached(id.clone(), bytes)?);
+        self.lock_loaded().insert(id, plugin.clone());
+        Ok(plugin)
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<PluginId, Arc<Plugin>>> {
+        self.inner.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn load_uncached(&self, id: PluginId, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        let engine = &self.inner.engine;
+        let encoding = encoding(bytes)?;
+        let cached = self.inner.code_dir.as_ref().map(|dir| dir.join(format!("{}.cwasm", id.hex())));
+        let from_disk = cached.as_ref().filter(|path| {
+            matches!(
+                (Engine::detect_precompiled_file(path), encoding),
+                (Ok(Some(Precompiled::Module)), Encoding::Module) | (Ok(Some(Precompiled::Component)), Encoding::Component)
+            )
+        });
+        let size = bytes.len() as u64;
+        let mut source = CodeSource::Compiled;
+        let (pre, imports, exports, kind) = match encoding {
+            Encoding::Module => {
+                let module = match from_disk {
+                    // SAFETY: files in the code directory are written only by `cache_code` below, from
+                    // code this engine compiled, under this engine's fingerprint.
+                    Some(path) => match unsafe { Module::deserialize_file(engine, path) } {
+                        Ok(module) => {
+                            source = CodeSource::DiskCache;
+                            module
+                        }
+                        Err(e) => {
+                            warn!("ignoring unreadable compiled code {}: {e:#}", path.display());
+                            Module::new(engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?
+                        }
+                    },
+                    None => Module::new(engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?,
+                };
+                let start = module.get_export("_start");
+                match start {
+                    Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
+                    Some(_) => {
+                        return Err(PluginError::UnsupportedKind(
+                            "`_start` is not a function of no arguments and no results".into(),
+                        ))
+                    }
+                    None => {
+                        return Err(PluginError::UnsupportedKind(
+                            "a core module without a `_start` export is not a WASI command (a reactor or library?)"
+                                .into(),
+                        ))
+                    }
+                }
+                let imports = module
+                    .imports()
+                    .map(|i| format!("{}::{} ({})", i.module(), i.name(), extern_kind(&i.ty())))
+                    .collect();
+                let exports = module.exports().map(|e| format!("{} ({})", e.name(), extern_kind(&e.ty()))).collect();
+                let pre = self
+                    .inner
+                    .p1_linker
+                    .instantiate_pre(&module)
+                    .map_err(|e| PluginError::UnknownImport(format!("{e:#}")))?;
+                if source == CodeSource::Compiled {
+                    self.cache_code(cached.as_ref(), module.serialize());
+                }
+                (Pre::Core(pre), imports, exports, PluginKind::P1Command)
+            }
+            Encoding::Component => {
+                let component = match from_disk {
+                    // SAFETY: as for modules above.
+                    Some(path) => match unsafe { component::Component::deserialize_file(engine, path) } {
+                        Ok(component) => {
+                            source = CodeSource::DiskCache;
+                            component
+                        }
+                        Err(e) => {
+                            warn!("ignoring unreadable compiled code {}: {e:#}", path.display());
+                            component::Component::new(engine, bytes)
+                                .map_err(|e| PluginError::Invalid(format!("{e:#}")))?
+                        }
+                    },
+                    None => component::Component::new(engine, bytes)
+                        .map_err(|e| PluginError::Invalid(format!("{e:#}")))?,
+                };
+                let ty = component.component_type();
+                let imports = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+                let exports = ty.exports(engine).map(|(name, _)| name.to_string()).collect::<Vec<_>>();
+                let pre = self
+                    .inner
+                    .p2_linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| PluginError::UnknownImport(format!("{e:#}")))?;
+                let pre = CommandPre::new(pre).map_err(|e| {
+                    PluginError::UnsupportedKind(format!(
+                        "a component that does not export wasi:cli/run is not a wasi:cli/command ({e:#})"
+                    ))
+                })?;
+                if source == CodeSource::Compiled {
+                    self.cache_code(cached.as_ref(), component.serialize());
+                }
+                (Pre::Component(pre), imports, exports, PluginKind::P2Command)
+            }
+        };
+        debug!(plugin = %id, ?source, "plugin loaded");
+        Ok(Plugin { info: PluginInfo { id, kind, size, imports, exports }, source, pre })
+    }
+
+    fn cache_code(&self, path: Option<&PathBuf>, code: wasmtime::Result<Vec<u8>>) {
+        let Some(path) = path else { return };
+        // A cache that cannot be written costs a compile next time, nothing more.
+        match code {
+            Ok(code) => {
+                if let Err(e) = write_atomically(path, &code) {
+                    warn!("could not cache compiled code at {}: {e}", path.display());
+                }
+            }
+            Err(e) => warn!("could not serialise compiled code: {e:#}"),
+        }
+    }
+
+    /// Runs one try of `plugin` with `input` on stdin, under `limits`, until it ends or `kill` is
+    /// thrown. Never fails: every way a try can end is an [`Outcome`].
+    #[instrument(skip_all, fields(plugin = %plugin.info.id.short()))]
+    pub async fn run(&self, plugin: &Plugin, input: &[u8], limits: &Limits, kill: &KillSwitch) -> TryReport {
+        let report = |outcome, log: String| TryReport {
+            plugin: plugin.info.id.clone(),
+            outcome,
+            log,
+            fuel_used: 0,
+            peak_memory_bytes: 0,
+            wall_time: Duration::ZERO,
+        };
+        let _slot = tokio::select! {
+            biased;
+            () = kill.0.cancelled() => return report(Outcome::Killed, String::new()),
+            slot = self.inner.slots.acquire() => match slot {
+                Ok(slot) => slot,
+                Err(e) => return report(Outcome::HostError { message: e.to_string() }, String::new()),
+            },
+        };
+
+        let started = Instant::now();
+        let stdout = CappedPipe::new(usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX), WhenFull::Fail);
+        let stderr = CappedPipe::new(usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX), WhenFull::Truncate);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(MemoryInputPipe::new(Bytes::copy_from_slice(input)))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let limiter = Limiter::new(limits.memory_bytes);
+        let engine = &self.inner.engine;
+
+        let (ended, fuel_left, limiter) = match &plugin.pre {
+            Pre::Core(pre) => {
+                let mut store = Store::new(engine, P1Host { wasi: wasi.build_p1(), limiter });
+                store.limiter(|host| &mut host.limiter);
+                self.prepare(&mut store, limits);
+                let call = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    start.call_async(&mut store, ()).await
+                };
+                let ended = guard(call, kill, limits.timeout).await;
+                let fuel_left = store.get_fuel().ok();
+                (ended, fuel_left, store.into_data().limiter)
+            }
+            Pre::Component(pre) => {
+                let host = P2Host { ctx: wasi.build(), table: ResourceTable::new(), limiter };
+                let mut store = Store::new(engine, host);
+                store.limiter(|host| &mut host.limiter);
+                self.prepare(&mut store, limits);
+                let call = async {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    match command.wasi_cli_run().call_run(&mut store).await? {
+                        Ok(()) => Ok(()),
+                        // wasi:cli/run 0.2 reports failure without a code: it reads as exit code 1.
+                        Err(()) => Err(I32Exit(1).into()),
+                    }
+                };
+                let ended = guard(call, kill, limits.timeout).await;
+                let fuel_left = store.get_fuel().ok();
+                (ended, fuel_left, store.into_data().limiter)
+            }
+        };
+
+        let mut log = String::from_utf8_lossy(&stderr.contents()).into_owned();
+        let dropped = stderr.dropped();
+        if dropped > 0 {
+            log.push_str(&format!(
+                "\n[sandflow] log truncated: {dropped} more bytes dropped past the limit of {}\n",
+                crate::human_bytes(limits.max_log_bytes)
+            ));
+        }
+        let outcome = classify(ended, &stdout, &limiter, limits, &mut log);
+        let fuel_used = match fuel_left {
+            Some(left) if self.inner.fuel_metering => limits.fuel.saturating_sub(left),
+            _ => 0,
+        };
+        debug!(outcome = outcome.name(), fuel_used, "try ended");
+        TryReport {
+            plugin: plugin.info.id.clone(),
+            outcome,
+            log,
+            fuel_used,
+            peak_memory_bytes: limiter.peak as u64,
+            wall_time: started.elapsed(),
+        }
+    }
+
+    fn prepare<T>(&self, store: &mut Store<T>, limits: &Limits) {
+        if self.inner.fuel_metering {
+            store.set_fuel(limits.fuel).expect("fuel metering is on");
+        }
+        // Yield to the runtime at every tick: other tasks run, and the guard can stop the try.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+    }
+}
+
+fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("sandflow-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// How the call ended, before it is read as an [`Outcome`].
+enum Ended {
+    Finished(wasmtime::Result<()>),
+    TimedOut,
+    Killed,
+}
+
+/// Runs `call` until it ends, the deadline passes or the kill switch is thrown. Dropping the call's
+/// future cancels the wasm at its next yield (each epoch tick) or host call.
+async fn guard(call: impl std::future::Future<Output = wasmtime::Result<()>>, kill: &KillSwitch, timeout: Duration) -> Ended {
+    tokio::select! {
+        biased;
+        () = kill.0.cancelled() => Ended::Killed,
+        () = tokio::time::sleep(timeout) => Ended::TimedOut,
+        result = call => Ended::Finished(result),
+    }
+}
+
+fn classify(ended: Ended, stdout: &CappedPipe, limiter: &Limiter, limits: &Limits, log: &mut String) -> Outcome {
+    let error = match ended {
+        Ended::Killed => return Outcome::Killed,
+        Ended::TimedOut => return Outcome::Timeout { limit: limits.timeout },
+        Ended::Finished(Ok(())) => None,
+        Ended::Finished(Err(e)) => match e.downcast_ref::<I32Exit>() {
+            Some(I32Exit(0)) => None,
+            _ => Some(e),
+        },
+    };
+    if stdout.dropped() > 0 {
+        return Outcome::OutputTooLarge { limit_bytes: limits.max_output_bytes };
+    }
+    let Some(error) = error else {
+        return match TaskResult::parse(&stdout.contents()) {
+            Ok(result) => Outcome::Success { result },
+            Err(e) => Outcome::InvalidResult { reason: e.to_string() },
+        };
+    };
+    if error.downcast_ref::<OutputLimitExceeded>().is_some() {
+        return Outcome::OutputTooLarge { limit_bytes: limits.max_output_bytes };
+    }
+    if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
+        return Outcome::FuelExhausted { limit: limits.fuel };
+    }
+    if limiter.refused {
+        // A refused growth makes most guests abort (Rust: "memory allocation failed", then a trap).
+        return Outcome::MemoryLimit { limit_bytes: limits.memory_bytes };
+    }
+    if let Some(I32Exit(code)) = error.downcast_ref::<I32Exit>() {
+        return Outcome::ExitCode { code: *code };
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        let message = match trap {
+            Trap::StackOverflow => "stack overflow: the wasm call stack is exhausted".to_string(),
+            other => other.to_string(),
+        };
+        let backtrace = error.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
+        log.push_str(&format!("\n[sandflow] trap: {message}\n"));
+        if let Some(bt) = &backtrace {
+            log.push_str(&format!("[sandflow] wasm backtrace:\n{bt}\n"));
+        }
+        return Outcome::Trap { message, backtrace };
+    }
+    Outcome::HostError { message: format!("{error:#}") }
+}
+
+fn extern_kind(ty: &ExternType) -> &'static str {
+    match ty {
+        ExternType::Func(_) => "func",
+        ExternType::Global(_) => "global",
+        ExternType::Table(_) => "table",
+        ExternType::Memory(_) => "memory",
+        ExternType::Tag(_) => "tag",
+    }
+}

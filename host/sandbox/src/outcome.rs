@@ -1,0 +1,180 @@
+//! How a try ended, as a typed enum the scheduler matches on, and what it used.
+
+use std::fmt;
+use std::time::Duration;
+
+use sandflow_sdk::TaskResult;
+use serde::{Deserialize, Serialize};
+
+use crate::PluginId;
+
+/// How a try ended. Every variant but [`Outcome::Success`] is a failure of the try; the scheduler
+/// decides whether to retry (a kill, for one, is not retried).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Exit code 0 and a valid result on stdout.
+    Success {
+        /// The parsed result.
+        result: TaskResult,
+    },
+    /// The plugin exited with a non-zero code.
+    ExitCode {
+        /// The code.
+        code: i32,
+    },
+    /// The plugin trapped (unreachable, out-of-bounds access, stack overflow...).
+    Trap {
+        /// wasmtime's description of the trap.
+        message: String,
+        /// The wasm backtrace, when there is one.
+        backtrace: Option<String>,
+    },
+    /// The try used all its fuel.
+    FuelExhausted {
+        /// The fuel it was given.
+        limit: u64,
+    },
+    /// A memory or table growth was refused and the plugin then failed.
+    MemoryLimit {
+        /// The limit in bytes.
+        limit_bytes: u64,
+    },
+    /// The wall-clock deadline passed.
+    Timeout {
+        /// The deadline.
+        limit: Duration,
+    },
+    /// More than the limit was written to stdout.
+    OutputTooLarge {
+        /// The limit in bytes.
+        limit_bytes: u64,
+    },
+    /// Exit code 0 but stdout was not a valid ABI v1 result.
+    InvalidResult {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Stopped from outside (a user cleared the task).
+    Killed,
+    /// The host could not run the try (instantiation failed, for instance): not the plugin's doing.
+    HostError {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// Whether the try succeeded.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success { .. })
+    }
+
+    /// A short, stable name for tables and metrics: `success`, `exit_code`, `fuel_exhausted`...
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Success { .. } => "success",
+            Outcome::ExitCode { .. } => "exit_code",
+            Outcome::Trap { .. } => "trap",
+            Outcome::FuelExhausted { .. } => "fuel_exhausted",
+            Outcome::MemoryLimit { .. } => "memory_limit",
+            Outcome::Timeout { .. } => "timeout",
+            Outcome::OutputTooLarge { .. } => "output_too_large",
+            Outcome::InvalidResult { .. } => "invalid_result",
+            Outcome::Killed => "killed",
+            Outcome::HostError { .. } => "host_error",
+        }
+    }
+}
+
+/// One line for users, naming the figure that was hit.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Success { .. } => write!(f, "success"),
+            Outcome::ExitCode { code } => write!(f, "exit code {code}"),
+            Outcome::Trap { message, .. } => write!(f, "trap: {message}"),
+            Outcome::FuelExhausted { limit } => write!(f, "fuel exhausted after {limit} units"),
+            Outcome::MemoryLimit { limit_bytes } => write!(f, "memory limit of {} reached", human_bytes(*limit_bytes)),
+            Outcome::Timeout { limit } => write!(f, "timed out after {}", human_duration(*limit)),
+            Outcome::OutputTooLarge { limit_bytes } => {
+                write!(f, "output too large: more than {} on stdout", human_bytes(*limit_bytes))
+            }
+            Outcome::InvalidResult { reason } => write!(f, "invalid result JSON: {reason}"),
+            Outcome::Killed => write!(f, "killed"),
+            Outcome::HostError { message } => write!(f, "host error: {message}"),
+        }
+    }
+}
+
+/// Bytes as `N bytes`, `N KiB` or `N MiB`, exact when it is a whole number of units.
+pub fn human_bytes(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// A duration as `1.5s`, `250ms` or `10m`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs >= 60.0 && d.as_secs() % 60 == 0 && d.subsec_nanos() == 0 {
+        format!("{}m", d.as_secs() / 60)
+    } else if secs >= 1.0 {
+        format!("{}s", (secs * 1000.0).round() / 1000.0)
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Everything a try reports: its outcome, its raw output and log, and what it used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TryReport {
+    /// The plugin that ran.
+    pub plugin: PluginId,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The log (stderr), with a truncation marker and, after a trap, the trap and its backtrace.
+    pub log: String,
+    /// Fuel consumed (0 when fuel metering is off).
+    pub fuel_used: u64,
+    /// Peak bytes of linear memory and tables.
+    pub peak_memory_bytes: u64,
+    /// Wall-clock time of the try, from instantiation to end.
+    pub wall_time: Duration,
+}
+
+impl fmt::Display for TryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (plugin {})", self.outcome, self.plugin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_read_as_one_line_with_the_figure() {
+        assert_eq!(Outcome::FuelExhausted { limit: 1_000_000 }.to_string(), "fuel exhausted after 1000000 units");
+        assert_eq!(Outcome::MemoryLimit { limit_bytes: 256 << 20 }.to_string(), "memory limit of 256 MiB reached");
+        assert_eq!(Outcome::Timeout { limit: Duration::from_millis(1500) }.to_string(), "timed out after 1.5s");
+        assert_eq!(Outcome::Timeout { limit: Duration::from_secs(600) }.to_string(), "timed out after 10m");
+        assert_eq!(
+            Outcome::OutputTooLarge { limit_bytes: 1 << 20 }.to_string(),
+            "output too large: more than 1 MiB on stdout"
+        );
+        assert_eq!(Outcome::ExitCode { code: 3 }.to_string(), "exit code 3");
+    }
+
+    #[test]
+    fn outcomes_serialise_with_a_kind_tag() {
+        let json = serde_json::to_value(Outcome::ExitCode { code: 3 }).unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "exit_code", "code": 3}));
+    }
+}

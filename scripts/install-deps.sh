@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system packages Sandflow's build and tests need, if they are missing (Debian).
+# Rust targets come from rust-toolchain.toml on the first cargo call.
+set -euo pipefail
+packages=(clang lld wasi-libc libclang-rt-dev-wasm32)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
