@@ -107,28 +107,38 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Bytes as `N bytes`, `N KiB` or `N MiB`, exact when it is a whole number of units.
+/// Bytes for humans: `256 MiB` when exact, else `1.1 MiB`, `12.5 KiB` or `512 bytes`.
 pub fn human_bytes(bytes: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * KIB;
-    if bytes >= MIB && bytes % MIB == 0 {
-        format!("{} MiB", bytes / MIB)
-    } else if bytes >= KIB && bytes % KIB == 0 {
-        format!("{} KiB", bytes / KIB)
+    let (unit, name) = match bytes {
+        b if b >= MIB => (MIB, "MiB"),
+        b if b >= KIB => (KIB, "KiB"),
+        _ => return format!("{bytes} bytes"),
+    };
+    if bytes % unit == 0 {
+        format!("{} {name}", bytes / unit)
     } else {
-        format!("{bytes} bytes")
+        format!("{:.1} {name}", bytes as f64 / unit as f64)
     }
 }
 
-/// A duration as `1.5s`, `250ms` or `10m`.
+/// A duration for humans: `10m`, `1.5s`, `300ms`, `2.4ms` or `35µs`.
 pub fn human_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
-    if secs >= 60.0 && d.as_secs() % 60 == 0 && d.subsec_nanos() == 0 {
+    if d.as_secs() >= 60 && d.as_secs() % 60 == 0 && d.subsec_nanos() == 0 {
         format!("{}m", d.as_secs() / 60)
     } else if secs >= 1.0 {
         format!("{}s", (secs * 1000.0).round() / 1000.0)
+    } else if d.as_micros() >= 1000 {
+        let ms = secs * 1000.0;
+        if d.subsec_nanos() % 1_000_000 == 0 {
+            format!("{}ms", d.as_millis())
+        } else {
+            format!("{ms:.1}ms")
+        }
     } else {
-        format!("{}ms", d.as_millis())
+        format!("{}µs", d.as_micros())
     }
 }
 
@@ -170,6 +180,10 @@ mod tests {
             "output too large: more than 1 MiB on stdout"
         );
         assert_eq!(Outcome::ExitCode { code: 3 }.to_string(), "exit code 3");
+        assert_eq!(human_bytes(1_114_752), "1.1 MiB");
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_duration(Duration::from_micros(2_400)), "2.4ms");
+        assert_eq!(human_duration(Duration::from_micros(35)), "35µs");
     }
 
     #[test]

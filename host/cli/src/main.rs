@@ -1,0 +1,102 @@
+//! `sandflow`: one binary for every part (standalone server, scheduler, worker) and the tools.
+//!
+//! Configuration lives in [`GlobalArgs`] (flags with environment fallbacks); each subcommand is a
+//! module that turns its arguments into calls on the library crates and prints the result.
+
+mod home;
+mod plugin_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use home::Home;
+
+/// Sandflow: a DAG orchestrator whose operators are sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "sandflow", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Sandflow's home: plugin store, compiled-code cache, database. Default: ~/.sandflow.
+    #[arg(long, env = "SANDFLOW_HOME", global = true)]
+    home: Option<std::path::PathBuf>,
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Add, inspect and run plugins.
+    #[command(subcommand)]
+    Plugin(plugin_cmd::PluginCmd),
+}
+
+/// How a command failed: `Usage` for bad input (exit 2), `Failed` for work that ran and failed (exit 1).
+#[derive(Debug)]
+pub enum CliError {
+    /// The input was wrong; the message says how.
+    Usage(anyhow::Error),
+    /// The work ran and failed; the message is its one-line reason.
+    Failed(String),
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Usage(e)
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,sandflow=info",
+        _ => "debug,cranelift=info,wasmtime=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let home = match Home::resolve(cli.global.home.clone()) {
+        Ok(home) => home,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Plugin(cmd) => plugin_cmd::run(cmd, &home).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(reason)) => {
+            eprintln!("sandflow: {reason}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `sandflow plugin add|inspect|run|list`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Subcommand;
+use sandflow_sandbox::{
+    human_bytes, human_duration, CodeSource, KillSwitch, Limits, Outcome, Plugin, PluginId, PluginStore, Sandbox,
+    SandboxConfig,
+};
+use sandflow_sdk::TaskContext;
+use serde_json::Value;
+
+use crate::{CliError, Home};
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCmd {
+    /// Check a wasm file and add it to the plugin store; prints its id.
+    Add {
+        /// The .wasm file.
+        file: PathBuf,
+    },
+    /// Show a plugin's id, kind, size, imports and exports.
+    Inspect {
+        /// A .wasm file, or the sha256: id of a stored plugin.
+        plugin: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a plugin once: the result JSON on stdout, the plugin's log and a summary on stderr.
+    Run {
+        /// A .wasm file, or the sha256: id of a stored plugin.
+        plugin: String,
+        /// The task context as JSON (fields left out take their defaults), or @FILE to read it.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Fuel (about one unit per wasm instruction).
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Memory limit in MiB.
+        #[arg(long = "memory-mb")]
+        memory_mb: Option<u64>,
+        /// Wall-clock limit in seconds (fractions allowed).
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// List the plugins in the store.
+    List,
+}
+
+pub async fn run(cmd: PluginCmd, home: &Home) -> Result<(), CliError> {
+    match cmd {
+        PluginCmd::Add { file } => add(&file, home),
+        PluginCmd::Inspect { plugin, json } => inspect(&plugin, json, home),
+        PluginCmd::Run { plugin, input, fuel, memory_mb, timeout } => {
+            let limits = limits(fuel, memory_mb, timeout)?;
+            run_once(&plugin, &input, limits, home).await
+        }
+        PluginCmd::List => list(home),
+    }
+}
+
+/// A sandbox for one command: compiled code cached in the home, a small pool.
+pub fn sandbox(home: &Home) -> anyhow::Result<Sandbox> {
+    let config = SandboxConfig { cache_dir: Some(home.code_cache()), max_concurrent_tries: 8, ..SandboxConfig::default() };
+    Ok(Sandbox::new(config)?)
+}
+
+fn store(home: &Home) -> anyhow::Result<PluginStore> {
+    Ok(PluginStore::open(home.plugins())?)
+}
+
+/// Reads a plugin named by path or by id.
+fn plugin_bytes(target: &str, home: &Home) -> anyhow::Result<Vec<u8>> {
+    if target.starts_with("sha256:") {
+        let id: PluginId = target.parse()?;
+        return Ok(store(home)?.get(&id)?);
+    }
+    std::fs::read(target).with_context(|| format!("reading {target}"))
+}
+
+fn load(target: &str, home: &Home) -> anyhow::Result<(Sandbox, Arc<Plugin>)> {
+    let bytes = plugin_bytes(target, home)?;
+    let sandbox = sandbox(home)?;
+    let plugin = sandbox.load(&bytes).with_context(|| format!("{target} is not a plugin Sandflow can run"))?;
+    Ok((sandbox, plugin))
+}
+
+fn add(file: &PathBuf, home: &Home) -> Result<(), CliError> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let info = sandbox(home)?
+        .check(&bytes)
+        .with_context(|| format!("{} is not a plugin Sandflow can run", file.display()))?;
+    let id = store(home)?.put(&bytes).map_err(anyhow::Error::from)?;
+    debug_assert_eq!(id, info.id);
+    println!("{id}");
+    Ok(())
+}
+
+fn inspect(target: &str, json: bool, home: &Home) -> Result<(), CliError> {
+    let (_, plugin) = load(target, home)?;
+    let info = &plugin.info;
+    if json {
+        println!("{}", serde_json::to_string_pretty(info).map_err(anyhow::Error::from)?);
+        return Ok(());
+    }
+    println!("id:      {}", info.id);
+    println!("kind:    {}", info.kind);
+    println!("size:    {} bytes", info.size);
+    println!("imports: {}", info.imports.len());
+    for import in &info.imports {
+        println!("  {import}");
+    }
+    println!("exports: {}", info.exports.len());
+    for export in &info.exports {
+        println!("  {export}");
+    }
+    Ok(())
+}
+
+fn list(home: &Home) -> Result<(), CliError> {
+    for id in store(home)?.list().map_err(anyhow::Error::from)? {
+        println!("{id}");
+    }
+    Ok(())
+}
+
+fn limits(fuel: Option<u64>, memory_mb: Option<u64>, timeout: Option<f64>) -> anyhow::Result<Limits> {
+    let mut limits = Limits::default();
+    if let Some(fuel) = fuel {
+        limits.fuel = fuel;
+    }
+    if let Some(mb) = memory_mb {
+        limits.memory_bytes = mb.checked_mul(1024 * 1024).ok_or_else(|| anyhow!("--memory-mb {mb} is too large"))?;
+    }
+    if let Some(secs) = timeout {
+        limits.timeout = Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| anyhow!("--timeout must be a positive number of seconds, not {secs}"))?;
+    }
+    if let Err(over) = sandflow_sandbox::Caps::default().check(&limits) {
+        bail!("{}", over.join("; "));
+    }
+    Ok(limits)
+}
+
+/// The task context: the defaults, overlaid with the fields the user gave.
+fn context(input: &str) -> anyhow::Result<Vec<u8>> {
+    let text = match input.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading --input file {path}"))?,
+        None => input.to_string(),
+    };
+    let given: Value = serde_json::from_str(&text).context("--input is not valid JSON")?;
+    let Value::Object(given) = given else { bail!("--input must be a JSON object (the task context), not {given}") };
+    let mut context = serde_json::to_value(TaskContext::empty())?;
+    let fields = context.as_object_mut().expect("a struct serialises to an object");
+    fields.extend(given);
+    Ok(serde_json::to_vec(&context)?)
+}
+
+async fn run_once(target: &str, input: &str, limits: Limits, home: &Home) -> Result<(), CliError> {
+    let input = context(input)?;
+    let (sandbox, plugin) = load(target, home)?;
+    let kill = KillSwitch::new();
+    let report = sandbox.run(&plugin, &input, &limits, &kill).await;
+    eprint!("{}", report.log);
+    if !report.log.is_empty() && !report.log.ends_with('\n') {
+        eprintln!();
+    }
+    let code = match plugin.source {
+        CodeSource::Compiled => "compiled now",
+        CodeSource::DiskCache => "code from cache",
+    };
+    let usage = format!(
+        "fuel {}, peak memory {}, {}, {code}",
+        report.fuel_used,
+        human_bytes(report.peak_memory_bytes),
+        human_duration(report.wall_time)
+    );
+    match &report.outcome {
+        Outcome::Success { result } => {
+            println!("{}", serde_json::to_string(result).map_err(anyhow::Error::from)?);
+            eprintln!("sandflow: success ({usage})");
+            Ok(())
+        }
+        failure => Err(CliError::Failed(format!("{failure} (plugin {}; {usage})", report.plugin))),
+    }
+}

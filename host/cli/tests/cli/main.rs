@@ -1,0 +1,61 @@
+//! The `sandflow` binary, run as a user runs it: a real process, a fresh home per test.
+
+mod plugin;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A fresh `$SANDFLOW_HOME` and a way to run the binary in it.
+pub struct Env {
+    pub home: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env { home: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sandflow"));
+        command.env("SANDFLOW_HOME", self.home.path()).env_remove("RUST_LOG").env_remove("RUST_BACKTRACE");
+        command
+    }
+
+    /// Runs `sandflow ARGS` to the end.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run(self.command().args(args).output().unwrap())
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+}
+
+/// A finished run.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// The last line of stderr: where a failure's one-line reason goes.
+    pub fn reason(&self) -> String {
+        self.stderr().lines().last().unwrap_or("").to_string()
+    }
+    /// Asserts success and returns stdout.
+    pub fn ok(&self) -> String {
+        assert_eq!(self.code(), 0, "stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+        self.stdout()
+    }
+}
+
+/// A built plugin's path as text.
+pub fn plugin(stem: &str) -> String {
+    sandflow_test_artifacts::path(stem).display().to_string()
+}

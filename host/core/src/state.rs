@@ -1,0 +1,1 @@
+//! States of DAG runs and task instances, and trigger rules.
