@@ -35,6 +35,11 @@ impl Home {
         self.root.join("plugins")
     }
 
+    /// The embedded database.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("sandflow.db")
+    }
+
     /// Compiled code, by engine fingerprint and plugin id.
     pub fn code_cache(&self) -> PathBuf {
         self.root.join("cache").join("code")

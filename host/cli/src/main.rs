@@ -3,8 +3,15 @@
 //! Configuration lives in [`GlobalArgs`] (flags with environment fallbacks); each subcommand is a
 //! module that turns its arguments into calls on the library crates and prints the result.
 
+mod app;
+mod bench_cmd;
+mod dags_cmd;
+mod db_cmd;
 mod home;
 mod plugin_cmd;
+mod standalone;
+mod table;
+mod tasks_cmd;
 
 use std::process::ExitCode;
 
@@ -35,9 +42,22 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the store, the scheduler and the executor in one process (the embedded SQLite store).
+    Standalone(standalone::StandaloneArgs),
+    /// List, show, trigger, pause and test DAGs.
+    #[command(subcommand)]
+    Dags(dags_cmd::DagsCmd),
+    /// List task instances, read their logs, test one task.
+    #[command(subcommand)]
+    Tasks(tasks_cmd::TasksCmd),
     /// Add, inspect and run plugins.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCmd),
+    /// Create, migrate or reset the embedded database.
+    #[command(subcommand)]
+    Db(db_cmd::DbCmd),
+    /// Measure the scheduler: N DAGs of M noop tasks through the real store and executor.
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// How a command failed: `Usage` for bad input (exit 2), `Failed` for work that ran and failed (exit 1).
@@ -85,7 +105,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Standalone(args) => standalone::run(args, &home).await,
+            Command::Dags(cmd) => dags_cmd::run(cmd, &home).await,
+            Command::Tasks(cmd) => tasks_cmd::run(cmd, &home).await,
             Command::Plugin(cmd) => plugin_cmd::run(cmd, &home).await,
+            Command::Db(cmd) => db_cmd::run(cmd, &home).await,
+            Command::Bench(args) => bench_cmd::run(args, &home).await,
         }
     });
     match result {

@@ -65,7 +65,13 @@ pub async fn run(cmd: PluginCmd, home: &Home) -> Result<(), CliError> {
 
 /// A sandbox for one command: compiled code cached in the home, a small pool.
 pub fn sandbox(home: &Home) -> anyhow::Result<Sandbox> {
-    let config = SandboxConfig { cache_dir: Some(home.code_cache()), max_concurrent_tries: 8, ..SandboxConfig::default() };
+    sandbox_with(home, 8)
+}
+
+/// A sandbox sized for `concurrent` tries at once.
+pub fn sandbox_with(home: &Home, concurrent: usize) -> anyhow::Result<Sandbox> {
+    let max_concurrent_tries = u32::try_from(concurrent.max(1)).unwrap_or(u32::MAX);
+    let config = SandboxConfig { cache_dir: Some(home.code_cache()), max_concurrent_tries, ..SandboxConfig::default() };
     Ok(Sandbox::new(config)?)
 }
 

@@ -3,6 +3,9 @@
 //! Each `tests/ui/<name>.toml` is parsed and all its diagnostics, one per line, are compared with
 //! `tests/ui/<name>.err` (empty for a valid file). `SANDFLOW_BLESS=1 cargo test -p sandflow-core
 //! --test ui` rewrites the `.err` files instead: review the diff before committing it.
+//!
+//! The DAG format's reference, `dags/README.md`, is checked here too: its example must be valid
+//! and every accepted field must be documented.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -77,4 +80,40 @@ fn ui() {
         "{}\n(if the new output is right: SANDFLOW_BLESS=1 cargo test -p sandflow-core --test ui)",
         failures.join("\n")
     );
+}
+
+fn readme() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dags/README.md");
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn readme_example_is_valid() {
+    let readme = readme();
+    let start = readme.find("```toml\n").expect("a ```toml block in dags/README.md") + "```toml\n".len();
+    let length = readme[start..].find("```").expect("the end of the block");
+    let output = render("dags/README.md", &readme[start..start + length]);
+    assert!(output.is_empty(), "the README's example is not valid:\n{output}");
+}
+
+/// The fields a table accepts, as listed by the message for an unknown field in it.
+fn accepted_fields(text: &str) -> Vec<String> {
+    let output = render("fields.toml", text);
+    let (_, list) = output.split_once("expected one of ").unwrap_or_else(|| panic!("no field list in {output}"));
+    list.trim().split(", ").map(|name| name.trim_matches('"').to_owned()).collect()
+}
+
+#[test]
+fn readme_documents_every_field() {
+    let readme = readme();
+    let tables = [
+        "unknown = 1\nid = \"x\"\n[tasks.a]\nplugin = \"a.wasm\"\n",
+        "id = \"x\"\n[defaults]\nunknown = 1\n[tasks.a]\nplugin = \"a.wasm\"\n",
+        "id = \"x\"\n[tasks.a]\nplugin = \"a.wasm\"\nunknown = 1\n",
+    ];
+    for table in tables {
+        for field in accepted_fields(table) {
+            assert!(readme.contains(&format!("| `{field}` |")), "dags/README.md does not document `{field}`");
+        }
+    }
 }

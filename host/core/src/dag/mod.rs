@@ -122,9 +122,10 @@ pub struct Task {
     pub retries: u32,
     /// The wait before a retry; default 30 s.
     pub retry_delay: Duration,
-    /// Whether the wait doubles at each retry (see [`Task::retry_delay_for`]); default false.
+    /// Whether the wait doubles at each retry: `retry_delay × 2^(retry-1)`; default false.
+    /// The arithmetic lives with the retry policy of the state machine.
     pub retry_exponential_backoff: bool,
-    /// The longest wait between tries when the wait grows exponentially.
+    /// The longest wait before a retry.
     pub max_retry_delay: Option<Duration>,
     /// The wall-clock limit of one try; `None` leaves it to the server (at most [`Caps::timeout`]).
     pub timeout: Option<Duration>,
@@ -138,23 +139,6 @@ impl Task {
     /// The default `retry_delay`: Airflow's default five minutes is long for small tasks; 30 s
     /// rides out a brief outage without hammering the thing that failed.
     pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
-
-    /// The wait before retry number `retry` (1 for the first retry).
-    ///
-    /// `retry_delay`, or with `retry_exponential_backoff` `retry_delay × 2^(retry-1)` (saturating),
-    /// capped by `max_retry_delay` when set. The cap only applies to exponential backoff, as in
-    /// Airflow.
-    pub fn retry_delay_for(&self, retry: u32) -> Duration {
-        if !self.retry_exponential_backoff {
-            return self.retry_delay;
-        }
-        let factor = 2u32.checked_pow(retry.saturating_sub(1)).unwrap_or(u32::MAX);
-        let delay = self.retry_delay.checked_mul(factor).unwrap_or(Duration::MAX);
-        match self.max_retry_delay {
-            Some(max) => delay.min(max),
-            None => delay,
-        }
-    }
 }
 
 /// A task's plugin as written in the DAG file.

@@ -110,7 +110,8 @@ fn report_syntax_error(reader: &mut Reader<'_>, text: &str, error: &toml::de::Er
     let mut message = error.message().trim().replace('\n', "; ");
     if message == "duplicate key" {
         let key = text.get(span.clone()).unwrap_or_default();
-        message = format!("duplicate key {key}");
+        let quoted = key.starts_with(['"', '\'']);
+        message = if quoted { format!("duplicate key {key}") } else { format!("duplicate key {key:?}") };
     }
     reader.error(span, "", message);
 }

@@ -236,10 +236,13 @@ impl<'t> Reader<'t> {
     }
 }
 
-/// `path.name`, or `name` at the top level.
+/// The dotted path `path.name` (`name` at the top level), with `name` quoted as in TOML when it
+/// is not a bare key, e.g. `tasks."load.v2"`.
 pub(super) fn join(path: &str, name: &str) -> String {
+    let bare = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let name = if bare { name.to_owned() } else { format!("{name:?}") };
     if path.is_empty() {
-        name.to_owned()
+        name
     } else {
         format!("{path}.{name}")
     }

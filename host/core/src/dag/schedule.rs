@@ -21,8 +21,8 @@ pub enum Schedule {
         /// The expression as written, trimmed, runs of whitespace collapsed to one space, and an
         /// `@` alias in lower case.
         expr: String,
-        /// The parsed expression.
-        cron: Cron,
+        /// The parsed expression (boxed: it is large, and `Manual` is empty).
+        cron: Box<Cron>,
     },
 }
 
@@ -71,7 +71,7 @@ impl Schedule {
             expr.make_ascii_lowercase();
         }
         let cron = parse_cron(&expr)?;
-        let schedule = Schedule::Cron { expr, cron };
+        let schedule = Schedule::Cron { expr, cron: Box::new(cron) };
         match schedule.at_or_after(DateTime::UNIX_EPOCH) {
             Some(_) => Ok(schedule),
             None => Err(ScheduleError::NeverFires(schedule.expr().unwrap_or_default().to_owned())),

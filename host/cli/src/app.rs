@@ -1,0 +1,95 @@
+//! What several commands share: the store in the home, the sandbox, the DAG folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use sandflow_core::dag::Caps;
+use sandflow_scheduler::{load_file, DagFolder};
+use sandflow_store::{Durability, RunRow, Store};
+
+use crate::Home;
+
+/// The embedded store in the home.
+pub async fn open_store(home: &Home) -> anyhow::Result<Store> {
+    Ok(Store::open(&home.database(), Durability::Normal).await?)
+}
+
+/// `--dags DIR`, checked to be a folder.
+pub fn dags_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    if !dir.is_dir() {
+        bail!("the DAG folder {} does not exist (give one with --dags DIR)", dir.display());
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Loads every DAG file of `dir` into `store`; broken files are reported on stderr and recorded,
+/// and do not stop the others.
+pub async fn sync_dags(dir: &Path, store: &Store, home: &Home) -> anyhow::Result<()> {
+    let sandbox = crate::plugin_cmd::sandbox(home)?;
+    let mut folder = DagFolder::new(dags_dir(dir)?, store.clone(), sandbox, Caps::default(), false);
+    let report = folder.scan().await?;
+    for (path, message) in report.errors {
+        eprintln!("warning: {} was not loaded:\n{}", path.display(), indent(&message));
+    }
+    Ok(())
+}
+
+/// Loads one DAG file by DAG id from `dir` (every file is parsed until one has that id).
+pub async fn load_one(dir: &Path, dag_id: &str, store: &Store, home: &Home) -> anyhow::Result<sandflow_scheduler::Loaded> {
+    let sandbox = crate::plugin_cmd::sandbox(home)?;
+    let mut errors = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dags_dir(dir)?)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    for path in files {
+        match load_file(&path, store, &sandbox, &Caps::default(), false).await {
+            Ok(loaded) if loaded.dag.id == dag_id => return Ok(loaded),
+            Ok(_) => {}
+            Err(message) => errors.push(message),
+        }
+    }
+    if errors.is_empty() {
+        bail!("no DAG `{dag_id}` in {}", dir.display());
+    }
+    bail!("no DAG `{dag_id}` in {} (files that did not load:\n{})", dir.display(), indent(&errors.join("\n")))
+}
+
+/// Indents every line by two spaces.
+pub fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// A run by id, or `latest` for the DAG's newest run.
+pub async fn find_run(store: &Store, dag_id: &str, run: &str) -> anyhow::Result<RunRow> {
+    if store.dag(dag_id).await?.is_none() {
+        let known: Vec<String> = store.dags().await?.into_iter().map(|d| d.dag_id).collect();
+        bail!("no DAG `{dag_id}` (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") });
+    }
+    let found = if run == "latest" {
+        store.runs(Some(dag_id), 1).await?.into_iter().next()
+    } else {
+        store.run(run).await?.filter(|r| r.dag_id == dag_id)
+    };
+    match found {
+        Some(row) => Ok(row),
+        None if run == "latest" => bail!("DAG `{dag_id}` has no runs yet"),
+        None => bail!("DAG `{dag_id}` has no run `{run}` (see: sandflow dags show {dag_id})"),
+    }
+}
+
+/// Parses `--conf` as a JSON object.
+pub fn conf(text: Option<&str>) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let Some(text) = text else { return Ok(serde_json::Map::new()) };
+    match serde_json::from_str(text).context("--conf is not valid JSON")? {
+        serde_json::Value::Object(map) => Ok(map),
+        other => bail!("--conf must be a JSON object, not {other}"),
+    }
+}
+
+/// Who is running this command, for `triggered_by`.
+pub fn user() -> String {
+    std::env::var("SANDFLOW_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "cli".to_string())
+}

@@ -1,0 +1,169 @@
+//! `sandflow bench`: N DAGs of M `noop` tasks through the real loader, scheduler, SQLite store and
+//! executor, in a scratch home. Prints figures; asserts nothing.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use sandflow_scheduler::{trigger, Notice, Scheduler, SchedulerConfig, TriggerOptions};
+use sandflow_store::{Durability, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::{CliError, Home};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// t0 >> t1 >> ... >> tM-1: every hop waits for the previous task.
+    Chain,
+    /// t0 >> [t1 ... tM-2] >> tM-1: one root, M-2 tasks at once, one join.
+    Fan,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// How many DAGs (one run each, all triggered at once).
+    #[arg(long = "dags", default_value_t = 1)]
+    pub dag_count: usize,
+    /// Tasks per DAG.
+    #[arg(long, default_value_t = 30)]
+    pub tasks: usize,
+    /// The shape of each DAG.
+    #[arg(long, value_enum, default_value_t = Shape::Chain)]
+    pub shape: Shape,
+    /// The noop plugin to run (built by plugins/build.sh).
+    #[arg(long, default_value = "target/plugins/noop.wasm")]
+    pub plugin: PathBuf,
+    /// Tries at once.
+    #[arg(long, default_value_t = 32)]
+    pub parallelism: usize,
+    /// Commit with synchronous=FULL instead of NORMAL.
+    #[arg(long)]
+    pub full_durability: bool,
+}
+
+fn dag_file(index: usize, tasks: usize, shape: Shape, plugin: &str) -> String {
+    let mut text = format!("id = \"bench_{index:04}\"\nmax_active_runs = 1\n");
+    for t in 0..tasks {
+        text.push_str(&format!("[tasks.t{t:03}]\nplugin = {plugin:?}\n"));
+        let upstream = match (shape, t) {
+            (_, 0) => None,
+            (Shape::Chain, t) => Some(format!("[\"t{:03}\"]", t - 1)),
+            (Shape::Fan, t) if t == tasks - 1 && tasks > 2 => {
+                Some(format!("[{}]", (1..tasks - 1).map(|u| format!("\"t{u:03}\"")).collect::<Vec<_>>().join(", ")))
+            }
+            (Shape::Fan, _) => Some("[\"t000\"]".to_string()),
+        };
+        if let Some(upstream) = upstream {
+            text.push_str(&format!("upstream = {upstream}\n"));
+        }
+    }
+    text
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
+    if args.tasks == 0 || args.dag_count == 0 {
+        return Err(CliError::Usage(anyhow::anyhow!("--dags and --tasks must be at least 1")));
+    }
+    let plugin = args
+        .plugin
+        .canonicalize()
+        .with_context(|| format!("{} (build the example plugins first: plugins/build.sh)", args.plugin.display()))?;
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let dags = scratch.path().join("dags");
+    std::fs::create_dir_all(&dags).context("creating the scratch DAG folder")?;
+    std::fs::create_dir_all(dags.join("plugins")).context("creating the scratch plugin folder")?;
+    std::fs::copy(&plugin, dags.join("plugins/noop.wasm")).context("copying the plugin")?;
+    for i in 0..args.dag_count {
+        let text = dag_file(i, args.tasks, args.shape, "plugins/noop.wasm");
+        std::fs::write(dags.join(format!("bench_{i:04}.toml")), text).context("writing a DAG file")?;
+    }
+    let durability = if args.full_durability { Durability::Full } else { Durability::Normal };
+    let store = Store::open(&scratch.path().join("sandflow.db"), durability).await.map_err(anyhow::Error::from)?;
+    let sandbox = crate::plugin_cmd::sandbox_with(home, args.parallelism)?;
+    let config = SchedulerConfig { parallelism: args.parallelism, dags_dir: Some(dags.clone()), ..SchedulerConfig::default() };
+    let mut scheduler = Scheduler::new(store.clone(), sandbox, config);
+    let load_started = Instant::now();
+    let report = scheduler.load_dags().await.map_err(anyhow::Error::from)?;
+    if let Some((path, message)) = report.errors.first() {
+        return Err(CliError::Usage(anyhow::anyhow!("{}: {message}", path.display())));
+    }
+    let load_time = load_started.elapsed();
+    let handle = scheduler.handle();
+    let mut notices = handle.subscribe();
+    let shutdown = CancellationToken::new();
+
+    let started = Instant::now();
+    let mut run_ids = Vec::new();
+    for i in 0..args.dag_count {
+        let run = trigger(&store, &format!("bench_{i:04}"), TriggerOptions { triggered_by: "bench".into(), ..Default::default() })
+            .await
+            .map_err(anyhow::Error::from)?;
+        run_ids.push(run.run_id);
+    }
+    let task = tokio::spawn(scheduler.run(shutdown.clone()));
+    let mut remaining = args.dag_count;
+    let mut failed = 0;
+    while remaining > 0 {
+        match notices.recv().await {
+            Ok(Notice::RunFinished { state, .. }) => {
+                remaining -= 1;
+                if state != sandflow_core::state::RunState::Success {
+                    failed += 1;
+                }
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    let total = started.elapsed();
+    shutdown.cancel();
+    task.await.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)?;
+    if failed > 0 {
+        return Err(CliError::Failed(format!("{failed} runs failed")));
+    }
+
+    let mut gaps = Vec::new();
+    for run_id in &run_ids {
+        let tries = store.run_tries(run_id).await.map_err(anyhow::Error::from)?;
+        let ended: std::collections::HashMap<&str, _> = tries.iter().filter_map(|t| Some((t.task_id.as_str(), t.ended_at?))).collect();
+        for t in &tries {
+            let index: usize = t.task_id[1..].parse().unwrap_or(0);
+            let upstream: Vec<String> = match (args.shape, index) {
+                (_, 0) => vec![],
+                (Shape::Chain, i) => vec![format!("t{:03}", i - 1)],
+                (Shape::Fan, i) if i == args.tasks - 1 && args.tasks > 2 => (1..args.tasks - 1).map(|u| format!("t{u:03}")).collect(),
+                (Shape::Fan, _) => vec!["t000".into()],
+            };
+            let ready = upstream.iter().filter_map(|u| ended.get(u.as_str())).max();
+            if let Some(ready) = ready {
+                gaps.push((t.started_at - *ready).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+            }
+        }
+    }
+    gaps.sort_by(f64::total_cmp);
+    let count = args.dag_count * args.tasks;
+    println!("shape {:?}, {} DAGs × {} tasks = {count} tasks, parallelism {}", args.shape, args.dag_count, args.tasks, args.parallelism);
+    println!("loaded DAG files in {:.1} ms", load_time.as_secs_f64() * 1e3);
+    println!("total time:       {:.3} s", total.as_secs_f64());
+    println!("tasks per second: {:.0}", count as f64 / total.as_secs_f64());
+    println!("gap end → successor start: p50 {:.3} ms, p99 {:.3} ms ({} hops)", percentile(&gaps, 0.5), percentile(&gaps, 0.99), gaps.len());
+    if let Some(rss) = peak_rss_mib() {
+        println!("peak memory (RSS): {rss:.1} MiB");
+    }
+    store.close().await;
+    Ok(())
+}

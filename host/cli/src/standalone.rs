@@ -1,0 +1,111 @@
+//! `sandflow standalone`: the embedded store, the scheduler and the in-process executor, in one
+//! process, loading and watching a DAG folder.
+
+use std::path::PathBuf;
+
+use sandflow_scheduler::{trigger, Notice, Scheduler, SchedulerConfig, TriggerOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{dags_dir, open_store, user};
+use crate::{CliError, Home};
+
+#[derive(Debug, clap::Args)]
+pub struct StandaloneArgs {
+    /// The folder of DAG files (watched: new and changed files are loaded within a second).
+    #[arg(long, default_value = "dags")]
+    pub dags: PathBuf,
+    /// Tries running at once.
+    #[arg(long, default_value_t = 32, env = "SANDFLOW_PARALLELISM")]
+    pub parallelism: usize,
+    /// New DAGs start paused (a DAG file's is_paused_upon_creation overrides it).
+    #[arg(long, env = "SANDFLOW_DAGS_PAUSED_AT_CREATION")]
+    pub dags_paused_at_creation: bool,
+    /// Trigger a run of this DAG once the folder is loaded (repeatable).
+    #[arg(long)]
+    pub trigger: Vec<String>,
+    /// Exit once every run triggered with --trigger has ended (exit 1 if one failed).
+    #[arg(long)]
+    pub exit_when_done: bool,
+}
+
+pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
+    let dir = dags_dir(&args.dags)?;
+    let store = open_store(home).await?;
+    let sandbox = crate::plugin_cmd::sandbox_with(home, args.parallelism)?;
+    let config = SchedulerConfig {
+        parallelism: args.parallelism,
+        paused_at_creation: args.dags_paused_at_creation,
+        dags_dir: Some(dir.clone()),
+        ..SchedulerConfig::default()
+    };
+    println!(
+        "sandflow standalone: home {}, DAGs from {}, parallelism {}",
+        home.root().display(),
+        dir.display(),
+        args.parallelism
+    );
+    let mut scheduler = Scheduler::new(store.clone(), sandbox, config);
+    let report = scheduler.load_dags().await.map_err(anyhow::Error::from)?;
+    for loaded in &report.loaded {
+        println!("loaded DAG {} version {} ({} tasks)", loaded.dag.id, loaded.version, loaded.dag.tasks.len());
+    }
+    for (path, message) in &report.errors {
+        println!("could not load {}:\n{}", path.display(), crate::app::indent(message));
+    }
+    let handle = scheduler.handle();
+    let mut notices = handle.subscribe();
+    let mut waiting = std::collections::BTreeSet::new();
+    for dag_id in &args.trigger {
+        let run = trigger(&store, dag_id, TriggerOptions { triggered_by: user(), ..TriggerOptions::default() })
+            .await
+            .map_err(anyhow::Error::from)?;
+        println!("triggered {} run {}", run.dag_id, run.run_id);
+        waiting.insert(run.run_id);
+    }
+    let shutdown = CancellationToken::new();
+    let mut scheduler_task = tokio::spawn(scheduler.run(shutdown.clone()));
+    handle.wake();
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            ended = &mut scheduler_task => return match ended {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(CliError::Failed(format!("the scheduler stopped: {e}"))),
+                Err(e) => Err(CliError::Failed(format!("the scheduler crashed: {e}"))),
+            },
+            _ = tokio::signal::ctrl_c() => {
+                println!("stopping");
+                break;
+            }
+            notice = notices.recv() => match notice {
+                Ok(Notice::RunStarted { dag_id, run_id }) => println!("{dag_id} {run_id}: started"),
+                Ok(Notice::TaskFinished { dag_id, run_id, task_id, try_number, state, message, wall }) => {
+                    let detail = if message == "success" { String::new() } else { format!(": {message}") };
+                    println!("{dag_id} {run_id} {task_id}: {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));
+                }
+                Ok(Notice::RunFinished { dag_id, run_id, state }) => {
+                    println!("{dag_id} {run_id}: {state}");
+                    if waiting.remove(&run_id) {
+                        failed |= state != sandflow_core::state::RunState::Success;
+                        if args.exit_when_done && waiting.is_empty() {
+                            break;
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} notices skipped)"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    shutdown.cancel();
+    match scheduler_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(CliError::Failed(format!("the scheduler stopped: {e}"))),
+        Err(e) => return Err(CliError::Failed(format!("the scheduler crashed: {e}"))),
+    }
+    store.close().await;
+    if failed {
+        return Err(CliError::Failed("a triggered run failed".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! `sandflow tasks list|logs|test`.
+
+use anyhow::bail;
+use clap::Subcommand;
+use sandflow_sandbox::{human_bytes, KillSwitch, Limits, Outcome};
+use sandflow_sdk::TaskContext;
+use sandflow_store::Store;
+use serde_json::json;
+
+use crate::app::{conf, find_run, open_store, user};
+use crate::dags_cmd::DagsArg;
+use crate::{table, CliError, Home};
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCmd {
+    /// The task instances of a run (RUN is a run id or `latest`).
+    List {
+        dag_id: String,
+        run: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A task's log, for its latest try or `--try N`.
+    Logs {
+        dag_id: String,
+        run: String,
+        task_id: String,
+        /// Which try (1 is the first).
+        #[arg(long = "try")]
+        try_number: Option<i64>,
+    },
+    /// Run one task now, alone (no upstream inputs), printing its result; nothing is stored.
+    Test {
+        dag_id: String,
+        task_id: String,
+        /// The run configuration the task sees, a JSON object.
+        #[arg(long)]
+        conf: Option<String>,
+        #[command(flatten)]
+        dags: DagsArg,
+    },
+}
+
+pub async fn run(cmd: TasksCmd, home: &Home) -> Result<(), CliError> {
+    match cmd {
+        TasksCmd::List { dag_id, run, json } => list(&dag_id, &run, json, home).await.map_err(CliError::Usage),
+        TasksCmd::Logs { dag_id, run, task_id, try_number } => {
+            logs(&dag_id, &run, &task_id, try_number, home).await.map_err(CliError::Usage)
+        }
+        TasksCmd::Test { dag_id, task_id, conf, dags } => test(&dag_id, &task_id, conf.as_deref(), &dags, home).await,
+    }
+}
+
+async fn list(dag_id: &str, run: &str, json: bool, home: &Home) -> anyhow::Result<()> {
+    let store = open_store(home).await?;
+    let run = find_run(&store, dag_id, run).await?;
+    let tis = store.task_instances(&run.run_id).await?;
+    if json {
+        return table::json(&json!({"run": run, "task_instances": tis}));
+    }
+    println!("run {} of {}: {}", run.run_id, run.dag_id, run.state);
+    let rows: Vec<Vec<String>> = tis
+        .iter()
+        .map(|ti| {
+            vec![
+                ti.task_id.clone(),
+                ti.state.to_string(),
+                ti.try_number.to_string(),
+                table::opt_time(&ti.started_at),
+                table::opt_time(&ti.ended_at),
+                ti.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::print(&["task", "state", "tries", "started", "ended", "reason"], &rows);
+    Ok(())
+}
+
+async fn logs(dag_id: &str, run: &str, task_id: &str, try_number: Option<i64>, home: &Home) -> anyhow::Result<()> {
+    let store = open_store(home).await?;
+    let run = find_run(&store, dag_id, run).await?;
+    if !store.task_instances(&run.run_id).await?.iter().any(|ti| ti.task_id == task_id) {
+        bail!("run {} has no task `{task_id}`", run.run_id);
+    }
+    let tries = store.tries(&run.run_id, task_id, -1).await?;
+    let chosen = match try_number {
+        Some(n) => tries.iter().find(|t| t.try_number == n),
+        None => tries.last(),
+    };
+    let Some(chosen) = chosen else {
+        if tries.is_empty() {
+            bail!("task `{task_id}` of run {} has not run yet", run.run_id);
+        }
+        bail!("task `{task_id}` of run {} has no try {} (it has {})", run.run_id, try_number.unwrap_or(0), tries.len());
+    };
+    eprintln!(
+        "try {} of {task_id} ({}): {}",
+        chosen.try_number,
+        chosen.plugin_id,
+        chosen.message.as_deref().unwrap_or("running")
+    );
+    print!("{}", chosen.log.as_deref().unwrap_or(""));
+    Ok(())
+}
+
+async fn test(dag_id: &str, task_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home) -> Result<(), CliError> {
+    let conf = conf(conf_text)?;
+    let store = Store::in_memory().await.map_err(anyhow::Error::from)?;
+    let loaded = crate::app::load_one(&dags.dags, dag_id, &store, home).await?;
+    let Some(task) = loaded.dag.task(task_id) else {
+        let known: Vec<&str> = loaded.dag.tasks.iter().map(|t| t.id.as_str()).collect();
+        return Err(CliError::Usage(anyhow::anyhow!("DAG `{dag_id}` has no task `{task_id}` (tasks: {})", known.join(", "))));
+    };
+    let bytes = store.plugin_bytes(&task.plugin_id).await.map_err(anyhow::Error::from)?.ok_or_else(|| anyhow::anyhow!("plugin missing"))?;
+    let sandbox = crate::plugin_cmd::sandbox(home)?;
+    let plugin = sandbox.load(&bytes).map_err(anyhow::Error::from)?;
+    let mut context = TaskContext::empty();
+    context.dag_id = dag_id.to_string();
+    context.dag_version = loaded.version.clone();
+    context.run_id = format!("test__{}", user());
+    context.task_id = task_id.to_string();
+    context.conf = conf;
+    context.params = task.params.clone();
+    context.logical_date = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let mut limits = Limits::default();
+    if let Some(fuel) = task.fuel {
+        limits.fuel = fuel;
+    }
+    if let Some(mb) = task.memory_mb {
+        limits.memory_bytes = mb * 1024 * 1024;
+    }
+    if let Some(timeout) = task.timeout {
+        limits.timeout = timeout;
+    }
+    let input = serde_json::to_vec(&context).map_err(anyhow::Error::from)?;
+    let report = sandbox.run(&plugin, &input, &limits, &KillSwitch::new()).await;
+    eprint!("{}", report.log);
+    let usage = format!("fuel {}, peak memory {}, {}", report.fuel_used, human_bytes(report.peak_memory_bytes), sandflow_sandbox::human_duration(report.wall_time));
+    match report.outcome {
+        Outcome::Success { result } => {
+            println!("{}", serde_json::to_string_pretty(&result).map_err(anyhow::Error::from)?);
+            eprintln!("sandflow: {task_id} success ({usage})");
+            Ok(())
+        }
+        failure => Err(CliError::Failed(format!("{task_id}: {failure} (plugin {}; {usage})", report.plugin))),
+    }
+}

@@ -1,0 +1,78 @@
+//! The in-process executor: fetches a plugin by id (store → sandbox, cached), runs one try.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sandflow_sandbox::{KillSwitch, Limits, Outcome, Plugin, PluginId, Sandbox, TryReport};
+use sandflow_store::Store;
+
+/// One try to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The plugin's `sha256:` id.
+    pub plugin_id: String,
+    /// The task context, as JSON bytes.
+    pub context: Vec<u8>,
+    /// The try's limits.
+    pub limits: Limits,
+    /// Stops the try from outside.
+    pub kill: KillSwitch,
+}
+
+/// Runs tries in the sandbox, fetching plugin bytes from the store by id.
+pub struct Executor {
+    store: Store,
+    sandbox: Sandbox,
+    plugins: Mutex<HashMap<String, Arc<Plugin>>>,
+}
+
+impl Executor {
+    /// An executor over `store`'s plugins.
+    pub fn new(store: Store, sandbox: Sandbox) -> Self {
+        Executor { store, sandbox, plugins: Mutex::new(HashMap::new()) }
+    }
+
+    /// Runs one try; never fails (a plugin that cannot be fetched is a host error outcome).
+    pub async fn run(&self, job: &Job) -> TryReport {
+        match self.plugin(&job.plugin_id).await {
+            Ok(plugin) => self.sandbox.run(&plugin, &job.context, &job.limits, &job.kill).await,
+            Err(message) => TryReport {
+                plugin: job.plugin_id.parse().unwrap_or_else(|_| PluginId::of(job.plugin_id.as_bytes())),
+                outcome: Outcome::HostError { message },
+                log: String::new(),
+                fuel_used: 0,
+                peak_memory_bytes: 0,
+                wall_time: Duration::ZERO,
+            },
+        }
+    }
+
+    fn cached(&self, id: &str) -> Option<Arc<Plugin>> {
+        self.plugins.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    async fn plugin(&self, id: &str) -> Result<Arc<Plugin>, String> {
+        if let Some(plugin) = self.cached(id) {
+            return Ok(plugin);
+        }
+        let wanted: PluginId = id.parse().map_err(|e| format!("{e}"))?;
+        let bytes = self
+            .store
+            .plugin_bytes(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("plugin {id} is not in the store"))?;
+        let actual = PluginId::of(&bytes);
+        if actual != wanted {
+            return Err(format!("plugin bytes stored as {id} hash to {actual}: refusing to run them"));
+        }
+        let sandbox = self.sandbox.clone();
+        let plugin = tokio::task::spawn_blocking(move || sandbox.load(&bytes))
+            .await
+            .map_err(|e| format!("loading plugin {id}: {e}"))?
+            .map_err(|e| format!("plugin {id}: {e}"))?;
+        self.plugins.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), plugin.clone());
+        Ok(plugin)
+    }
+}

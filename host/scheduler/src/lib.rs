@@ -1,0 +1,167 @@
+//! Sandflow's scheduler and in-process executor.
+//!
+//! Why it is shaped this way:
+//! - **The rules are elsewhere.** Trigger rules, run outcomes and retry delays are pure functions
+//!   in `sandflow_core::state`; this crate applies them to the working set and commits the result.
+//! - **It knows nothing of wasmtime or SQL.** Tries run through `sandflow_sandbox::Sandbox`'s
+//!   plain types; state goes through `sandflow_store::Store`'s [`Change`](sandflow_store::Change)s.
+//! - **Commit, then act.** Every transition is committed before it takes effect: a try's start is
+//!   in the store before its plugin runs, its end before its successors start. After a crash, the
+//!   store says exactly which tries were running, and they are recorded as interrupted and retried.
+//! - **Event-driven.** A try's end wakes the loop at once; timers only for retries, schedules and
+//!   polling the store for work created by other processes.
+
+mod engine;
+mod executor;
+mod loader;
+pub mod timetable;
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use sandflow_core::state::{RunState, TaskState};
+use sandflow_store::{NewRun, RunRow, RunType, Store};
+use serde_json::{Map, Value};
+
+pub use engine::{Scheduler, SchedulerConfig, SchedulerHandle};
+pub use executor::{Executor, Job};
+pub use loader::{load_file, DagFolder, LoadReport, Loaded, StoredSpec};
+
+/// What can stop the scheduler or a trigger. Callers tell apart the user's mistakes (an unknown DAG
+/// or version) from failures of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// No DAG with that id.
+    #[error("no DAG `{dag_id}`{}", known_list(.known))]
+    UnknownDag {
+        /// The id asked for.
+        dag_id: String,
+        /// The DAGs there are.
+        known: Vec<String>,
+    },
+    /// The DAG has no such version.
+    #[error("DAG `{dag_id}` has no version `{version}`")]
+    UnknownVersion {
+        /// The DAG.
+        dag_id: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// A stored DAG version no longer parses (a store written by another build).
+    #[error("the stored spec of {file} does not parse: {detail}")]
+    BadStoredSpec {
+        /// The file it came from.
+        file: String,
+        /// Why.
+        detail: String,
+    },
+    /// The DAG folder could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] sandflow_store::StoreError),
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        " (no DAGs are loaded)".to_string()
+    } else {
+        format!(" (known: {})", known.join(", "))
+    }
+}
+
+/// What the scheduler tells its subscribers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// A run left the queue.
+    RunStarted {
+        /// Its DAG.
+        dag_id: String,
+        /// The run.
+        run_id: String,
+    },
+    /// A try ended.
+    TaskFinished {
+        /// Its DAG.
+        dag_id: String,
+        /// Its run.
+        run_id: String,
+        /// The task.
+        task_id: String,
+        /// Which try.
+        try_number: u32,
+        /// The task instance's state after it (success, up_for_retry, failed...).
+        state: TaskState,
+        /// The try's one-line outcome.
+        message: String,
+        /// How long the try ran.
+        wall: std::time::Duration,
+    },
+    /// A run ended.
+    RunFinished {
+        /// Its DAG.
+        dag_id: String,
+        /// The run.
+        run_id: String,
+        /// success or failed.
+        state: RunState,
+    },
+}
+
+/// How a manual run is started.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerOptions {
+    /// The run's configuration.
+    pub conf: Map<String, Value>,
+    /// A note shown with the run.
+    pub note: Option<String>,
+    /// Who started it.
+    pub triggered_by: String,
+    /// A version to pin; `None` for the DAG's active version.
+    pub version: Option<String>,
+}
+
+/// Creates a queued manual run of `dag_id`. A running scheduler picks it up at its next poll (or at
+/// once after [`SchedulerHandle::wake`]).
+pub async fn trigger(store: &Store, dag_id: &str, options: TriggerOptions) -> Result<RunRow, SchedulerError> {
+    let Some(dag) = store.dag(dag_id).await? else {
+        let known = store.dags().await?.into_iter().map(|d| d.dag_id).collect();
+        return Err(SchedulerError::UnknownDag { dag_id: dag_id.to_string(), known });
+    };
+    let version = options.version.unwrap_or(dag.active_version);
+    let spec = store.dag_spec(dag_id, &version).await?.ok_or_else(|| SchedulerError::UnknownVersion {
+        dag_id: dag_id.to_string(),
+        version: version.clone(),
+    })?;
+    let spec: StoredSpec = serde_json::from_str(&spec)
+        .map_err(|e| SchedulerError::BadStoredSpec { file: dag_id.to_string(), detail: e.to_string() })?;
+    let parsed = spec.to_dag(&sandflow_core::dag::Caps::default())?;
+    let task_ids: Vec<String> = parsed.tasks.iter().map(|t| t.id.clone()).collect();
+    let conf = serde_json::to_string(&options.conf).unwrap_or_else(|_| "{}".into());
+    loop {
+        let at = Utc::now();
+        let run = NewRun {
+            run_id: format!("manual__{}", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            dag_id: dag_id.to_string(),
+            version: version.clone(),
+            run_type: RunType::Manual,
+            logical_date: at,
+            interval: None,
+            conf: conf.clone(),
+            note: options.note.clone(),
+            triggered_by: options.triggered_by.clone(),
+            created_at: at,
+        };
+        // Two triggers in the same microsecond: the second takes the next one.
+        if store.create_run(&run, &task_ids).await? {
+            return store.run(&run.run_id).await?.ok_or_else(|| SchedulerError::UnknownDag { dag_id: dag_id.to_string(), known: vec![] });
+        }
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,135 @@
+//! The rows the store hands out. Field names follow the columns.
+
+use chrono::{DateTime, Utc};
+use sandflow_core::state::{RunState, TaskState};
+use serde::Serialize;
+
+/// A DAG known to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DagRow {
+    pub dag_id: String,
+    /// The version scheduled runs use.
+    pub active_version: String,
+    /// The file it was last loaded from.
+    pub file_path: Option<String>,
+    pub is_paused: bool,
+    pub created_at: DateTime<Utc>,
+    /// When the active version last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A DAG file that failed to load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ImportErrorRow {
+    pub file_path: String,
+    /// The DAG last loaded from that file, if any: it keeps its last good version.
+    pub dag_id: Option<String>,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunType {
+    /// Created by the schedule for a data interval.
+    Scheduled,
+    /// Triggered by a user or the API.
+    Manual,
+    /// Created by a backfill.
+    Backfill,
+}
+
+impl RunType {
+    /// The name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Scheduled => "scheduled",
+            RunType::Manual => "manual",
+            RunType::Backfill => "backfill",
+        }
+    }
+}
+
+/// A run to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub run_id: String,
+    pub dag_id: String,
+    pub version: String,
+    pub run_type: RunType,
+    pub logical_date: DateTime<Utc>,
+    /// The data interval `[start, end)`, for scheduled and backfill runs.
+    pub interval: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The run's configuration, a JSON object.
+    pub conf: String,
+    pub note: Option<String>,
+    /// Who started it: `scheduler`, a user name, or `task:<dag>/<run>/<task>`.
+    pub triggered_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A DAG run.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RunRow {
+    pub run_id: String,
+    pub dag_id: String,
+    pub version: String,
+    pub run_type: String,
+    #[sqlx(try_from = "String")]
+    pub state: RunState,
+    pub logical_date: DateTime<Utc>,
+    pub interval_start: Option<DateTime<Utc>>,
+    pub interval_end: Option<DateTime<Utc>>,
+    /// JSON object.
+    pub conf: String,
+    pub note: Option<String>,
+    pub triggered_by: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const RUN_SELECT: &str = "SELECT run_id, dag_id, version, run_type, state, logical_date, interval_start,
+    interval_end, conf, note, triggered_by, created_at, started_at, ended_at FROM dag_runs";
+
+/// A task instance: one task of one run (and, for mapped tasks, one element).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TaskInstanceRow {
+    pub run_id: String,
+    pub task_id: String,
+    /// -1 for an unmapped task.
+    pub map_index: i64,
+    #[sqlx(try_from = "String")]
+    pub state: TaskState,
+    /// The latest try's number (0: never tried).
+    pub try_number: i64,
+    pub next_try_at: Option<DateTime<Utc>>,
+    /// The latest successful try's output, JSON.
+    pub output: Option<String>,
+    /// Its metrics, a JSON object.
+    pub metrics: Option<String>,
+    /// Why it is not a success: the last failure's message, or why it was skipped.
+    pub reason: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// One try of a task instance.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TryRow {
+    pub run_id: String,
+    pub task_id: String,
+    pub map_index: i64,
+    pub try_number: i64,
+    pub plugin_id: String,
+    /// None while running.
+    pub outcome: Option<String>,
+    pub message: Option<String>,
+    pub fuel_used: Option<i64>,
+    pub peak_memory: Option<i64>,
+    pub wall_us: Option<i64>,
+    pub log: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,192 @@
+//! The store against a real SQLite file.
+
+use chrono::{TimeZone, Utc};
+
+use super::*;
+
+async fn fresh() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("sandflow.db"), Durability::Normal).await.unwrap();
+    (dir, store)
+}
+
+fn new_run(run_id: &str, run_type: RunType, start: i64) -> NewRun {
+    let at = Utc.timestamp_opt(start, 0).unwrap();
+    NewRun {
+        run_id: run_id.into(),
+        dag_id: "d".into(),
+        version: "v1".into(),
+        run_type,
+        logical_date: at,
+        interval: Some((at, at + chrono::Duration::days(1))),
+        conf: "{}".into(),
+        note: Some("a note".into()),
+        triggered_by: "tester".into(),
+        created_at: at,
+    }
+}
+
+async fn with_dag(store: &Store) {
+    store.record_dag_version("d", "v1", "{}", "dags/d.toml", false).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sandflow.db");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+    let err = Store::open(&path, Durability::Normal).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotADatabase { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("{} is not a Sandflow database (not even SQLite): move it away or choose another --home", path.display())
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 8192], "the file is left as it was");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_sandflow_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sandflow.db");
+    let store = Store::open(&path, Durability::Normal).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'future', 1, x'00', 0)",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    store.close().await;
+    let err = Store::open(&path, Durability::Normal).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} was written by a newer Sandflow (schema version 9999; this build knows up to 1): upgrade Sandflow",
+            path.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn reopening_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sandflow.db");
+    let store = Store::open(&path, Durability::Full).await.unwrap();
+    with_dag(&store).await;
+    store.put_plugin("sha256:abc", b"bytes", "p1_command").await.unwrap();
+    store.close().await;
+    let store = Store::open(&path, Durability::Normal).await.unwrap();
+    assert_eq!(store.dags().await.unwrap().len(), 1);
+    assert_eq!(store.plugin_bytes("sha256:abc").await.unwrap().as_deref(), Some(&b"bytes"[..]));
+    assert_eq!(store.plugin_bytes("sha256:def").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn versions_are_recorded_once_and_the_latest_is_active() {
+    let (_dir, store) = fresh().await;
+    assert!(store.record_dag_version("d", "v1", "{}", "dags/d.toml", true).await.unwrap());
+    assert!(!store.record_dag_version("d", "v1", "{}", "dags/d.toml", false).await.unwrap());
+    assert!(store.dag("d").await.unwrap().unwrap().is_paused, "paused at creation, and a reload does not unpause");
+    assert!(store.record_dag_version("d", "v2", "{\"x\":1}", "dags/d.toml", false).await.unwrap());
+    assert_eq!(store.dag("d").await.unwrap().unwrap().active_version, "v2");
+    let versions: Vec<_> = store.dag_versions("d").await.unwrap().into_iter().map(|(v, _)| v).collect();
+    assert_eq!(versions, ["v1", "v2"]);
+    assert_eq!(store.dag_spec("d", "v1").await.unwrap().as_deref(), Some("{}"));
+}
+
+#[tokio::test]
+async fn an_import_error_keeps_the_last_good_version() {
+    let (_dir, store) = fresh().await;
+    with_dag(&store).await;
+    store.record_import_error("dags/d.toml", "dags/d.toml:3:1: bad").await.unwrap();
+    let errors = store.import_errors().await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].dag_id.as_deref(), Some("d"));
+    assert_eq!(store.dag("d").await.unwrap().unwrap().active_version, "v1");
+    store.record_dag_version("d", "v1", "{}", "dags/d.toml", false).await.unwrap();
+    assert!(store.import_errors().await.unwrap().is_empty(), "a good load clears the error");
+}
+
+#[tokio::test]
+async fn one_scheduled_run_per_interval() {
+    let (_dir, store) = fresh().await;
+    with_dag(&store).await;
+    let tasks = vec!["a".to_string(), "b".to_string()];
+    assert!(store.create_run(&new_run("r1", RunType::Scheduled, 0), &tasks).await.unwrap());
+    assert!(!store.create_run(&new_run("r2", RunType::Scheduled, 0), &tasks).await.unwrap());
+    assert!(store.create_run(&new_run("r3", RunType::Manual, 0), &tasks).await.unwrap());
+    assert_eq!(store.runs(Some("d"), 10).await.unwrap().len(), 2);
+    assert_eq!(store.task_instances("r2").await.unwrap().len(), 0, "nothing half-created");
+    assert_eq!(
+        store.last_scheduled_interval_end("d").await.unwrap(),
+        Some(Utc.timestamp_opt(86_400, 0).unwrap())
+    );
+}
+
+#[tokio::test]
+async fn changes_apply_in_one_transaction_and_read_back() {
+    let (_dir, store) = fresh().await;
+    with_dag(&store).await;
+    store.create_run(&new_run("r1", RunType::Manual, 0), &["a".to_string()]).await.unwrap();
+    let at = Utc::now();
+    store
+        .apply(&[
+            Change::RunState { run_id: "r1".into(), state: RunState::Running, at },
+            Change::TryStarted {
+                run_id: "r1".into(),
+                task_id: "a".into(),
+                map_index: -1,
+                try_number: 1,
+                plugin_id: "sha256:abc".into(),
+                at,
+            },
+        ])
+        .await
+        .unwrap();
+    let ti = &store.task_instances("r1").await.unwrap()[0];
+    assert_eq!((ti.state, ti.try_number), (TaskState::Running, 1));
+    assert_eq!(store.active_runs().await.unwrap()[0].state, RunState::Running);
+
+    store
+        .apply(&[
+            Change::TryEnded(Box::new(TryEnd {
+                run_id: "r1".into(),
+                task_id: "a".into(),
+                map_index: -1,
+                try_number: 1,
+                outcome: "success".into(),
+                message: "success".into(),
+                log: "line 1\n".into(),
+                fuel_used: 10,
+                peak_memory: 65536,
+                wall: Duration::from_micros(1500),
+                at,
+                state: TaskState::Success,
+                output: Some("{\"k\":1}".into()),
+                metrics: Some("{\"loss\":0.5}".into()),
+                next_try_at: None,
+            })),
+            Change::RunState { run_id: "r1".into(), state: RunState::Success, at },
+        ])
+        .await
+        .unwrap();
+    let ti = &store.task_instances("r1").await.unwrap()[0];
+    assert_eq!(ti.state, TaskState::Success);
+    assert_eq!(ti.output.as_deref(), Some("{\"k\":1}"));
+    let tries = store.tries("r1", "a", -1).await.unwrap();
+    assert_eq!(tries.len(), 1);
+    assert_eq!(tries[0].log.as_deref(), Some("line 1\n"));
+    assert_eq!(tries[0].wall_us, Some(1500));
+    let run = store.run("r1").await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::Success);
+    assert!(run.ended_at.is_some() && run.started_at.is_some());
+    assert!(store.active_runs().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn in_memory_stores_are_private() {
+    let a = Store::in_memory().await.unwrap();
+    let b = Store::in_memory().await.unwrap();
+    with_dag(&a).await;
+    assert_eq!(a.dags().await.unwrap().len(), 1);
+    assert!(b.dags().await.unwrap().is_empty());
+}
