@@ -31,6 +31,9 @@ pub fn due_intervals(dag: &Dag, last_end: Option<DateTime<Utc>>, first_seen: Dat
             None => return Vec::new(),
         },
     };
+    if !dag.catchup {
+        start = skip_to_latest(dag, start, now);
+    }
     let mut due = Vec::new();
     while due.len() < MAX_INTERVALS_PER_CALL {
         if dag.end_date.is_some_and(|end_date| start > end_date) {
@@ -48,6 +51,23 @@ pub fn due_intervals(dag: &Dag, last_end: Option<DateTime<Utc>>, first_seen: Dat
     }
     due.truncate(room);
     due
+}
+
+/// Without catchup, only the latest ended interval matters: find a start near `now` by probing
+/// windows that double in size, so a DAG paused for a year does not walk a year of fire times.
+fn skip_to_latest(dag: &Dag, start: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let mut window = chrono::Duration::seconds(1);
+    while let Some(probe) = now.checked_sub_signed(window) {
+        if probe <= start {
+            break;
+        }
+        let Some(candidate) = dag.schedule.at_or_after(probe) else { break };
+        if dag.schedule.next_after(candidate).is_some_and(|end| end <= now) {
+            return candidate;
+        }
+        window = window * 2;
+    }
+    start
 }
 
 /// When the next interval ends (the next moment a run may become due), if ever.
@@ -100,6 +120,13 @@ mod tests {
         assert_eq!(due, vec![(at(1, 0), at(2, 0)), (at(2, 0), at(3, 0)), (at(3, 0), at(4, 0)), (at(4, 0), at(5, 0))]);
         assert_eq!(due_intervals(&d, None, at(1, 0), at(5, 6), 2).len(), 2);
         assert_eq!(due_intervals(&d, Some(at(3, 0)), at(1, 0), at(5, 6), 16), vec![(at(3, 0), at(4, 0)), (at(4, 0), at(5, 0))]);
+    }
+
+    #[test]
+    fn without_catchup_a_long_gap_jumps_to_the_latest_interval() {
+        let d = dag("schedule = \"* * * * * *\"\nstart_date = \"2020-01-01\"");
+        let now = at(9, 12) + chrono::Duration::milliseconds(500);
+        assert_eq!(due_intervals(&d, None, at(1, 0), now, 16), vec![(at(9, 12) - chrono::Duration::seconds(1), at(9, 12))]);
     }
 
     #[test]

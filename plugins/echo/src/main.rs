@@ -1,4 +1,5 @@
-//! `echo`: returns its params and inputs (and, for a mapped instance, its item) as its output.
+//! `echo`: returns its params and inputs (and the run's conf when it has one, and for a mapped
+//! instance its item) as its output.
 //! Handy for checking what a task receives.
 
 use sandflow_sdk::{json, Context, TaskResult};
@@ -6,6 +7,9 @@ use sandflow_sdk::{json, Context, TaskResult};
 fn echo(ctx: Context) -> Result<TaskResult, String> {
     eprintln!("echo: task {} try {}", ctx.task_id, ctx.try_number);
     let mut output = json!({ "params": ctx.params, "inputs": ctx.inputs });
+    if !ctx.conf.is_empty() {
+        output["conf"] = ctx.conf.into();
+    }
     if let Some(item) = ctx.map_item {
         output["map_item"] = item;
     }

@@ -93,6 +93,21 @@ fn misbehave(ctx: Context) -> Result<TaskResult, String> {
             std::process::exit(0)
         }
         "exit" => std::process::exit(param_u64(&ctx, "code", 3) as i32),
+        // Prints params.result verbatim as the result: any result a test needs, valid or not.
+        "result" => {
+            let result = ctx.params.get("result").cloned().unwrap_or_default();
+            print!("{result}");
+            std::io::stdout().flush().map_err(|e| e.to_string())?;
+            std::process::exit(0)
+        }
+        // Fails on tries before params.succeed_on_try, succeeds on it and after.
+        "flaky" => {
+            let succeed_on = param_u64(&ctx, "succeed_on_try", 2);
+            if u64::from(ctx.try_number) < succeed_on {
+                return Err(format!("flaky: try {} fails", ctx.try_number));
+            }
+            Ok(TaskResult::with_output(json!({ "succeeded_on_try": ctx.try_number })))
+        }
         other => Err(format!("unknown mode `{other}`")),
     }
 }
