@@ -22,7 +22,7 @@ if command -v rustup >/dev/null; then
   done
 fi
 
-rust_plugins=(noop echo logreg hostile)
+rust_plugins=(noop echo logreg hostile ml-generate ml-features ml-evaluate ml-publish)
 packages=()
 for p in "${rust_plugins[@]}"; do packages+=(-p "sandflow-plugin-$p"); done
 
@@ -31,8 +31,9 @@ for target in wasm32-wasip1 wasm32-wasip2; do
     --target-dir "$root/target/wasm" "${packages[@]}"
   for p in "${rust_plugins[@]}"; do
     suffix=$([ "$target" = wasm32-wasip1 ] && echo "" || echo "-p2")
-    cp "$root/target/wasm/$target/wasm/$p.wasm" "$out/$p$suffix.wasm.tmp"
-    mv "$out/$p$suffix.wasm.tmp" "$out/$p$suffix.wasm"
+    name=${p//-/_}  # the bin's name: crate dir ml-generate builds ml_generate.wasm
+    cp "$root/target/wasm/$target/wasm/$name.wasm" "$out/$name$suffix.wasm.tmp"
+    mv "$out/$name$suffix.wasm.tmp" "$out/$name$suffix.wasm"
   done
 done
 

@@ -50,9 +50,9 @@ pub enum DagsCmd {
         /// A note shown with the run.
         #[arg(long)]
         note: Option<String>,
-        /// Run this version instead of the active one.
+        /// Run this DAG version instead of the active one (see `dags show`).
         #[arg(long)]
-        version: Option<String>,
+        dag_version: Option<String>,
         #[command(flatten)]
         dags: DagsArg,
         /// Print JSON.
@@ -79,7 +79,7 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
     match cmd {
         DagsCmd::List { dags, json } => list(&dags, json, home).await.map_err(CliError::Usage),
         DagsCmd::Show { dag_id, dags, json } => show(&dag_id, &dags, json, home).await.map_err(CliError::Usage),
-        DagsCmd::Trigger { dag_id, conf: text, note, version, dags, json } => {
+        DagsCmd::Trigger { dag_id, conf: text, note, dag_version: version, dags, json } => {
             let store = open_store(home).await?;
             sync_dags(&dags.dags, &store, home).await?;
             let options = TriggerOptions { conf: conf(text.as_deref())?, note, triggered_by: user(), version };

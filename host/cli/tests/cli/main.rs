@@ -1,5 +1,7 @@
 //! The `sandflow` binary, run as a user runs it: a real process, a fresh home per test.
 
+mod crash;
+mod dags;
 mod plugin;
 
 use std::path::Path;
@@ -28,6 +30,19 @@ impl Env {
 
     pub fn home(&self) -> &Path {
         self.home.path()
+    }
+
+    /// A DAG folder in the home, with the test plugins in its `plugins/` and `files` (name, TOML).
+    pub fn dags(&self, files: &[(&str, &str)]) -> String {
+        let dags = self.home.path().join("dags");
+        std::fs::create_dir_all(dags.join("plugins")).unwrap();
+        for stem in ["noop", "echo", "hostile"] {
+            std::fs::copy(sandflow_test_artifacts::path(stem), dags.join(format!("plugins/{stem}.wasm"))).unwrap();
+        }
+        for (name, text) in files {
+            std::fs::write(dags.join(format!("{name}.toml")), text).unwrap();
+        }
+        dags.display().to_string()
     }
 }
 
