@@ -20,6 +20,7 @@ fn attempt<T: std::fmt::Debug, E: std::fmt::Display>(what: &str, result: Result<
 }
 
 #[inline(never)]
+#[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     // black_box keeps the compiler from turning this into a loop.
     std::hint::black_box(recurse(std::hint::black_box(depth + 1))) + 1
