@@ -119,6 +119,9 @@ where
         return Err(Failure::BadContext(format!("abi {} is not supported (this plugin speaks {ABI_VERSION})", context.abi)));
     }
     let result: TaskResult = handler(context).map_err(|e| Failure::Handler(e.to_string()))?.into();
+    if let Some((name, value)) = result.metrics.iter().find(|(_, v)| !v.is_finite()) {
+        return Err(Failure::BadResult(format!("metric `{name}` is {value}: JSON carries only finite numbers")));
+    }
     serde_json::to_writer(&mut output, &result).map_err(|e| Failure::BadResult(e.to_string()))?;
     output.flush().map_err(|e| Failure::BadResult(e.to_string()))
 }
@@ -154,6 +157,14 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let err = run_with(&br#"{"abi":7}"#[..], Vec::new(), answer).unwrap_err();
         assert!(err.to_string().contains("abi 7 is not supported"), "{err}");
+    }
+
+    #[test]
+    fn a_non_finite_metric_is_refused_before_it_reaches_the_host() {
+        let err = run_with(&br#"{"abi":1}"#[..], Vec::new(), |_| Ok::<_, String>(TaskResult::default().metric("loss", f64::NAN)))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert_eq!(err.to_string(), "error: could not write the result: metric `loss` is NaN: JSON carries only finite numbers");
     }
 
     #[test]

@@ -396,7 +396,8 @@ impl Sandbox {
 
         let started = Instant::now();
         let stdout = CappedPipe::new(usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX), WhenFull::Fail);
-        let stderr = CappedPipe::new(usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX), WhenFull::Truncate);
+        let stderr =
+            CappedPipe::new(usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX), WhenFull::Truncate).timestamped();
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdin(MemoryInputPipe::new(Bytes::copy_from_slice(input)))
             .stdout(stdout.clone())
@@ -443,10 +444,13 @@ impl Sandbox {
         let mut log = String::from_utf8_lossy(&stderr.contents()).into_owned();
         let dropped = stderr.dropped();
         if dropped > 0 {
-            log.push_str(&format!(
-                "\n[sandflow] log truncated: {dropped} more bytes dropped past the limit of {}\n",
-                crate::human_bytes(limits.max_log_bytes)
-            ));
+            host_line(
+                &mut log,
+                &format!(
+                    "[sandflow] log truncated: {dropped} more bytes dropped past the limit of {}",
+                    crate::human_bytes(limits.max_log_bytes)
+                ),
+            );
         }
         let outcome = classify(ended, &stdout, &limiter, limits, &mut log);
         let fuel_used = match fuel_left {
@@ -542,13 +546,24 @@ fn classify(ended: Ended, stdout: &CappedPipe, limiter: &Limiter, limits: &Limit
             other => other.to_string(),
         };
         let backtrace = error.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
-        log.push_str(&format!("\n[sandflow] trap: {message}\n"));
+        host_line(log, &format!("[sandflow] trap: {message}"));
         if let Some(bt) = &backtrace {
-            log.push_str(&format!("[sandflow] wasm backtrace:\n{bt}\n"));
+            host_line(log, &format!("[sandflow] wasm backtrace:\n{bt}"));
         }
         return Outcome::Trap { message, backtrace };
     }
     Outcome::HostError { message: format!("{error:#}") }
+}
+
+/// Appends a line of the host's own to a try's log, on a line of its own, timestamped like the
+/// plugin's lines.
+fn host_line(log: &mut String, line: &str) {
+    if !log.is_empty() && !log.ends_with('\n') {
+        log.push('\n');
+    }
+    log.push_str(&crate::pipes::stamp());
+    log.push_str(line);
+    log.push('\n');
 }
 
 fn extern_kind(ty: &ExternType) -> &'static str {

@@ -34,6 +34,13 @@ pub(crate) struct OutputLimitExceeded(pub usize);
 struct State {
     buffer: BytesMut,
     dropped: u64,
+    /// For a timestamped pipe: the next byte starts a line.
+    line_start: bool,
+}
+
+/// The prefix of a log line: when it was written, RFC 3339 in UTC with milliseconds.
+pub(crate) fn stamp() -> String {
+    format!("{} ", humantime::format_rfc3339_millis(std::time::SystemTime::now()))
 }
 
 /// A shared, capped buffer; clones write to the same buffer.
@@ -41,12 +48,20 @@ struct State {
 pub(crate) struct CappedPipe {
     cap: usize,
     when_full: WhenFull,
+    timestamps: bool,
     state: Arc<Mutex<State>>,
 }
 
 impl CappedPipe {
     pub(crate) fn new(cap: usize, when_full: WhenFull) -> Self {
-        CappedPipe { cap, when_full, state: Arc::new(Mutex::new(State { buffer: BytesMut::new(), dropped: 0 })) }
+        let state = State { buffer: BytesMut::new(), dropped: 0, line_start: true };
+        CappedPipe { cap, when_full, timestamps: false, state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// A pipe that prefixes every line with the time it was written (for logs).
+    pub(crate) fn timestamped(mut self) -> Self {
+        self.timestamps = true;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -57,7 +72,23 @@ impl CappedPipe {
     /// Appends what fits; returns `false` when some bytes did not fit.
     fn append(&self, bytes: &[u8]) -> bool {
         let mut state = self.lock();
-        let room = self.cap.saturating_sub(state.buffer.len());
+        if !self.timestamps {
+            return Self::append_raw(self.cap, &mut state, bytes);
+        }
+        let mut all_fit = true;
+        let stamp = stamp();
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            if state.line_start {
+                all_fit &= Self::append_raw(self.cap, &mut state, stamp.as_bytes());
+            }
+            all_fit &= Self::append_raw(self.cap, &mut state, line);
+            state.line_start = line.ends_with(b"\n");
+        }
+        all_fit
+    }
+
+    fn append_raw(cap: usize, state: &mut State, bytes: &[u8]) -> bool {
+        let room = cap.saturating_sub(state.buffer.len());
         let taken = bytes.len().min(room);
         state.buffer.extend_from_slice(&bytes[..taken]);
         let rest = bytes.len() - taken;
@@ -144,6 +175,22 @@ mod tests {
         assert!(OutputStream::write(&mut writer, Bytes::from_static(b"defg")).is_ok());
         assert_eq!(&pipe.contents()[..], b"abcd");
         assert_eq!(pipe.dropped(), 3);
+    }
+
+    #[test]
+    fn timestamped_pipe_prefixes_each_line() {
+        let pipe = CappedPipe::new(1000, WhenFull::Truncate).timestamped();
+        let mut writer = pipe.clone();
+        OutputStream::write(&mut writer, Bytes::from_static(b"one\ntw")).unwrap();
+        OutputStream::write(&mut writer, Bytes::from_static(b"o\nthree\n")).unwrap();
+        let text = String::from_utf8(pipe.contents().to_vec()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for (line, want) in lines.iter().zip(["one", "two", "three"]) {
+            let (time, rest) = line.split_once(' ').unwrap();
+            assert!(humantime::parse_rfc3339(time).is_ok(), "{line}");
+            assert_eq!(rest, want);
+        }
     }
 
     #[test]

@@ -96,8 +96,14 @@ async fn a_flood_on_stderr_is_truncated_with_a_marker() {
         let report = run(stem, json!({"mode": "stderr_flood", "mib": 100}), &quick()).await;
         assert_eq!(output(&report), &json!("flooded"), "{stem}");
         assert!(report.log.len() < (8 << 20) + 200, "{stem}: log of {} bytes", report.log.len());
-        let marker = format!("[sandflow] log truncated: {} more bytes dropped past the limit of 8 MiB", (100u64 << 20) - (8 << 20));
-        assert!(report.log.ends_with(&format!("\n{marker}\n")), "{stem}: {}", &report.log[report.log.len() - 200..]);
+        let last = report.log.lines().last().unwrap();
+        let dropped: u64 = last
+            .split_once("Z [sandflow] log truncated: ")
+            .and_then(|(_, rest)| rest.strip_suffix(" more bytes dropped past the limit of 8 MiB"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stem}: no marker: {last}"));
+        // 100 MiB written, 8 MiB kept (timestamps included): about 92 MiB dropped.
+        assert!(dropped > (92 << 20) - 4096 && dropped < (92 << 20) + 4096, "{stem}: {dropped}");
     }
 }
 
@@ -114,8 +120,10 @@ async fn a_trap_leaves_a_wasm_backtrace_in_the_log() {
     let Outcome::Trap { message, backtrace } = &report.outcome else { panic!("{report}") };
     assert!(message.contains("unreachable"), "{message}");
     assert!(backtrace.as_deref().unwrap_or("").contains("deliberate_trap"), "{backtrace:?}");
-    assert!(report.log.starts_with("about to trap\n"), "{}", report.log);
-    assert!(report.log.contains("[sandflow] wasm backtrace:"), "{}", report.log);
+    let first = report.log.lines().next().unwrap();
+    assert!(first.ends_with("Z about to trap"), "every line is timestamped: {}", report.log);
+    assert!(report.log.contains("Z [sandflow] trap: wasm trap: wasm `unreachable` instruction executed\n"), "{}", report.log);
+    assert!(report.log.contains("Z [sandflow] wasm backtrace:\n"), "{}", report.log);
 }
 
 #[tokio::test]
