@@ -22,7 +22,7 @@ if command -v rustup >/dev/null; then
   done
 fi
 
-rust_plugins=(noop echo logreg hostile ml-generate ml-features ml-evaluate ml-publish)
+rust_plugins=(noop echo logreg hostile ml-generate ml-features ml-evaluate ml-publish ml-gate sensors)
 packages=()
 for p in "${rust_plugins[@]}"; do packages+=(-p "sandflow-plugin-$p"); done
 

@@ -93,3 +93,44 @@ pub fn conf(text: Option<&str>) -> anyhow::Result<serde_json::Map<String, serde_
 pub fn user() -> String {
     std::env::var("SANDFLOW_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "cli".to_string())
 }
+
+/// Hands an action to the live scheduler (it alone can kill the tries it runs) and waits for its
+/// result; with no scheduler alive, carries it out in this process with the same code.
+pub async fn perform(store: &Store, home: &Home, action: &sandflow_scheduler::actions::Action) -> Result<String, crate::CliError> {
+    use sandflow_scheduler::actions::HEARTBEAT_VALID_FOR;
+    let payload = serde_json::to_string(action).map_err(anyhow::Error::from)?;
+    let id = store.enqueue_action(action.kind(), &payload, &user()).await.map_err(anyhow::Error::from)?;
+    if !store.live_scheduler(HEARTBEAT_VALID_FOR).await.map_err(anyhow::Error::from)? {
+        let sandbox = crate::plugin_cmd::sandbox(home)?;
+        let config = sandflow_scheduler::SchedulerConfig { create_scheduled_runs: false, ..Default::default() };
+        let mut scheduler = sandflow_scheduler::Scheduler::new(store.clone(), sandbox, config);
+        for (done, result) in scheduler.carry_out_pending().await.map_err(anyhow::Error::from)? {
+            if done == id {
+                return result.map_err(|message| crate::CliError::Usage(anyhow::anyhow!(message)));
+            }
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if let Some(row) = store.action(id).await.map_err(anyhow::Error::from)? {
+            match row.state.as_str() {
+                "done" => return Ok(row.result.unwrap_or_default()),
+                "failed" => return Err(crate::CliError::Usage(anyhow::anyhow!(row.result.unwrap_or_default()))),
+                _ => {}
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(crate::CliError::Failed(format!("the running scheduler did not carry out action {id} within 15 s; it stays queued")))
+}
+
+/// A date (`2026-11-01`, midnight UTC) or an RFC 3339 time.
+pub fn date(text: &str, flag: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(day) => Ok(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()),
+        Err(_) => bail!("{flag} {text:?} is not a date (2026-11-01) or an RFC 3339 time (2026-11-01T03:00:00Z)"),
+    }
+}

@@ -63,6 +63,41 @@ pub enum DagsCmd {
     Pause { dag_id: String },
     /// Resume a paused DAG.
     Unpause { dag_id: String },
+    /// Create the runs of the intervals from --from to --to (by start), as max_active_runs allows,
+    /// and wait for them with a progress bar.
+    Backfill {
+        dag_id: String,
+        /// First interval start (a date or an RFC 3339 time).
+        #[arg(long)]
+        from: String,
+        /// Last interval start.
+        #[arg(long)]
+        to: String,
+        /// Clear and rerun the failed tasks of intervals whose run failed (others that already ran
+        /// are left alone).
+        #[arg(long)]
+        rerun_failed: bool,
+        #[command(flatten)]
+        dags: DagsArg,
+    },
+    /// Clear every run whose logical date is in a range, so they run again.
+    Clear {
+        dag_id: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Only the failed task instances.
+        #[arg(long)]
+        only_failed: bool,
+    },
+    /// Mark a whole run success or failed (its unfinished tasks too).
+    Mark {
+        dag_id: String,
+        run: String,
+        #[arg(value_enum)]
+        state: crate::tasks_cmd::MarkArg,
+    },
     /// Run one DAG run in this process, printing each task as it ends; the home's store is not
     /// touched.
     Test {
@@ -94,6 +129,38 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
         DagsCmd::Pause { dag_id } => set_paused(&dag_id, true, home).await.map_err(CliError::Usage),
         DagsCmd::Unpause { dag_id } => set_paused(&dag_id, false, home).await.map_err(CliError::Usage),
         DagsCmd::Test { dag_id, conf: text, dags } => test(&dag_id, text.as_deref(), &dags, home).await,
+        DagsCmd::Backfill { dag_id, from, to, rerun_failed, dags } => {
+            crate::backfill::run(&dag_id, &from, &to, rerun_failed, &dags, home).await
+        }
+        DagsCmd::Clear { dag_id, from, to, only_failed } => {
+            let store = open_store(home).await?;
+            let (from, to) = (crate::app::date(&from, "--from")?, crate::app::date(&to, "--to")?);
+            if store.dag(&dag_id).await.map_err(anyhow::Error::from)?.is_none() {
+                return Err(CliError::Usage(anyhow::anyhow!("no DAG `{dag_id}`")));
+            }
+            let runs = store.runs_between(&dag_id, from, to).await.map_err(anyhow::Error::from)?;
+            if runs.is_empty() {
+                return Err(CliError::Usage(anyhow::anyhow!("DAG `{dag_id}` has no runs with a logical date from {from} to {to}")));
+            }
+            let action = sandflow_scheduler::actions::Action::Clear {
+                dag_id,
+                run_ids: runs.into_iter().map(|r| r.run_id).collect(),
+                task_ids: vec![],
+                map_index: None,
+                downstream: false,
+                upstream: false,
+                only_failed,
+            };
+            println!("{}", crate::app::perform(&store, home, &action).await?);
+            Ok(())
+        }
+        DagsCmd::Mark { dag_id, run, state } => {
+            let store = open_store(home).await?;
+            let run = crate::app::find_run(&store, &dag_id, &run).await?;
+            let action = sandflow_scheduler::actions::Action::Mark { dag_id, run_id: run.run_id, task_id: None, map_index: None, state: state.into() };
+            println!("{}", crate::app::perform(&store, home, &action).await?);
+            Ok(())
+        }
     }
 }
 
@@ -211,10 +278,10 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     let mut done = 0;
     let state = loop {
         match notices.recv().await {
-            Ok(Notice::TaskFinished { task_id, try_number, state, message, wall, .. }) => {
-                if state.is_finished() {
-                    done += 1;
-                }
+            Ok(Notice::TaskFinished { task_id, map_index, try_number, state, message, wall, .. }) => {
+                let tis = store.task_instances(&run.run_id).await.map_err(anyhow::Error::from)?;
+                done = tis.iter().filter(|ti| ti.map_index < 0 && ti.state.is_finished()).count();
+                let task_id = if map_index < 0 { task_id } else { format!("{task_id}[{map_index}]") };
                 let detail = if message == "success" { String::new() } else { format!(": {message}") };
                 println!("[{done}/{total}] {task_id} {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));
             }
@@ -227,7 +294,9 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     shutdown.cancel();
     task.await.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)?;
     for ti in store.task_instances(&run.run_id).await.map_err(anyhow::Error::from)? {
-        if !matches!(ti.state, sandflow_core::state::TaskState::Success) {
+        use sandflow_core::state::TaskState;
+        // Tries were printed as they ended; tasks that never ran are told here.
+        if matches!(ti.state, TaskState::Skipped | TaskState::UpstreamFailed | TaskState::Removed) {
             if let Some(reason) = ti.reason {
                 println!("  {}: {} ({reason})", ti.task_id, ti.state);
             }

@@ -4,11 +4,13 @@
 //! module that turns its arguments into calls on the library crates and prints the result.
 
 mod app;
+mod backfill;
 mod bench_cmd;
 mod dags_cmd;
 mod db_cmd;
 mod home;
 mod plugin_cmd;
+mod pools_cmd;
 mod standalone;
 mod table;
 mod tasks_cmd;
@@ -53,6 +55,9 @@ enum Command {
     /// Add, inspect and run plugins.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCmd),
+    /// Pools: named numbers of slots that tasks share.
+    #[command(subcommand)]
+    Pools(pools_cmd::PoolsCmd),
     /// Create, migrate or reset the embedded database.
     #[command(subcommand)]
     Db(db_cmd::DbCmd),
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
             Command::Tasks(cmd) => tasks_cmd::run(cmd, &home).await,
             Command::Plugin(cmd) => plugin_cmd::run(cmd, &home).await,
             Command::Db(cmd) => db_cmd::run(cmd, &home).await,
+            Command::Pools(cmd) => pools_cmd::run(cmd, &home).await,
             Command::Bench(args) => bench_cmd::run(args, &home).await,
         }
     });

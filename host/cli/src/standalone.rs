@@ -79,9 +79,10 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
             }
             notice = notices.recv() => match notice {
                 Ok(Notice::RunStarted { dag_id, run_id }) => println!("{dag_id} {run_id}: started"),
-                Ok(Notice::TaskFinished { dag_id, run_id, task_id, try_number, state, message, wall }) => {
+                Ok(Notice::TaskFinished { dag_id, run_id, task_id, map_index, try_number, state, message, wall }) => {
                     let detail = if message == "success" { String::new() } else { format!(": {message}") };
-                    println!("{dag_id} {run_id} {task_id}: {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));
+                    let task = if map_index < 0 { task_id } else { format!("{task_id}[{map_index}]") };
+                    println!("{dag_id} {run_id} {task}: {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));
                 }
                 Ok(Notice::RunFinished { dag_id, run_id, state }) => {
                     println!("{dag_id} {run_id}: {state}");

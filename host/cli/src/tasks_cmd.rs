@@ -7,7 +7,8 @@ use sandflow_sdk::TaskContext;
 use sandflow_store::Store;
 use serde_json::json;
 
-use crate::app::{conf, find_run, open_store, user};
+use crate::app::{conf, find_run, open_store, perform, user};
+use sandflow_scheduler::actions::{Action, MarkState};
 use crate::dags_cmd::DagsArg;
 use crate::{table, CliError, Home};
 
@@ -29,6 +30,39 @@ pub enum TasksCmd {
         /// Which try (1 is the first).
         #[arg(long = "try")]
         try_number: Option<i64>,
+        /// One instance of a mapped task.
+        #[arg(long, default_value_t = -1)]
+        map_index: i64,
+    },
+    /// Clear task instances so they run again, killing running tries first. Without TASK, the
+    /// whole run.
+    Clear {
+        dag_id: String,
+        run: String,
+        task_id: Option<String>,
+        /// Also every task downstream.
+        #[arg(long)]
+        downstream: bool,
+        /// Also every task upstream.
+        #[arg(long)]
+        upstream: bool,
+        /// Only instances that failed or are upstream_failed.
+        #[arg(long)]
+        only_failed: bool,
+        /// One instance of a mapped task.
+        #[arg(long)]
+        map_index: Option<i64>,
+    },
+    /// Set a task instance's state by hand (downstream tasks follow their trigger rules).
+    Mark {
+        dag_id: String,
+        run: String,
+        task_id: String,
+        #[arg(value_enum)]
+        state: MarkArg,
+        /// One instance of a mapped task.
+        #[arg(long)]
+        map_index: Option<i64>,
     },
     /// Run one task now, alone (no upstream inputs), printing its result; nothing is stored.
     Test {
@@ -42,11 +76,49 @@ pub enum TasksCmd {
     },
 }
 
+/// The states a user may mark.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MarkArg {
+    Success,
+    Failed,
+}
+
+impl From<MarkArg> for MarkState {
+    fn from(arg: MarkArg) -> MarkState {
+        match arg {
+            MarkArg::Success => MarkState::Success,
+            MarkArg::Failed => MarkState::Failed,
+        }
+    }
+}
+
 pub async fn run(cmd: TasksCmd, home: &Home) -> Result<(), CliError> {
     match cmd {
+        TasksCmd::Clear { dag_id, run, task_id, downstream, upstream, only_failed, map_index } => {
+            let store = open_store(home).await?;
+            let run = find_run(&store, &dag_id, &run).await?;
+            let action = Action::Clear {
+                dag_id,
+                run_ids: vec![run.run_id],
+                task_ids: task_id.into_iter().collect(),
+                map_index,
+                downstream,
+                upstream,
+                only_failed,
+            };
+            println!("{}", perform(&store, home, &action).await?);
+            Ok(())
+        }
+        TasksCmd::Mark { dag_id, run, task_id, state, map_index } => {
+            let store = open_store(home).await?;
+            let run = find_run(&store, &dag_id, &run).await?;
+            let action = Action::Mark { dag_id, run_id: run.run_id, task_id: Some(task_id), map_index, state: state.into() };
+            println!("{}", perform(&store, home, &action).await?);
+            Ok(())
+        }
         TasksCmd::List { dag_id, run, json } => list(&dag_id, &run, json, home).await.map_err(CliError::Usage),
-        TasksCmd::Logs { dag_id, run, task_id, try_number } => {
-            logs(&dag_id, &run, &task_id, try_number, home).await.map_err(CliError::Usage)
+        TasksCmd::Logs { dag_id, run, task_id, try_number, map_index } => {
+            logs(&dag_id, &run, &task_id, try_number, map_index, home).await.map_err(CliError::Usage)
         }
         TasksCmd::Test { dag_id, task_id, conf, dags } => test(&dag_id, &task_id, conf.as_deref(), &dags, home).await,
     }
@@ -64,7 +136,7 @@ async fn list(dag_id: &str, run: &str, json: bool, home: &Home) -> anyhow::Resul
         .iter()
         .map(|ti| {
             vec![
-                ti.task_id.clone(),
+                if ti.map_index < 0 { ti.task_id.clone() } else { format!("{}[{}]", ti.task_id, ti.map_index) },
                 ti.state.to_string(),
                 ti.try_number.to_string(),
                 table::opt_time(&ti.started_at),
@@ -77,13 +149,13 @@ async fn list(dag_id: &str, run: &str, json: bool, home: &Home) -> anyhow::Resul
     Ok(())
 }
 
-async fn logs(dag_id: &str, run: &str, task_id: &str, try_number: Option<i64>, home: &Home) -> anyhow::Result<()> {
+async fn logs(dag_id: &str, run: &str, task_id: &str, try_number: Option<i64>, map_index: i64, home: &Home) -> anyhow::Result<()> {
     let store = open_store(home).await?;
     let run = find_run(&store, dag_id, run).await?;
     if !store.task_instances(&run.run_id).await?.iter().any(|ti| ti.task_id == task_id) {
         bail!("run {} has no task `{task_id}`", run.run_id);
     }
-    let tries = store.tries(&run.run_id, task_id, -1).await?;
+    let tries = store.tries(&run.run_id, task_id, map_index).await?;
     let chosen = match try_number {
         Some(n) => tries.iter().find(|t| t.try_number == n),
         None => tries.last(),

@@ -343,7 +343,7 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use TaskState::*;
+    use TaskState::{Failed, Queued, Removed, Running, Skipped, Success, UpForReschedule, UpForRetry, UpstreamFailed};
 
     const RULES: [TriggerRule; 8] = [
         TriggerRule::AllSuccess,
@@ -374,7 +374,7 @@ mod tests {
             (&[Success, Running],               [W, S, W, R, W, W, W, R]),
             (&[Failed, Running],                [U, W, W, W, R, U, U, R]),
             (&[Skipped, Queued],                [S, S, W, W, W, W, W, R]),
-            (&[None, None],                     [W, W, W, W, W, W, W, R]),
+            (&[TaskState::None, TaskState::None], [W, W, W, W, W, W, W, R]),
             (&[UpForRetry],                     [W, W, W, W, W, W, W, R]),
             (&[UpForReschedule, Success],       [W, S, W, R, W, W, W, R]),
             (&[Removed, Success],               [R, S, R, R, S, R, R, R]),

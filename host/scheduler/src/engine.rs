@@ -6,18 +6,18 @@
 //! and end), commit; start tries while slots are free, commit, spawn them. A try's end is an event
 //! on the loop's channel, so a finished task's successors start in the same turn, without polling.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sandflow_core::dag::{Caps, Dag};
-use sandflow_core::state::{readiness, run_outcome, Readiness, RetryPolicy, RunState, TaskState};
+use sandflow_core::dag::{Caps, Dag, Task, TaskKind};
+use sandflow_core::state::{RetryPolicy, RunState, TaskState};
 use sandflow_sandbox::{KillSwitch, Limits, Outcome, TryReport};
-use sandflow_sdk::{DataInterval, TaskContext};
+use sandflow_sdk::{DataInterval, TaskContext, TaskResult};
 use sandflow_store::{Change, DagRow, NewRun, RunRow, RunType, Store, TryEnd};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -25,7 +25,10 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::executor::{Executor, Job};
 use crate::loader::{DagFolder, StoredSpec};
 use crate::timetable::due_intervals;
+use crate::working::{advance_run, outcome, skip_unchosen, ReadyQueue, RunMem, TaskKey, TaskMem};
 use crate::{Notice, SchedulerError};
+
+mod carry_out;
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -42,6 +45,8 @@ pub struct SchedulerConfig {
     pub caps: Caps,
     /// The DAG folder to load and watch, if any.
     pub dags_dir: Option<PathBuf>,
+    /// Whether this scheduler creates runs from schedules (off for a backfill's own scheduler).
+    pub create_scheduled_runs: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -52,15 +57,9 @@ impl Default for SchedulerConfig {
             poll_interval: Duration::from_millis(500),
             caps: Caps::default(),
             dags_dir: None,
+            create_scheduled_runs: true,
         }
     }
-}
-
-/// A task instance, by run and task.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct TaskKey {
-    run_id: String,
-    task_id: String,
 }
 
 enum Event {
@@ -68,18 +67,12 @@ enum Event {
     Wake,
 }
 
-struct TaskMem {
-    state: TaskState,
-    try_number: u32,
-    next_try_at: Option<DateTime<Utc>>,
-    output: Option<Value>,
-}
-
-struct RunMem {
-    row: RunRow,
-    dag: Arc<Dag>,
-    conf: Map<String, Value>,
-    tasks: HashMap<String, TaskMem>,
+/// A try the executor is running.
+struct RunningTry {
+    kill: KillSwitch,
+    dag_id: String,
+    pool: String,
+    slots: u32,
 }
 
 struct DagMem {
@@ -115,9 +108,12 @@ pub struct Scheduler {
     dags: HashMap<String, DagMem>,
     specs: HashMap<(String, String), Arc<Dag>>,
     runs: BTreeMap<String, RunMem>,
-    ready: VecDeque<TaskKey>,
-    running: HashMap<TaskKey, KillSwitch>,
+    ready: ReadyQueue,
+    running: HashMap<TaskKey, RunningTry>,
+    pools: HashMap<String, u32>,
     dirty: BTreeSet<String>,
+    id: String,
+    started_at: DateTime<Utc>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
     notices: broadcast::Sender<Notice>,
@@ -144,9 +140,12 @@ impl Scheduler {
             dags: HashMap::new(),
             specs: HashMap::new(),
             runs: BTreeMap::new(),
-            ready: VecDeque::new(),
+            ready: ReadyQueue::default(),
             running: HashMap::new(),
+            pools: HashMap::new(),
             dirty: BTreeSet::new(),
+            id: format!("{}-{}", std::process::id(), Utc::now().timestamp_micros()),
+            started_at: Utc::now(),
             events_tx,
             events_rx,
             notices,
@@ -198,18 +197,40 @@ impl Scheduler {
             }
             self.store.apply(&changes).await?;
         }
-        for kill in self.running.values() {
-            kill.kill();
+        for running in self.running.values() {
+            running.kill.kill();
         }
+        self.store.remove_scheduler(&self.id).await?;
         Ok(())
+    }
+
+    /// Carries out every pending action now, without running the loop: for a command-line tool
+    /// when no scheduler is alive. Returns each action's id and result.
+    pub async fn carry_out_pending(&mut self) -> Result<Vec<(i64, Result<String, String>)>, SchedulerError> {
+        self.refresh_dags().await?;
+        let mut results = Vec::new();
+        for row in self.store.pending_actions().await? {
+            if !self.store.claim_action(row.id).await? {
+                continue;
+            }
+            let result = self.carry_out(&row.payload, &row.requested_by).await?;
+            let (state, text) = match &result {
+                Ok(summary) => ("done", summary.as_str()),
+                Err(message) => ("failed", message.as_str()),
+            };
+            self.store.finish_action(row.id, state, text).await?;
+            results.push((row.id, result));
+        }
+        Ok(results)
     }
 
     fn next_wake(&self, next_poll: Instant) -> Instant {
         let now_wall = now();
         let mut wake = next_poll;
         for run in self.runs.values() {
-            for task in run.tasks.values() {
-                if let (TaskState::UpForRetry, Some(at)) = (task.state, task.next_try_at) {
+            let waiting = run.tasks.values().chain(run.mapped.values().flatten());
+            for task in waiting {
+                if let (TaskState::UpForRetry | TaskState::UpForReschedule, Some(at)) = (task.state, task.next_try_at) {
                     let wait = (at - now_wall).to_std().unwrap_or(Duration::ZERO);
                     wake = wake.min(Instant::now() + wait);
                 }
@@ -242,14 +263,22 @@ impl Scheduler {
             Ok(Value::Object(conf)) => conf,
             _ => Map::new(),
         };
+        let failed: HashMap<(String, i64), i64> =
+            self.store.failed_tries(&row.run_id).await?.into_iter().map(|(t, m, n)| ((t, m), n)).collect();
         let mut tasks = HashMap::new();
+        let mut mapped: HashMap<String, Vec<TaskMem>> = HashMap::new();
         for ti in self.store.task_instances(&row.run_id).await? {
-            let output = ti.output.as_deref().and_then(|o| serde_json::from_str(o).ok());
-            let try_number = u32::try_from(ti.try_number).unwrap_or(0);
-            tasks.insert(ti.task_id, TaskMem { state: ti.state, try_number, next_try_at: ti.next_try_at, output });
+            let mut mem = TaskMem::from_row(&ti);
+            mem.failed_tries = failed.get(&(ti.task_id.clone(), ti.map_index)).map_or(0, |n| u32::try_from(*n).unwrap_or(0));
+            if ti.map_index < 0 {
+                tasks.insert(ti.task_id, mem);
+            } else {
+                // Rows come ordered by task and map index.
+                mapped.entry(ti.task_id).or_default().push(mem);
+            }
         }
         self.dirty.insert(row.run_id.clone());
-        self.runs.insert(row.run_id.clone(), RunMem { row, dag, conf, tasks });
+        self.runs.insert(row.run_id.clone(), RunMem { row, dag, conf, tasks, mapped });
         Ok(())
     }
 
@@ -262,35 +291,36 @@ impl Scheduler {
         let at = now();
         let mut changes = Vec::new();
         for (run_id, run) in &mut self.runs {
-            for (task_id, mem) in &mut run.tasks {
-                match mem.state {
-                    TaskState::Running => {
-                        let Some(task) = run.dag.task(task_id) else { continue };
-                        let message = "interrupted: the process running this try stopped before it ended".to_string();
-                        let (state, next_try_at) = after_failure(task_policy(task), mem.try_number, at);
-                        warn!(run_id, task_id, try_number = mem.try_number, "recovering an interrupted try: {}", state);
+            for (task_id, map_index, state) in run.instances() {
+                let Some(task) = run.dag.task(&task_id).cloned() else { continue };
+                let Some(mem) = run.ti_mut(&task_id, map_index) else { continue };
+                match state {
+                    TaskState::Running if !(task.map_over.is_some() && map_index < 0) => {
+                        mem.failed_tries += 1;
+                        let (next, next_try_at) = after_failure(task_policy(&task), mem.failed_tries, at);
+                        warn!(run_id, task_id, map_index, try_number = mem.try_number, "recovering an interrupted try: {next}");
                         changes.push(Change::TryEnded(Box::new(TryEnd {
                             run_id: run_id.clone(),
                             task_id: task_id.clone(),
-                            map_index: -1,
+                            map_index,
                             try_number: i64::from(mem.try_number),
                             outcome: "interrupted".into(),
-                            message,
+                            message: "interrupted: the process running this try stopped before it ended".into(),
                             log: String::new(),
                             fuel_used: 0,
                             peak_memory: 0,
                             wall: Duration::ZERO,
                             at,
-                            state,
+                            state: Some(next),
                             output: None,
                             metrics: None,
                             next_try_at,
                         })));
-                        mem.state = state;
+                        mem.state = next;
                         mem.next_try_at = next_try_at;
                     }
                     TaskState::Scheduled | TaskState::Queued => {
-                        changes.push(task_state(run_id, task_id, TaskState::None, None, at));
+                        changes.push(task_state(run_id, &task_id, map_index, TaskState::None, None, at));
                         mem.state = TaskState::None;
                     }
                     _ => {}
@@ -304,12 +334,38 @@ impl Scheduler {
     /// Looks at the store and the DAG folder: DAG changes, pauses, runs created elsewhere, and
     /// scheduled runs that are due.
     async fn poll(&mut self) -> Result<(), SchedulerError> {
+        self.store.heartbeat(&self.id, std::process::id(), self.started_at).await?;
         if let Some(folder) = &mut self.folder {
             let report = folder.scan().await?;
             for loaded in report.loaded {
                 self.specs.insert((loaded.dag.id.clone(), loaded.version.clone()), loaded.dag.clone());
             }
         }
+        self.refresh_dags().await?;
+        self.pools = self.store.pools().await?.into_iter().map(|p| (p.name, u32::try_from(p.slots).unwrap_or(0))).collect();
+        for row in self.store.pending_actions().await? {
+            if !self.store.claim_action(row.id).await? {
+                continue;
+            }
+            let result = self.carry_out(&row.payload, &row.requested_by).await?;
+            match &result {
+                Ok(summary) => self.store.finish_action(row.id, "done", summary).await?,
+                Err(message) => self.store.finish_action(row.id, "failed", message).await?,
+            }
+        }
+        for row in self.store.active_runs().await? {
+            if !self.runs.contains_key(&row.run_id) {
+                debug!(run_id = %row.run_id, "picked up a run created elsewhere");
+                self.load_run(row).await?;
+            }
+        }
+        if self.config.create_scheduled_runs {
+            self.create_scheduled_runs().await?;
+        }
+        Ok(())
+    }
+
+    async fn refresh_dags(&mut self) -> Result<(), SchedulerError> {
         for row in self.store.dags().await? {
             match self.dags.get_mut(&row.dag_id) {
                 Some(mem) => {
@@ -324,13 +380,7 @@ impl Scheduler {
                 }
             }
         }
-        for row in self.store.active_runs().await? {
-            if !self.runs.contains_key(&row.run_id) {
-                debug!(run_id = %row.run_id, "picked up a run created elsewhere");
-                self.load_run(row).await?;
-            }
-        }
-        self.create_scheduled_runs().await
+        Ok(())
     }
 
     async fn create_scheduled_runs(&mut self) -> Result<(), SchedulerError> {
@@ -391,20 +441,13 @@ impl Scheduler {
         let dirty = std::mem::take(&mut self.dirty);
         let mut finished = Vec::new();
         for run_id in dirty {
+            let paused = self.runs.get(&run_id).is_some_and(|run| self.paused(&run.row.dag_id));
             let Some(run) = self.runs.get_mut(&run_id) else { continue };
-            if run.row.state != RunState::Running || self.dags.get(&run.row.dag_id).is_some_and(|d| d.row.is_paused) {
+            if run.row.state != RunState::Running || paused {
                 continue;
             }
             advance_run(run, at, &mut changes, &mut self.ready);
-            let states: Vec<TaskState> = run.dag.tasks.iter().map(|t| run.tasks.get(&t.id).map_or(TaskState::None, |m| m.state)).collect();
-            let leaves: Vec<TaskState> = run
-                .dag
-                .tasks
-                .iter()
-                .filter(|t| run.dag.downstream(&t.id).is_empty())
-                .map(|t| run.tasks.get(&t.id).map_or(TaskState::None, |m| m.state))
-                .collect();
-            if let Some(state) = run_outcome(&states, &leaves) {
+            if let Some(state) = outcome(run) {
                 changes.push(Change::RunState { run_id: run_id.clone(), state, at });
                 finished.push((run_id, state));
             }
@@ -448,66 +491,119 @@ impl Scheduler {
         }
     }
 
+    /// Retries and sensor pokes whose time has come go back to the ready queue.
     fn due_retries(&mut self, at: DateTime<Utc>, changes: &mut Vec<Change>) {
         for (run_id, run) in &mut self.runs {
-            for (task_id, mem) in &mut run.tasks {
-                if mem.state == TaskState::UpForRetry && mem.next_try_at.is_none_or(|t| t <= at) {
-                    mem.state = TaskState::None;
-                    mem.next_try_at = None;
-                    changes.push(task_state(run_id, task_id, TaskState::None, None, at));
-                    self.dirty.insert(run_id.clone());
+            let dag = run.dag.clone();
+            for (task_id, map_index, state) in run.instances() {
+                if !matches!(state, TaskState::UpForRetry | TaskState::UpForReschedule) {
+                    continue;
                 }
+                let Some(mem) = run.ti_mut(&task_id, map_index) else { continue };
+                if mem.next_try_at.is_some_and(|t| t > at) {
+                    continue;
+                }
+                mem.state = TaskState::Scheduled;
+                mem.next_try_at = None;
+                changes.push(task_state(run_id, &task_id, map_index, TaskState::Scheduled, None, at));
+                let priority = dag.task(&task_id).map_or(1, |t| t.priority_weight);
+                self.ready.push(priority, TaskKey { run_id: run_id.clone(), task_id, map_index });
             }
         }
     }
 
     // ---- acting ----
 
-    /// Starts tries while slots are free: each start is committed before its try runs.
+    /// Starts tries while slots are free (parallelism, the task's pool, its DAG's
+    /// max_active_tasks), highest priority first: each start is committed before its try runs.
     async fn dispatch(&mut self) -> Result<(), SchedulerError> {
         let at = now();
         let mut changes = Vec::new();
         let mut jobs = Vec::new();
         let mut deferred = Vec::new();
+        let mut pool_used: HashMap<String, u32> = HashMap::new();
+        let mut dag_running: HashMap<String, u32> = HashMap::new();
+        for running in self.running.values() {
+            *pool_used.entry(running.pool.clone()).or_default() += running.slots;
+            *dag_running.entry(running.dag_id.clone()).or_default() += 1;
+        }
         while self.running.len() + jobs.len() < self.config.parallelism {
-            let Some(key) = self.ready.pop_front() else { break };
+            let Some((priority, key)) = self.ready.pop() else { break };
             let Some(run) = self.runs.get(&key.run_id) else { continue };
-            if self.paused(&run.row.dag_id) {
-                deferred.push(key);
+            let dag_id = run.row.dag_id.clone();
+            if self.paused(&dag_id) {
+                deferred.push((priority, key));
                 continue;
             }
-            let run = self.runs.get_mut(&key.run_id).expect("checked above");
             let Some(task) = run.dag.task(&key.task_id).cloned() else { continue };
-            let Some(mem) = run.tasks.get_mut(&key.task_id) else { continue };
-            if mem.state != TaskState::Scheduled {
+            if run.ti(&key.task_id, key.map_index).is_none_or(|m| m.state != TaskState::Scheduled) {
                 continue;
             }
+            let max_active_tasks = run.dag.max_active_tasks;
+            if dag_running.get(&dag_id).copied().unwrap_or(0) >= max_active_tasks {
+                deferred.push((priority, key));
+                continue;
+            }
+            let pool_size = self.pools.get(&task.pool).copied();
+            let fits = match pool_size {
+                None => Err(format!("no pool `{}` (create it with: sandflow pools set {} SLOTS)", task.pool, task.pool)),
+                Some(size) if task.pool_slots > size => {
+                    Err(format!("needs {} slots of pool `{}`, which has {size}", task.pool_slots, task.pool))
+                }
+                Some(size) => Ok(pool_used.get(&task.pool).copied().unwrap_or(0) + task.pool_slots <= size),
+            };
+            match fits {
+                Err(reason) => {
+                    if let Some(mem) = self.runs.get_mut(&key.run_id).and_then(|r| r.ti_mut(&key.task_id, key.map_index)) {
+                        mem.state = TaskState::Failed;
+                    }
+                    changes.push(task_state(&key.run_id, &key.task_id, key.map_index, TaskState::Failed, Some(reason), at));
+                    self.dirty.insert(key.run_id.clone());
+                    continue;
+                }
+                Ok(false) => {
+                    deferred.push((priority, key));
+                    continue;
+                }
+                Ok(true) => {}
+            }
+            *pool_used.entry(task.pool.clone()).or_default() += task.pool_slots;
+            *dag_running.entry(dag_id.clone()).or_default() += 1;
+
+            let dag_runs = self.watched_runs(&task).await?;
+            let run = self.runs.get_mut(&key.run_id).expect("checked above");
+            let inputs = run.inputs(&task);
+            let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { continue };
             mem.try_number += 1;
             mem.state = TaskState::Running;
+            if mem.first_try_at.is_none() {
+                mem.first_try_at = Some(at);
+            }
             let try_number = mem.try_number;
+            let map_item = mem.map_item.clone();
             changes.push(Change::TryStarted {
                 run_id: key.run_id.clone(),
                 task_id: key.task_id.clone(),
-                map_index: -1,
+                map_index: key.map_index,
                 try_number: i64::from(try_number),
                 plugin_id: task.plugin_id.clone(),
                 at,
             });
-            let context = build_context(run, &task, try_number);
+            let context = build_context(run, &task, key.map_index, map_item, inputs, try_number, dag_runs);
             let kill = KillSwitch::new();
             let job = Job { plugin_id: task.plugin_id.clone(), context, limits: task_limits(&task), kill: kill.clone() };
-            jobs.push((key, try_number, job, kill));
+            let running = RunningTry { kill, dag_id, pool: task.pool.clone(), slots: task.pool_slots };
+            jobs.push((key, try_number, job, running));
         }
-        self.ready.extend(deferred);
-        if jobs.is_empty() {
-            return Ok(());
+        for (priority, key) in deferred {
+            self.ready.push(priority, key);
         }
         self.store.apply(&changes).await?;
-        for (key, try_number, job, kill) in jobs {
-            self.running.insert(key.clone(), kill);
+        for (key, try_number, job, running) in jobs {
+            self.running.insert(key.clone(), running);
             let executor = self.executor.clone();
             let events = self.events_tx.clone();
-            let span = info_span!("task_try", run_id = %key.run_id, task_id = %key.task_id, try_number);
+            let span = info_span!("task_try", run_id = %key.run_id, task_id = %key.task_id, map_index = key.map_index, try_number);
             tokio::spawn(
                 async move {
                     let report = executor.run(&job).await;
@@ -519,93 +615,168 @@ impl Scheduler {
         Ok(())
     }
 
-    /// A try ended: decide the task's new state, and queue the changes.
+    /// For a sensor that watches other DAGs: their latest runs, for its context.
+    async fn watched_runs(&self, task: &Task) -> Result<Option<Value>, SchedulerError> {
+        if task.watch_dags.is_empty() {
+            return Ok(None);
+        }
+        let mut runs = Map::new();
+        for dag_id in &task.watch_dags {
+            let rows = self.store.runs(Some(dag_id), 20).await?;
+            let list: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({"run_id": r.run_id, "state": r.state, "run_type": r.run_type,
+                        "logical_date": rfc3339(r.logical_date), "interval_start": r.interval_start.map(rfc3339),
+                        "interval_end": r.interval_end.map(rfc3339)})
+                })
+                .collect();
+            runs.insert(dag_id.clone(), Value::Array(list));
+        }
+        Ok(Some(Value::Object(runs)))
+    }
+
+    /// A try ended: decide the task instance's new state, and queue the changes.
     async fn finished(&mut self, key: TaskKey, try_number: u32, report: TryReport, changes: &mut Vec<Change>) -> Result<(), SchedulerError> {
         self.running.remove(&key);
         let at = now();
-        let Some(run) = self.runs.get(&key.run_id) else { return Ok(()) };
+        let Some(run) = self.runs.get(&key.run_id) else {
+            changes.push(try_only(&key, try_number, &report, at));
+            return Ok(());
+        };
         let Some(task) = run.dag.task(&key.task_id).cloned() else { return Ok(()) };
         let dag_id = run.row.dag_id.clone();
+        let current = run.ti(&key.task_id, key.map_index).is_some_and(|m| m.state == TaskState::Running && m.try_number == try_number);
+        if !current {
+            // Cleared or marked while it ran: the try is recorded, the instance is left alone.
+            changes.push(try_only(&key, try_number, &report, at));
+            return Ok(());
+        }
 
-        let mut output = None;
-        let mut metrics = None;
-        let mut failure = match &report.outcome {
-            Outcome::Success { result } => {
-                if result.branch.is_some() {
-                    Some("the result has `branch`, but this task is not a branch task".to_string())
-                } else if result.sensor.is_some() {
-                    Some("the result has `sensor`, but this task is not a sensor task".to_string())
-                } else {
-                    output = Some(result.output.clone());
-                    metrics = Some(serde_json::to_string(&result.metrics).unwrap_or_else(|_| "{}".into()));
-                    None
-                }
-            }
-            failed => Some(format!("{failed}")),
+        let decision = match &report.outcome {
+            Outcome::Success { result } => self.judge(run, &task, result, at),
+            Outcome::Killed => Decision::Fail { message: "killed".into(), retry: false },
+            failed => Decision::Fail { message: failed.to_string(), retry: true },
         };
-        if failure.is_none() {
-            if let Outcome::Success { result } = &report.outcome {
-                for request in &result.trigger {
-                    if let Err(e) = self.trigger_from_task(&key, &dag_id, request).await {
-                        failure = Some(format!("trigger: {e}"));
-                        output = None;
-                        break;
-                    }
+        let mut decision = decision;
+        if let (Decision::Success { .. }, Outcome::Success { result }) = (&decision, &report.outcome) {
+            for request in &result.trigger {
+                if let Err(e) = self.trigger_from_task(&key, &dag_id, request).await {
+                    decision = Decision::Fail { message: format!("trigger: {e}"), retry: true };
+                    break;
                 }
             }
         }
 
-        let (state, next_try_at, message) = match &failure {
-            None => (TaskState::Success, None, "success".to_string()),
-            Some(message) if matches!(report.outcome, Outcome::Killed) => (TaskState::Failed, None, message.clone()),
-            Some(message) => {
-                let (state, next) = after_failure(task_policy(&task), try_number, at);
-                (state, next, message.clone())
+        let run = self.runs.get_mut(&key.run_id).expect("looked up above");
+        let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { return Ok(()) };
+        let (state, next_try_at, message, outcome_name, output, metrics) = match decision {
+            Decision::Success { output, metrics, branch } => {
+                mem.output = Some(output.clone());
+                let metrics = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
+                if let Some(chosen) = branch {
+                    mem.state = TaskState::Success;
+                    skip_unchosen(run, &key.task_id, &chosen, at, changes);
+                }
+                (TaskState::Success, None, "success".to_string(), "success".to_string(), Some(output.to_string()), Some(metrics))
+            }
+            Decision::Reschedule { next } => {
+                (TaskState::UpForReschedule, Some(next), "not yet: poking again".to_string(), "rescheduled".to_string(), None, None)
+            }
+            Decision::Fail { message, retry } => {
+                mem.failed_tries += 1;
+                let (state, next) = if retry { after_failure(task_policy(&task), mem.failed_tries, at) } else { (TaskState::Failed, None) };
+                let name = match &report.outcome {
+                    Outcome::Success { .. } => "invalid_result".to_string(),
+                    other => other.name().to_string(),
+                };
+                (state, next, format!("{message} (plugin {})", report.plugin), name, None, None)
             }
         };
-        let outcome = match (&report.outcome, &failure) {
-            (Outcome::Success { .. }, Some(_)) => "invalid_result".to_string(),
-            (outcome, _) => outcome.name().to_string(),
-        };
-        let output_json = output.as_ref().map(|o| serde_json::to_string(o).unwrap_or_else(|_| "null".into()));
+        let run = self.runs.get_mut(&key.run_id).expect("looked up above");
+        if let Some(mem) = run.ti_mut(&key.task_id, key.map_index) {
+            mem.state = state;
+            mem.next_try_at = next_try_at;
+        }
         changes.push(Change::TryEnded(Box::new(TryEnd {
             run_id: key.run_id.clone(),
             task_id: key.task_id.clone(),
-            map_index: -1,
+            map_index: key.map_index,
             try_number: i64::from(try_number),
-            outcome,
-            message: if failure.is_some() { format!("{message} (plugin {})", report.plugin) } else { message.clone() },
+            outcome: outcome_name,
+            message: message.clone(),
             log: report.log.clone(),
             fuel_used: i64::try_from(report.fuel_used).unwrap_or(i64::MAX),
             peak_memory: i64::try_from(report.peak_memory_bytes).unwrap_or(i64::MAX),
             wall: report.wall_time,
             at,
-            state,
-            output: output_json,
+            state: Some(state),
+            output,
             metrics,
             next_try_at,
         })));
-        if let Some(run) = self.runs.get_mut(&key.run_id) {
-            if let Some(mem) = run.tasks.get_mut(&key.task_id) {
-                mem.state = state;
-                mem.next_try_at = next_try_at;
-                if output.is_some() {
-                    mem.output = output;
-                }
-            }
-        }
         self.dirty.insert(key.run_id.clone());
-        debug!(run_id = %key.run_id, task_id = %key.task_id, try_number, %state, "{message}");
+        debug!(run_id = %key.run_id, task_id = %key.task_id, map_index = key.map_index, try_number, %state, "{message}");
         let _ = self.notices.send(Notice::TaskFinished {
             dag_id,
             run_id: key.run_id,
             task_id: key.task_id,
+            map_index: key.map_index,
             try_number,
             state,
             message,
             wall: report.wall_time,
         });
         Ok(())
+    }
+
+    /// Reads a successful try's result by the task's kind.
+    fn judge(&self, run: &RunMem, task: &Task, result: &TaskResult, at: DateTime<Utc>) -> Decision {
+        let fail = |message: String| Decision::Fail { message, retry: true };
+        let success = |branch| Decision::Success { output: result.output.clone(), metrics: result.metrics.clone(), branch };
+        match task.kind {
+            TaskKind::Task => {
+                if result.branch.is_some() {
+                    fail("the result has `branch`, but this task is not a branch task (kind = \"branch\")".into())
+                } else if result.sensor.is_some() {
+                    fail("the result has `sensor`, but this task is not a sensor task (kind = \"sensor\")".into())
+                } else {
+                    success(None)
+                }
+            }
+            TaskKind::Branch => match &result.branch {
+                None => fail("a branch task must return `branch`: the downstream task ids to follow".into()),
+                Some(chosen) => {
+                    let downstream = run.dag.downstream(&task.id);
+                    match chosen.iter().find(|id| !downstream.contains(&id.as_str())) {
+                        Some(stray) => fail(format!(
+                            "branch names `{stray}`, which is not directly downstream of `{}` (downstream: {})",
+                            task.id,
+                            if downstream.is_empty() { "none".to_string() } else { downstream.join(", ") }
+                        )),
+                        None => success(Some(chosen.clone())),
+                    }
+                }
+            },
+            TaskKind::Sensor => match &result.sensor {
+                None => fail("a sensor task must return `sensor: {\"done\": true|false}`".into()),
+                Some(s) if s.done => success(None),
+                Some(_) => {
+                    let first = run.ti(&task.id, -1).and_then(|m| m.first_try_at).unwrap_or(at);
+                    let waited = (at - first).to_std().unwrap_or(Duration::ZERO);
+                    let limit = task.timeout.unwrap_or(Task::DEFAULT_SENSOR_TIMEOUT);
+                    if waited >= limit {
+                        Decision::Fail {
+                            message: format!("sensor timed out after {}", sandflow_sandbox::human_duration(limit)),
+                            retry: false,
+                        }
+                    } else {
+                        let next = at + chrono::Duration::from_std(task.poke_interval).unwrap_or(chrono::Duration::seconds(60));
+                        Decision::Reschedule { next }
+                    }
+                }
+            },
+        }
     }
 
     async fn trigger_from_task(&mut self, key: &TaskKey, dag_id: &str, request: &sandflow_sdk::TriggerRequest) -> Result<(), SchedulerError> {
@@ -620,35 +791,40 @@ impl Scheduler {
     }
 }
 
-/// Moves a run's tasks forward by the trigger rules, in topological order, so a skip or an
-/// upstream failure cascades in one pass.
-fn advance_run(run: &mut RunMem, at: DateTime<Utc>, changes: &mut Vec<Change>, ready: &mut VecDeque<TaskKey>) {
-    let run_id = run.row.run_id.clone();
-    for task in run.dag.tasks.iter() {
-        let state = run.tasks.get(&task.id).map_or(TaskState::None, |m| m.state);
-        if state != TaskState::None {
-            continue;
-        }
-        let upstream: Vec<TaskState> =
-            task.upstream.iter().map(|up| run.tasks.get(up).map_or(TaskState::Removed, |m| m.state)).collect();
-        let (next, reason) = match readiness(task.trigger_rule, &upstream) {
-            Readiness::Wait => continue,
-            Readiness::Run => (TaskState::Scheduled, None),
-            Readiness::Skip => (TaskState::Skipped, Some(format!("skipped by trigger rule {}", task.trigger_rule.as_str()))),
-            Readiness::UpstreamFailed => (TaskState::UpstreamFailed, Some("an upstream task failed".to_string())),
-        };
-        if let Some(mem) = run.tasks.get_mut(&task.id) {
-            mem.state = next;
-        }
-        changes.push(task_state(&run_id, &task.id, next, reason, at));
-        if next == TaskState::Scheduled {
-            ready.push_back(TaskKey { run_id: run_id.clone(), task_id: task.id.clone() });
-        }
-    }
+/// How a try is judged.
+enum Decision {
+    Success { output: Value, metrics: std::collections::BTreeMap<String, f64>, branch: Option<Vec<String>> },
+    Reschedule { next: DateTime<Utc> },
+    Fail { message: String, retry: bool },
 }
 
-fn task_state(run_id: &str, task_id: &str, state: TaskState, reason: Option<String>, at: DateTime<Utc>) -> Change {
-    Change::TaskState { run_id: run_id.to_string(), task_id: task_id.to_string(), map_index: -1, state, reason, at }
+/// A try's end recorded alone, leaving its instance as it is.
+fn try_only(key: &TaskKey, try_number: u32, report: &TryReport, at: DateTime<Utc>) -> Change {
+    Change::TryEnded(Box::new(TryEnd {
+        run_id: key.run_id.clone(),
+        task_id: key.task_id.clone(),
+        map_index: key.map_index,
+        try_number: i64::from(try_number),
+        outcome: report.outcome.name().to_string(),
+        message: format!("{} (the instance was cleared or marked while it ran)", report.outcome),
+        log: report.log.clone(),
+        fuel_used: i64::try_from(report.fuel_used).unwrap_or(i64::MAX),
+        peak_memory: i64::try_from(report.peak_memory_bytes).unwrap_or(i64::MAX),
+        wall: report.wall_time,
+        at,
+        state: None,
+        output: None,
+        metrics: None,
+        next_try_at: None,
+    }))
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub(crate) fn task_state(run_id: &str, task_id: &str, map_index: i64, state: TaskState, reason: Option<String>, at: DateTime<Utc>) -> Change {
+    Change::TaskState { run_id: run_id.to_string(), task_id: task_id.to_string(), map_index, state, reason, output: None, at }
 }
 
 fn task_policy(task: &sandflow_core::dag::Task) -> RetryPolicy {
@@ -660,9 +836,9 @@ fn task_policy(task: &sandflow_core::dag::Task) -> RetryPolicy {
     }
 }
 
-/// After try `try_number` failed: up_for_retry with its time, or failed.
-fn after_failure(policy: RetryPolicy, try_number: u32, at: DateTime<Utc>) -> (TaskState, Option<DateTime<Utc>>) {
-    match policy.after_failure(try_number) {
+/// After the `failures`-th failed try since the last clear: up_for_retry with its time, or failed.
+fn after_failure(policy: RetryPolicy, failures: u32, at: DateTime<Utc>) -> (TaskState, Option<DateTime<Utc>>) {
+    match policy.after_failure(failures) {
         Some(delay) => {
             let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
             (TaskState::UpForRetry, Some(at.checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC)))
@@ -685,33 +861,36 @@ fn task_limits(task: &sandflow_core::dag::Task) -> Limits {
     limits
 }
 
-fn build_context(run: &RunMem, task: &sandflow_core::dag::Task, try_number: u32) -> Vec<u8> {
-    let mut inputs = Map::new();
-    for up in &task.upstream {
-        if let Some(output) = run.tasks.get(up).and_then(|m| m.output.clone()) {
-            inputs.insert(up.clone(), output);
-        }
-    }
+fn build_context(
+    run: &RunMem,
+    task: &Task,
+    map_index: i64,
+    map_item: Option<Value>,
+    inputs: Map<String, Value>,
+    try_number: u32,
+    dag_runs: Option<Value>,
+) -> Vec<u8> {
     let context = TaskContext {
         abi: sandflow_sdk::ABI_VERSION,
         dag_id: run.row.dag_id.clone(),
         dag_version: run.row.version.clone(),
         run_id: run.row.run_id.clone(),
         task_id: task.id.clone(),
-        map_index: None,
-        map_item: None,
+        map_index: u64::try_from(map_index).ok(),
+        map_item,
         try_number,
-        logical_date: Some(run.row.logical_date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        logical_date: Some(rfc3339(run.row.logical_date)),
         data_interval: match (run.row.interval_start, run.row.interval_end) {
-            (Some(start), Some(end)) => Some(DataInterval {
-                start: start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                end: end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            }),
+            (Some(start), Some(end)) => Some(DataInterval { start: rfc3339(start), end: rfc3339(end) }),
             _ => None,
         },
         conf: run.conf.clone(),
         params: task.params.clone(),
         inputs,
     };
-    serde_json::to_vec(&context).unwrap_or_default()
+    let mut value = serde_json::to_value(&context).unwrap_or(Value::Null);
+    if let (Some(dag_runs), Value::Object(fields)) = (dag_runs, &mut value) {
+        fields.insert("dag_runs".into(), dag_runs);
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
 }

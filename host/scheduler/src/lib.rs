@@ -11,10 +11,12 @@
 //! - **Event-driven.** A try's end wakes the loop at once; timers only for retries, schedules and
 //!   polling the store for work created by other processes.
 
+pub mod actions;
 mod engine;
 mod executor;
 mod loader;
 pub mod timetable;
+mod working;
 
 use std::path::PathBuf;
 
@@ -94,6 +96,8 @@ pub enum Notice {
         run_id: String,
         /// The task.
         task_id: String,
+        /// Which instance of a mapped task (-1 for an unmapped task).
+        map_index: i64,
         /// Which try.
         try_number: u32,
         /// The task instance's state after it (success, up_for_retry, failed...).

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-pub use rows::{DagRow, ImportErrorRow, NewRun, RunRow, RunType, TaskInstanceRow, TryRow};
+pub use rows::{ActionRow, DagRow, ImportErrorRow, NewRun, PoolRow, RunRow, RunType, TaskInstanceRow, TryRow};
 use sandflow_core::state::{RunState, TaskState};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -84,15 +84,21 @@ pub enum Change {
     /// A run changes state (`started_at` is set on running, `ended_at` on success or failure).
     RunState { run_id: String, state: RunState, at: DateTime<Utc> },
     /// A task instance changes state without a try starting or ending (scheduled, skipped,
-    /// upstream_failed, up_for_retry becoming scheduled...).
+    /// upstream_failed, up_for_retry becoming scheduled, a mapped task's aggregate...). `output`,
+    /// when given, replaces the instance's output (a mapped task's list of outputs).
     TaskState {
         run_id: String,
         task_id: String,
         map_index: i64,
         state: TaskState,
         reason: Option<String>,
+        output: Option<String>,
         at: DateTime<Utc>,
     },
+    /// A mapped task expands: one instance per item (JSON), map_index 0..n-1, state scheduled.
+    Expand { run_id: String, task_id: String, items: Vec<String>, at: DateTime<Utc> },
+    /// A clear: the instance goes back to none, forgets its output, and gets its retries back.
+    Reset { run_id: String, task_id: String, map_index: i64, at: DateTime<Utc> },
     /// A try starts: the task instance becomes running with this try number.
     TryStarted { run_id: String, task_id: String, map_index: i64, try_number: i64, plugin_id: String, at: DateTime<Utc> },
     /// A try ends, and the task instance moves to `state`.
@@ -115,8 +121,9 @@ pub struct TryEnd {
     pub peak_memory: i64,
     pub wall: Duration,
     pub at: DateTime<Utc>,
-    /// The task instance's new state (success, failed, up_for_retry...).
-    pub state: TaskState,
+    /// The task instance's new state (success, failed, up_for_retry...); `None` records the try
+    /// alone (a try that ended after its instance was cleared or marked).
+    pub state: Option<TaskState>,
     /// On success: the result's output (JSON) and metrics (JSON object).
     pub output: Option<String>,
     pub metrics: Option<String>,
@@ -417,7 +424,8 @@ impl Store {
     /// The task instances of a run, in task id order.
     pub async fn task_instances(&self, run_id: &str) -> Result<Vec<TaskInstanceRow>> {
         Ok(sqlx::query_as(
-            "SELECT run_id, task_id, map_index, state, try_number, next_try_at, output, metrics, reason, started_at, ended_at
+            "SELECT run_id, task_id, map_index, state, try_number, next_try_at, output, metrics, reason, started_at, ended_at,
+                    map_item, tries_before_clear
              FROM task_instances WHERE run_id = ? ORDER BY task_id, map_index",
         )
         .bind(run_id)
@@ -451,6 +459,151 @@ impl Store {
         .await?)
     }
 
+    /// Per task instance of a run: its failed tries since its last clear (sensor pokes that asked
+    /// to wait are not failures).
+    pub async fn failed_tries(&self, run_id: &str) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT t.task_id, t.map_index, COUNT(*) AS failed FROM task_tries t
+             JOIN task_instances i ON i.run_id = t.run_id AND i.task_id = t.task_id AND i.map_index = t.map_index
+             WHERE t.run_id = ? AND t.try_number > i.tries_before_clear AND t.outcome IS NOT NULL
+               AND t.outcome NOT IN ('success', 'rescheduled')
+             GROUP BY t.task_id, t.map_index",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("task_id")?, r.try_get("map_index")?, r.try_get("failed")?))).collect()
+    }
+
+    /// Runs of a DAG whose logical date is in `[from, to]`, oldest first.
+    pub async fn runs_between(&self, dag_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{} WHERE dag_id = ? AND logical_date >= ? AND logical_date <= ? ORDER BY logical_date, run_id",
+            rows::RUN_SELECT
+        ))
+        .bind(dag_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- pools ----
+
+    /// Creates or resizes a pool.
+    pub async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pools (name, slots, description, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET slots = excluded.slots,
+                 description = COALESCE(excluded.description, pools.description), updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(slots)
+        .bind(description)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every pool, by name.
+    pub async fn pools(&self) -> Result<Vec<PoolRow>> {
+        Ok(sqlx::query_as("SELECT name, slots, description, updated_at FROM pools ORDER BY name").fetch_all(&self.pool).await?)
+    }
+
+    /// Deletes a pool; `false` when there was none.
+    pub async fn delete_pool(&self, name: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM pools WHERE name = ?").bind(name).execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    // ---- actions and schedulers ----
+
+    /// Records a user's action for a scheduler to carry out; returns its id.
+    pub async fn enqueue_action(&self, kind: &str, payload: &str, requested_by: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO actions (kind, payload, requested_by, requested_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(kind)
+        .bind(payload)
+        .bind(requested_by)
+        .bind(Utc::now())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Takes a pending action for this process; `false` when another took it first.
+    pub async fn claim_action(&self, id: i64) -> Result<bool> {
+        Ok(sqlx::query("UPDATE actions SET state = 'running' WHERE id = ? AND state = 'pending'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    /// Actions not yet carried out, oldest first.
+    pub async fn pending_actions(&self) -> Result<Vec<ActionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, kind, payload, requested_by, requested_at, state, result, done_at FROM actions
+             WHERE state = 'pending' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// One action.
+    pub async fn action(&self, id: i64) -> Result<Option<ActionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, kind, payload, requested_by, requested_at, state, result, done_at FROM actions WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records how an action went (`done` or `failed`, with a message).
+    pub async fn finish_action(&self, id: i64, state: &str, result: &str) -> Result<()> {
+        sqlx::query("UPDATE actions SET state = ?, result = ?, done_at = ? WHERE id = ?")
+            .bind(state)
+            .bind(result)
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A scheduler says it is alive.
+    pub async fn heartbeat(&self, id: &str, pid: u32, started_at: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO schedulers (id, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(id)
+        .bind(i64::from(pid))
+        .bind(started_at)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A scheduler stops.
+    pub async fn remove_scheduler(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM schedulers WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether a scheduler has said it is alive within `max_age`.
+    pub async fn live_scheduler(&self, max_age: Duration) -> Result<bool> {
+        let since = Utc::now() - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::zero());
+        Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM schedulers WHERE heartbeat_at >= ?")
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?
+            > 0)
+    }
+
     /// Commits `changes` in one transaction, in order.
     pub async fn apply(&self, changes: &[Change]) -> Result<()> {
         if changes.is_empty() {
@@ -475,16 +628,49 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                Change::TaskState { run_id, task_id, map_index, state, reason, at } => {
+                Change::TaskState { run_id, task_id, map_index, state, reason, output, at } => {
                     sqlx::query(
-                        "UPDATE task_instances SET state = ?, reason = COALESCE(?, reason), updated_at = ?,
+                        "UPDATE task_instances SET state = ?, reason = COALESCE(?, reason), output = COALESCE(?, output),
+                             updated_at = ?,
                              ended_at = CASE WHEN ? IN ('skipped', 'upstream_failed', 'removed', 'failed', 'success') THEN ? ELSE ended_at END
                          WHERE run_id = ? AND task_id = ? AND map_index = ?",
                     )
                     .bind(state.as_str())
                     .bind(reason)
+                    .bind(output)
                     .bind(at)
                     .bind(state.as_str())
+                    .bind(at)
+                    .bind(run_id)
+                    .bind(task_id)
+                    .bind(map_index)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Change::Expand { run_id, task_id, items, at } => {
+                    for (index, item) in items.iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO task_instances (run_id, task_id, map_index, state, map_item, updated_at)
+                             VALUES (?, ?, ?, 'scheduled', ?, ?)
+                             ON CONFLICT (run_id, task_id, map_index) DO UPDATE SET state = 'scheduled',
+                                 map_item = excluded.map_item, updated_at = excluded.updated_at",
+                        )
+                        .bind(run_id)
+                        .bind(task_id)
+                        .bind(index as i64)
+                        .bind(item)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Change::Reset { run_id, task_id, map_index, at } => {
+                    sqlx::query(
+                        "UPDATE task_instances SET state = 'none', output = NULL, metrics = NULL, reason = NULL,
+                             next_try_at = NULL, started_at = NULL, ended_at = NULL, tries_before_clear = try_number,
+                             updated_at = ?
+                         WHERE run_id = ? AND task_id = ? AND map_index = ?",
+                    )
                     .bind(at)
                     .bind(run_id)
                     .bind(task_id)
@@ -536,19 +722,20 @@ impl Store {
                     .bind(end.try_number)
                     .execute(&mut *tx)
                     .await?;
+                    let Some(state) = end.state else { continue };
                     sqlx::query(
                         "UPDATE task_instances SET state = ?, output = COALESCE(?, output), metrics = COALESCE(?, metrics),
                              reason = ?, next_try_at = ?, updated_at = ?,
                              ended_at = CASE WHEN ? IN ('success', 'failed') THEN ? ELSE NULL END
                          WHERE run_id = ? AND task_id = ? AND map_index = ?",
                     )
-                    .bind(end.state.as_str())
+                    .bind(state.as_str())
                     .bind(&end.output)
                     .bind(&end.metrics)
-                    .bind(if end.state == TaskState::Success { None } else { Some(&end.message) })
+                    .bind(if state == TaskState::Success { None } else { Some(&end.message) })
                     .bind(end.next_try_at)
                     .bind(end.at)
-                    .bind(end.state.as_str())
+                    .bind(state.as_str())
                     .bind(end.at)
                     .bind(&end.run_id)
                     .bind(&end.task_id)

@@ -113,6 +113,10 @@ pub struct TaskInstanceRow {
     pub reason: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// For a mapped instance: the element it handles (JSON).
+    pub map_item: Option<String>,
+    /// The try number at the last clear: retries count from there.
+    pub tries_before_clear: i64,
 }
 
 /// One try of a task instance.
@@ -132,4 +136,28 @@ pub struct TryRow {
     pub log: Option<String>,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A pool of slots that tasks share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct PoolRow {
+    pub name: String,
+    pub slots: i64,
+    pub description: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user's action (clear, mark...): the request, and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ActionRow {
+    pub id: i64,
+    pub kind: String,
+    /// JSON.
+    pub payload: String,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    /// pending | done | failed
+    pub state: String,
+    pub result: Option<String>,
+    pub done_at: Option<DateTime<Utc>>,
 }

@@ -60,7 +60,7 @@ async fn a_database_from_a_newer_sandflow_is_refused_clearly() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{} was written by a newer Sandflow (schema version 9999; this build knows up to 1): upgrade Sandflow",
+            "{} was written by a newer Sandflow (schema version 9999; this build knows up to 2): upgrade Sandflow",
             path.display()
         )
     );
@@ -160,7 +160,7 @@ async fn changes_apply_in_one_transaction_and_read_back() {
                 peak_memory: 65536,
                 wall: Duration::from_micros(1500),
                 at,
-                state: TaskState::Success,
+                state: Some(TaskState::Success),
                 output: Some("{\"k\":1}".into()),
                 metrics: Some("{\"loss\":0.5}".into()),
                 next_try_at: None,

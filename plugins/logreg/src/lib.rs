@@ -1,9 +1,11 @@
 //! Logistic regression by batch gradient descent: a real compute operator, small enough to read.
 //!
-//! Data comes from `params.data`, or from the first upstream output that has `x` and `y`, or is made
-//! up from `params.synthetic = {rows, features, seed}` (deterministic, with a hidden true weight
-//! vector, so the trainer has something real to find). Output: the weights, bias and final loss;
-//! metrics: loss, accuracy, epochs.
+//! Data comes from, in this order: the mapped item (`map_item`, when the task is mapped and the item
+//! has `x` and `y`, e.g. one element of `ml_features`' `per_customer`), `params.data`,
+//! `params.synthetic = {rows, features, seed}` (made up, deterministic, with a hidden true weight
+//! vector, so the trainer has something real to find), or the first upstream output that has `x`
+//! and `y`. Output: `{weights, bias, loss}`, plus `customer` when the mapped item names one (so that
+//! downstream steps can tell the models of a mapped training apart); metrics: loss, accuracy, epochs.
 
 use sandflow_sdk::{json, Context, TaskResult, Value};
 use serde::{Deserialize, Serialize};
@@ -141,6 +143,12 @@ struct Synthetic {
 
 /// Where the data comes from, in the order documented above.
 fn dataset(ctx: &Context) -> Result<Dataset, String> {
+    if let Some(item) = &ctx.map_item {
+        if item.get("x").is_some() && item.get("y").is_some() {
+            let index = ctx.map_index.map_or_else(|| "?".to_string(), |i| i.to_string());
+            return serde_json::from_value(item.clone()).map_err(|e| format!("map_item (map_index {index}): {e}"));
+        }
+    }
     if let Some(data) = ctx.params.get("data") {
         return serde_json::from_value(data.clone()).map_err(|e| format!("params.data: {e}"));
     }
@@ -163,11 +171,22 @@ pub fn handle(ctx: Context) -> Result<TaskResult, String> {
         Some(h) => serde_json::from_value(h.clone()).map_err(|e| format!("params.hyper: {e}"))?,
         None => Hyper::default(),
     };
+    let customer = ctx.map_item.as_ref().and_then(|item| item.get("customer")).filter(|c| !c.is_null()).cloned();
+    if let Some(c) = &customer {
+        let name = c.as_str().map_or_else(|| c.to_string(), str::to_string);
+        eprintln!("customer {name} (map_index {})", ctx.map_index.map_or_else(|| "?".to_string(), |i| i.to_string()));
+    }
+    if data.y.is_empty() {
+        return Err("no rows to train on: the data has empty x and y".into());
+    }
     eprintln!("training on {} rows for {} epochs", data.y.len(), hyper.epochs);
     let model = train(&data, &hyper)?;
     let (loss, accuracy) = model.evaluate(&data);
     eprintln!("loss {loss:.4}, accuracy {accuracy:.3}");
-    let output: Value = json!({ "weights": model.weights, "bias": model.bias, "loss": loss });
+    let mut output: Value = json!({ "weights": model.weights, "bias": model.bias, "loss": loss });
+    if let Some(c) = customer {
+        output["customer"] = c;
+    }
     Ok(TaskResult::with_output(output)
         .metric("loss", loss)
         .metric("accuracy", accuracy)
@@ -197,6 +216,39 @@ mod tests {
     fn no_data_is_a_clear_error() {
         let ctx: Context = serde_json::from_str(r#"{"abi":1}"#).unwrap();
         assert!(handle(ctx).unwrap_err().starts_with("no data"));
+    }
+
+    #[test]
+    fn a_mapped_item_with_x_and_y_comes_first() {
+        let data = synthetic(200, 3, 5);
+        let ctx: Context = serde_json::from_value(json!({
+            "abi": 1,
+            "map_index": 1,
+            "map_item": { "customer": "acme", "x": data.x, "y": data.y, "holdout": { "x": [], "y": [] } },
+            // Other sources are there too, and ignored: the upstream's global rows have 2 features.
+            "inputs": { "features": { "x": [[1.0, 2.0]], "y": [1.0] } },
+            "params": { "hyper": { "epochs": 100 } },
+        }))
+        .unwrap();
+        let result = handle(ctx).unwrap();
+        assert_eq!(result.output["weights"].as_array().unwrap().len(), 3);
+        assert_eq!(result.output["customer"], "acme");
+        assert!(result.metrics["accuracy"] > 0.8);
+    }
+
+    #[test]
+    fn a_mapped_item_without_data_falls_back_and_names_no_customer() {
+        let ctx: Context = serde_json::from_value(json!({
+            "abi": 1, "map_index": 0, "map_item": 0.5,
+            "params": { "synthetic": { "rows": 50, "features": 2 } },
+        }))
+        .unwrap();
+        let result = handle(ctx).unwrap();
+        assert_eq!(result.output["weights"].as_array().unwrap().len(), 2);
+        assert!(result.output.get("customer").is_none());
+        let bad: Context =
+            serde_json::from_value(json!({ "abi": 1, "map_index": 3, "map_item": { "x": [[1.0]], "y": "no" } })).unwrap();
+        assert!(handle(bad).unwrap_err().starts_with("map_item (map_index 3): invalid type"));
     }
 
     #[test]

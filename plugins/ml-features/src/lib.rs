@@ -9,15 +9,24 @@
 //! | `holdout` | `0.2` | the share of events kept out of training, for evaluation (0 ≤ holdout < 1) |
 //! | `split_seed` | `0` | changes which events are held out |
 //! | `one_hot_customers` | `true` up to 16 customers | add a 0/1 column per customer |
+//! | `per_customer` | `true` | also output the rows grouped by customer (`per_customer`, below); `false` leaves it empty and halves the output |
 //!
 //! Features, in order: `log_amount`, `log_account_age`, `n_items` (z-scores: `(v - mean) / std`, with
 //! mean and std measured on the training rows only), `night` (hour < 6) and `is_foreign` (0/1),
 //! `payment=<method>` (one-hot), then `customer=<name>` (one-hot, when enabled).
 //!
 //! The split is by a hash of each event's `id`, so an event is on the same side in every run, whatever
-//! else changed. Output: `{features: [names], x, y, holdout: {x, y}, stats: {mean, std}, split}`.
+//! else changed. Output: `{features: [names], x, y, holdout: {x, y}, stats: {mean, std}, split,
+//! per_customer_features: [names], per_customer: [{customer, x, y, holdout: {x, y}}]}`.
 //! `x` and `y` at the top level are the **training** rows: the form `logreg` reads from an upstream
 //! task. `stats` holds the mean and std of each z-scored feature, which serving needs.
+//!
+//! `per_customer` holds the same rows again, grouped by customer, for training one model per customer
+//! (a task mapped over `inputs.features.per_customer` gets one element each as its `map_item`, which
+//! `logreg` trains on). Those rows have the same features, standardised with the same `stats`, except
+//! the `customer=<name>` columns, which are constant within one customer and so left out:
+//! `per_customer_features` names their columns. Customers are in the order of `customers` upstream;
+//! a customer with no events has no element.
 
 use std::collections::BTreeMap;
 
@@ -44,6 +53,12 @@ pub struct Params {
     pub split_seed: u64,
     #[serde(default)]
     pub one_hot_customers: Option<bool>,
+    #[serde(default = "yes")]
+    pub per_customer: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_holdout() -> f64 {
@@ -52,7 +67,7 @@ fn default_holdout() -> f64 {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { from: None, holdout: default_holdout(), split_seed: 0, one_hot_customers: None }
+        Params { from: None, holdout: default_holdout(), split_seed: 0, one_hot_customers: None, per_customer: true }
     }
 }
 
@@ -86,12 +101,30 @@ impl Split {
     }
 }
 
+/// One customer's rows, without the customer one-hot columns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CustomerSplit {
+    pub customer: String,
+    pub train: Split,
+    pub holdout: Split,
+}
+
+impl CustomerSplit {
+    fn to_json(&self) -> Value {
+        json!({ "customer": self.customer, "x": self.train.x, "y": self.train.y, "holdout": self.holdout.to_json() })
+    }
+}
+
 /// Everything the step computes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Features {
     pub names: Vec<String>,
     pub train: Split,
     pub holdout: Split,
+    /// The columns of the per-customer rows: `names` without the `customer=` columns.
+    pub customer_names: Vec<String>,
+    /// The rows of each customer that has events, in customer order.
+    pub per_customer: Vec<CustomerSplit>,
     /// Mean and std of each z-scored feature, measured on the training rows.
     pub mean: BTreeMap<String, f64>,
     pub std: BTreeMap<String, f64>,
@@ -239,6 +272,7 @@ pub fn build(customers: &[String], events: &[Event], params: &Params) -> Result<
     names.push("night".into());
     names.push("is_foreign".into());
     names.extend(payments.iter().map(|p| format!("payment={p}")));
+    let customer_names = names.clone();
     if one_hot_customers {
         names.extend(customers.iter().map(|c| format!("customer={c}")));
     }
@@ -268,20 +302,31 @@ pub fn build(customers: &[String], events: &[Event], params: &Params) -> Result<
 
     let mut train = Split::default();
     let mut holdout = Split::default();
+    let mut per_customer: Vec<CustomerSplit> =
+        customers.iter().map(|c| CustomerSplit { customer: c.clone(), ..CustomerSplit::default() }).collect();
+    let position: BTreeMap<&str, usize> = customers.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
     for (e, &is_held) in events.iter().zip(&held) {
         let mut row: Vec<f64> = raw(e).iter().zip(&mean).zip(&std).map(|((v, m), s)| round4((v - m) / s)).collect();
         row.push(f64::from(u8::from(e.hour < 6.0)));
         row.push(f64::from(u8::from(e.is_foreign)));
         row.extend(payments.iter().map(|p| f64::from(u8::from(e.payment == *p))));
+        let label = f64::from(u8::from(e.fraud));
+        // `customers` lists every customer of the events (read_events sees to it).
+        if let Some(c) = position.get(e.customer.as_str()).map(|&i| &mut per_customer[i]) {
+            let split = if is_held { &mut c.holdout } else { &mut c.train };
+            split.x.push(row.clone());
+            split.y.push(label);
+        }
         if one_hot_customers {
             row.extend(customers.iter().map(|c| f64::from(u8::from(&e.customer == c))));
         }
         let split = if is_held { &mut holdout } else { &mut train };
         split.x.push(row);
-        split.y.push(f64::from(u8::from(e.fraud)));
+        split.y.push(label);
     }
+    per_customer.retain(|c| params.per_customer && (!c.train.y.is_empty() || !c.holdout.y.is_empty()));
     let named = |values: [f64; 3]| NUMERIC.iter().map(|n| n.to_string()).zip(values).collect();
-    Ok(Features { names, train, holdout, mean: named(mean), std: named(std) })
+    Ok(Features { names, train, holdout, customer_names, per_customer, mean: named(mean), std: named(std) })
 }
 
 /// The operator.
@@ -311,14 +356,27 @@ pub fn handle(ctx: Context) -> Result<TaskResult, String> {
             "holdout_rows": f.holdout.y.len(),
             "holdout_positives": f.holdout.positives(),
         },
+        "per_customer_features": f.customer_names,
+        "per_customer": f.per_customer.iter().map(CustomerSplit::to_json).collect::<Vec<_>>(),
     });
     let size = serde_json::to_vec(&out).map_err(|e| e.to_string())?.len();
     if size > OUTPUT_LIMIT - 1024 {
         return Err(format!(
             "the feature rows would take {:.2} MiB, over the host's 1 MiB output limit: use fewer events, \
-             or set params.one_hot_customers = false",
-            size as f64 / OUTPUT_LIMIT as f64
+             or set params.one_hot_customers = false{}",
+            size as f64 / OUTPUT_LIMIT as f64,
+            if params.per_customer { " or params.per_customer = false" } else { "" }
         ));
+    }
+    for c in &f.per_customer {
+        eprintln!(
+            "  {}: {} rows to train on ({} positive), {} held out ({} positive)",
+            c.customer,
+            c.train.y.len(),
+            c.train.positives(),
+            c.holdout.y.len(),
+            c.holdout.positives()
+        );
     }
     eprintln!("output: {} KiB", size / 1024);
     Ok(TaskResult::with_output(out)
@@ -326,7 +384,8 @@ pub fn handle(ctx: Context) -> Result<TaskResult, String> {
         .metric("positives", positives as f64)
         .metric("train_rows", f.train.y.len() as f64)
         .metric("holdout_rows", f.holdout.y.len() as f64)
-        .metric("features", f.names.len() as f64))
+        .metric("features", f.names.len() as f64)
+        .metric("customers", f.per_customer.len() as f64))
 }
 
 #[cfg(test)]
@@ -387,6 +446,53 @@ mod tests {
         // The same events, the same split.
         let again = handle(ctx_with(json!({ "generate": upstream(500) }), json!({}))).unwrap();
         assert_eq!(again.output, result.output);
+    }
+
+    #[test]
+    fn per_customer_rows_are_the_same_rows_without_the_customer_columns() {
+        let result = handle(ctx_with(json!({ "generate": upstream(500) }), json!({}))).unwrap();
+        let out = &result.output;
+        assert_eq!(out["per_customer_features"].as_array().unwrap().len(), 8);
+        assert_eq!(out["per_customer_features"][7], "payment=paypal");
+        let per = out["per_customer"].as_array().unwrap();
+        assert_eq!(per.iter().map(|c| c["customer"].as_str().unwrap()).collect::<Vec<_>>(), ["acme", "globex"]);
+        assert_eq!(result.metrics["customers"], 2.0);
+        // Every training row of a customer is a global training row with that customer's one-hot
+        // column set, minus the customer columns; in the same order.
+        let x: Vec<Vec<f64>> = serde_json::from_value(out["x"].clone()).unwrap();
+        let y: Vec<f64> = serde_json::from_value(out["y"].clone()).unwrap();
+        let mut total = 0;
+        for (i, c) in per.iter().enumerate() {
+            let cx: Vec<Vec<f64>> = serde_json::from_value(c["x"].clone()).unwrap();
+            let cy: Vec<f64> = serde_json::from_value(c["y"].clone()).unwrap();
+            let (gx, gy): (Vec<_>, Vec<_>) = x
+                .iter()
+                .zip(&y)
+                .filter(|(row, _)| row[8 + i] == 1.0)
+                .map(|(row, &label)| (row[..8].to_vec(), label))
+                .unzip();
+            assert_eq!(cx, gx);
+            assert_eq!(cy, gy);
+            let held = c["holdout"]["y"].as_array().unwrap().len();
+            assert_eq!(c["holdout"]["x"].as_array().unwrap().len(), held);
+            assert!(held > 20, "{held}");
+            total += cx.len() + held;
+        }
+        assert_eq!(total, 500);
+        // Turned off: an empty list.
+        let off = handle(ctx_with(json!({ "generate": upstream(50) }), json!({ "per_customer": false }))).unwrap();
+        assert_eq!(off.output["per_customer"], json!([]));
+    }
+
+    #[test]
+    fn the_example_dag_output_is_well_under_1_mib() {
+        // What dags/ml_training.toml makes: 4 customers × 500 events.
+        let events: Vec<Value> = (0..2000)
+            .map(|i| event(i, ["acme", "globex", "initech", "umbrella"][i % 4], 1.0 + (i % 97) as f64 * 3.3, u8::from(i % 9 == 0)))
+            .collect();
+        let result = handle(ctx_with(json!({ "g": { "events": events } }), json!({}))).unwrap();
+        let size = serde_json::to_vec(&result.output).unwrap().len();
+        assert!(size < 400 * 1024, "{size} bytes");
     }
 
     #[test]

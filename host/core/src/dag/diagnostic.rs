@@ -8,8 +8,9 @@ use std::ops::Range;
 
 /// One problem in a DAG file.
 ///
-/// Displayed as `{file}:{line}:{column}: {field}: {message}`, or `{file}:{line}:{column}: {message}`
-/// when `field` is empty (file-level errors such as TOML syntax).
+/// Displayed as `{file}:{line}:{column}: {field}: {message}`, or as
+/// `{file}:{line}:{column}: {message}` when `field` is empty (file-level errors such as TOML
+/// syntax).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}:{line}:{column}: {}{message}", field_prefix(field))]
 pub struct Diagnostic {
@@ -101,6 +102,9 @@ mod tests {
             "dags/a.toml:3:7: tasks.a.retries: expected an integer, found a string"
         );
         diagnostic.field.clear();
-        assert_eq!(diagnostic.to_string(), "dags/a.toml:3:7: expected an integer, found a string");
+        assert_eq!(
+            diagnostic.to_string(),
+            "dags/a.toml:3:7: expected an integer, found a string"
+        );
     }
 }

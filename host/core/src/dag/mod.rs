@@ -1,17 +1,17 @@
 //! DAG files: parsing, validation, versions.
 //!
-//! A DAG file is TOML written by people, so this module is shaped around their mistakes. It does not
-//! deserialize with serde derive, because serde stops at the first error and loses positions for
-//! semantic ones (a cycle, a cap, an unknown upstream id). Instead the text is parsed once into
-//! `toml`'s spanned tree ([`toml::de::DeTable`]) and walked by hand: every field is read with its
-//! span, every problem becomes a [`Diagnostic`] with file, line, column and a dotted field path, and
-//! the walk carries on, so one run reports *all* the errors of a file. Unknown fields are refused,
-//! naming the accepted ones.
+//! A DAG file is TOML written by people, so this module is shaped around their mistakes. It
+//! does not deserialize with serde derive, because serde stops at the first error and loses
+//! positions for semantic ones (a cycle, a cap, an unknown upstream id). Instead the text is parsed
+//! once into `toml`'s spanned tree ([`toml::de::DeTable`]) and walked by hand: every field is read
+//! with its span, every problem becomes a [`Diagnostic`] with file, line, column and a dotted field
+//! path, and the walk carries on, so one run reports *all* the errors of a file. Unknown fields are
+//! refused, naming the accepted ones.
 //!
 //! The result, a [`Dag`], is fully validated: tasks are in a topological order, every plugin is
 //! pinned to a `sha256:` id by the caller's resolver, limits are under the server's [`Caps`]. Its
-//! [`Dag::version`] is a hash of that validated content, so the same DAG written differently has the
-//! same version, and a changed plugin (new `sha256:`) is a new version.
+//! [`Dag::version`] is a hash of that validated content, so the same DAG written differently has
+//! the same version, and a changed plugin (new `sha256:`) is a new version.
 //!
 //! The module is pure: it parses text and never touches the filesystem, the clock or the database.
 //! Reading files and plugins is the caller's job (through the `resolve` callback of [`parse_dag`]).
@@ -42,7 +42,7 @@ pub use schedule::{Schedule, ScheduleError};
 /// A validated DAG: its settings and its tasks, with every plugin pinned to a `sha256:` id.
 ///
 /// Built by [`parse_dag`]; every field here has passed validation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dag {
     /// The DAG's id (`id` in the file): `[A-Za-z0-9_.-]+`.
     pub id: String,
@@ -62,6 +62,8 @@ pub struct Dag {
     pub catchup: bool,
     /// At most this many runs of this DAG at once (`max_active_runs`); default 16, at least 1.
     pub max_active_runs: u32,
+    /// At most this many task instances of this DAG run at once (`max_active_tasks`); default 16.
+    pub max_active_tasks: u32,
     /// Whether the DAG starts paused when first registered (`is_paused_upon_creation`);
     /// `None` leaves it to the server's default.
     pub paused: Option<bool>,
@@ -73,6 +75,9 @@ impl Dag {
     /// The default of `max_active_runs`: Airflow's default, enough for a backfill to make progress
     /// without one DAG taking the whole worker pool.
     pub const DEFAULT_MAX_ACTIVE_RUNS: u32 = 16;
+
+    /// The default of `max_active_tasks`, Airflow's: one DAG cannot take every executor slot.
+    pub const DEFAULT_MAX_ACTIVE_TASKS: u32 = 16;
 
     /// The DAG's version: `"v"` + the first 16 hex digits of a SHA-256 over a canonical JSON of the
     /// spec.
@@ -104,7 +109,7 @@ impl Dag {
 }
 
 /// One task of a DAG: a plugin, its params, its dependencies and its retry policy and limits.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     /// The task's id, its key under `[tasks]`: `[A-Za-z0-9_.-]+`.
     pub id: String,
@@ -133,9 +138,99 @@ pub struct Task {
     pub fuel: Option<u64>,
     /// The memory limit of one try, in MiB; `None` leaves it to the server.
     pub memory_mb: Option<u64>,
+    /// What the scheduler does with the task's result (`kind`): run it, follow its branch, or
+    /// poke it until it is done.
+    pub kind: TaskKind,
+    /// One instance per element of this list (`map_over`): `conf.<path>` or
+    /// `inputs.<upstream task>[.<path>]`.
+    pub map_over: Option<String>,
+    /// For sensors: the wait between pokes (`poke_interval`); default 60 s.
+    pub poke_interval: Duration,
+    /// For sensors: DAGs whose latest runs the sensor's context lists (`watch_dags`).
+    pub watch_dags: Vec<String>,
+    /// The pool whose slots the task takes (`pool`); default `default_pool`.
+    pub pool: String,
+    /// How many of the pool's slots one instance takes (`pool_slots`); default 1.
+    pub pool_slots: u32,
+    /// Who runs first when slots are short: higher first (`priority_weight`); default 1.
+    pub priority_weight: i64,
+}
+
+/// How the scheduler reads a task's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// An ordinary task.
+    #[default]
+    Task,
+    /// Returns `branch`: the direct downstream tasks to follow; the others are skipped.
+    Branch,
+    /// Returns `sensor: {done}`: not done puts it in `up_for_reschedule` until its next poke.
+    Sensor,
+}
+
+impl TaskKind {
+    /// The name as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Task => "task",
+            TaskKind::Branch => "branch",
+            TaskKind::Sensor => "sensor",
+        }
+    }
+}
+
+/// The list a mapped task maps over, from the run's `conf` or its upstream outputs.
+///
+/// `expr` is `conf.<path>` or `inputs.<task>[.<path>]`, a path of object keys or list indexes
+/// separated by dots. Errors say what was found instead of a list.
+pub fn resolve_map_over(
+    expr: &str,
+    conf: &serde_json::Map<String, serde_json::Value>,
+    inputs: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<serde_json::Value>, String> {
+    let mut parts = expr.split('.');
+    let root = match parts.next() {
+        Some("conf") => serde_json::Value::Object(conf.clone()),
+        Some("inputs") => serde_json::Value::Object(inputs.clone()),
+        _ => return Err(format!("map_over {expr}: must start with conf. or inputs.")),
+    };
+    let mut at = &root;
+    for part in parts {
+        let next = match at {
+            serde_json::Value::Object(map) => map.get(part),
+            serde_json::Value::Array(list) => part.parse::<usize>().ok().and_then(|i| list.get(i)),
+            _ => None,
+        };
+        at = next.ok_or_else(|| format!("map_over {expr}: nothing at `{part}`"))?;
+    }
+    match at {
+        serde_json::Value::Array(items) => Ok(items.clone()),
+        other => Err(format!("map_over {expr} is not a list: it is {}", json_kind(other))),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 impl Task {
+    /// The default `poke_interval` of sensors, Airflow's.
+    pub const DEFAULT_POKE_INTERVAL: Duration = Duration::from_secs(60);
+
+    /// How long a sensor waits in all when it sets no `timeout`: Airflow's seven days.
+    pub const DEFAULT_SENSOR_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    /// The pool of tasks that name none.
+    pub const DEFAULT_POOL: &'static str = "default_pool";
+
     /// The default `retry_delay`: Airflow's default five minutes is long for small tasks; 30 s
     /// rides out a brief outage without hammering the thing that failed.
     pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -168,7 +263,10 @@ impl fmt::Display for PluginRef {
 /// Whether `text` is a pinned plugin id: `sha256:` followed by 64 lowercase hex digits.
 pub fn is_plugin_id(text: &str) -> bool {
     text.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -231,8 +329,12 @@ impl fmt::Display for TriggerRule {
 
 /// A name that is not one of [`TriggerRule::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown trigger rule {0:?}, expected one of {expected}", expected = quoted_list(TriggerRule::ALL.map(TriggerRule::as_str)))]
+#[error("unknown trigger rule {0:?}, expected one of {names}", names = rule_names())]
 pub struct UnknownTriggerRule(pub String);
+
+fn rule_names() -> String {
+    quoted_list(TriggerRule::ALL.map(TriggerRule::as_str))
+}
 
 impl FromStr for TriggerRule {
     type Err = UnknownTriggerRule;
@@ -275,5 +377,9 @@ impl Default for Caps {
 
 /// `"a", "b", "c"`: names quoted and comma-separated, for messages.
 fn quoted_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    names.into_iter().map(|name| format!("{name:?}")).collect::<Vec<_>>().join(", ")
+    names
+        .into_iter()
+        .map(|name| format!("{name:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

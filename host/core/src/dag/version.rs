@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Dag, Task};
+use super::{Dag, Task, TaskKind};
 
 /// How many hex digits of the hash a version shows: 64 bits, plenty to tell one DAG's versions
 /// apart, short enough to read in a UI.
@@ -30,7 +30,7 @@ pub(super) fn version(dag: &Dag) -> String {
 fn spec(dag: &Dag) -> Value {
     let mut tasks: Vec<&Task> = dag.tasks.iter().collect();
     tasks.sort_by(|a, b| a.id.cmp(&b.id));
-    json!({
+    let mut spec = json!({
         "id": dag.id,
         "schedule": dag.schedule.expr(),
         "start_date": dag.start_date.map(instant),
@@ -38,11 +38,17 @@ fn spec(dag: &Dag) -> Value {
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
         "tasks": tasks.into_iter().map(task_spec).collect::<Vec<_>>(),
-    })
+    });
+    // Fields added after the first release enter the hash only when set, so the versions of DAGs
+    // that do not use them stay as they were.
+    if dag.max_active_tasks != Dag::DEFAULT_MAX_ACTIVE_TASKS {
+        spec["max_active_tasks"] = json!(dag.max_active_tasks);
+    }
+    spec
 }
 
 fn task_spec(task: &Task) -> Value {
-    json!({
+    let mut spec = json!({
         "id": task.id,
         "plugin_id": task.plugin_id,
         "params": task.params,
@@ -55,7 +61,28 @@ fn task_spec(task: &Task) -> Value {
         "timeout": task.timeout.map(duration),
         "fuel": task.fuel,
         "memory_mb": task.memory_mb,
-    })
+    });
+    let mut extra = |name: &str, value: Value| {
+        spec[name] = value;
+    };
+    if task.kind != TaskKind::Task {
+        extra("kind", json!(task.kind.as_str()));
+    }
+    if let Some(map_over) = &task.map_over {
+        extra("map_over", json!(map_over));
+    }
+    if task.kind == TaskKind::Sensor {
+        extra("poke_interval", json!(duration(task.poke_interval)));
+        extra("watch_dags", json!(task.watch_dags));
+    }
+    if task.pool != Task::DEFAULT_POOL || task.pool_slots != 1 {
+        extra("pool", json!(task.pool));
+        extra("pool_slots", json!(task.pool_slots));
+    }
+    if task.priority_weight != 1 {
+        extra("priority_weight", json!(task.priority_weight));
+    }
+    spec
 }
 
 fn instant(t: DateTime<Utc>) -> String {

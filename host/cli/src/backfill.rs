@@ -1,0 +1,154 @@
+//! `sandflow dags backfill`: runs for past intervals, with a progress bar and a summary.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sandflow_core::state::RunState;
+use sandflow_scheduler::actions::{Action, HEARTBEAT_VALID_FOR};
+use sandflow_scheduler::{Scheduler, SchedulerConfig, StoredSpec};
+use sandflow_store::{NewRun, RunType};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{date, open_store, perform, sync_dags, user};
+use crate::dags_cmd::DagsArg;
+use crate::{CliError, Home};
+
+/// At most this many intervals in one backfill: a typo in a date should not create a million runs.
+const MAX_INTERVALS: usize = 10_000;
+
+pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, dags: &DagsArg, home: &Home) -> Result<(), CliError> {
+    let (from, to) = (date(from, "--from")?, date(to, "--to")?);
+    if to < from {
+        return Err(CliError::Usage(anyhow::anyhow!("--to {to} is before --from {from}")));
+    }
+    let store = open_store(home).await?;
+    sync_dags(&dags.dags, &store, home).await?;
+    let Some(row) = store.dag(dag_id).await.map_err(anyhow::Error::from)? else {
+        let known: Vec<String> = store.dags().await.map_err(anyhow::Error::from)?.into_iter().map(|d| d.dag_id).collect();
+        return Err(CliError::Usage(anyhow::anyhow!("no DAG `{dag_id}` (known: {})", known.join(", "))));
+    };
+    let spec = store.dag_spec(dag_id, &row.active_version).await.map_err(anyhow::Error::from)?.unwrap_or_default();
+    let spec: StoredSpec = serde_json::from_str(&spec).map_err(anyhow::Error::from)?;
+    let dag = spec.to_dag(&Default::default()).map_err(anyhow::Error::from)?;
+    if dag.schedule.expr().is_none() {
+        return Err(CliError::Usage(anyhow::anyhow!("DAG `{dag_id}` has no schedule: a backfill needs one to cut intervals")));
+    }
+
+    let mut intervals = Vec::new();
+    let mut start = dag.schedule.at_or_after(from);
+    while let Some(s) = start.filter(|s| *s <= to) {
+        let Some(end) = dag.schedule.next_after(s) else { break };
+        intervals.push((s, end));
+        if intervals.len() > MAX_INTERVALS {
+            return Err(CliError::Usage(anyhow::anyhow!("more than {MAX_INTERVALS} intervals from {from} to {to}: backfill a shorter range")));
+        }
+        start = Some(end);
+    }
+    if intervals.is_empty() {
+        return Err(CliError::Usage(anyhow::anyhow!("no interval of {dag_id}'s schedule starts between {from} and {to}")));
+    }
+
+    let existing = store.runs_between(dag_id, from, to).await.map_err(anyhow::Error::from)?;
+    let task_ids: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
+    let (mut created, mut rerun, mut skipped) = (0, 0, 0);
+    let mut watched = Vec::new();
+    for (start, end) in &intervals {
+        match existing.iter().find(|r| r.interval_start == Some(*start) || r.logical_date == *start) {
+            Some(run) if rerun_failed && run.state == RunState::Failed => {
+                let action = Action::Clear {
+                    dag_id: dag_id.to_string(),
+                    run_ids: vec![run.run_id.clone()],
+                    task_ids: vec![],
+                    map_index: None,
+                    downstream: false,
+                    upstream: false,
+                    only_failed: true,
+                };
+                perform(&store, home, &action).await?;
+                rerun += 1;
+                watched.push(run.run_id.clone());
+            }
+            Some(_) => skipped += 1,
+            None => {
+                let run = NewRun {
+                    run_id: format!("backfill__{}", start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    dag_id: dag_id.to_string(),
+                    version: row.active_version.clone(),
+                    run_type: RunType::Backfill,
+                    logical_date: *start,
+                    interval: Some((*start, *end)),
+                    conf: "{}".into(),
+                    note: Some("backfill".into()),
+                    triggered_by: user(),
+                    created_at: Utc::now(),
+                };
+                if store.create_run(&run, &task_ids).await.map_err(anyhow::Error::from)? {
+                    created += 1;
+                    watched.push(run.run_id);
+                } else {
+                    skipped += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "backfill of {dag_id}: {} intervals from {} to {}: {created} runs created, {rerun} failed runs cleared to rerun, {skipped} already ran",
+        intervals.len(),
+        intervals[0].0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        intervals[intervals.len() - 1].0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    if watched.is_empty() {
+        return Ok(());
+    }
+
+    // With no scheduler alive, this process runs one until the backfill's runs end.
+    let shutdown = CancellationToken::new();
+    let own = if store.live_scheduler(HEARTBEAT_VALID_FOR).await.map_err(anyhow::Error::from)? {
+        None
+    } else {
+        let sandbox = crate::plugin_cmd::sandbox_with(home, 32)?;
+        let config = SchedulerConfig { create_scheduled_runs: false, ..SchedulerConfig::default() };
+        Some(tokio::spawn(Scheduler::new(store.clone(), sandbox, config).run(shutdown.clone())))
+    };
+    let started = Instant::now();
+    let (success, failed) = loop {
+        let mut success = 0;
+        let mut failed = 0;
+        for run_id in &watched {
+            match store.run(run_id).await.map_err(anyhow::Error::from)?.map(|r| r.state) {
+                Some(RunState::Success) => success += 1,
+                Some(RunState::Failed) => failed += 1,
+                _ => {}
+            }
+        }
+        progress(success + failed, watched.len(), success, failed);
+        if success + failed == watched.len() {
+            break (success, failed);
+        }
+        if let Some(task) = &own {
+            if task.is_finished() {
+                return Err(CliError::Failed("the backfill's scheduler stopped".into()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!();
+    shutdown.cancel();
+    if let Some(task) = own {
+        task.await.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)?;
+    }
+    let elapsed = sandflow_sandbox::human_duration(started.elapsed());
+    println!("backfill of {dag_id} done in {elapsed}: {success} runs succeeded, {failed} failed");
+    if failed > 0 {
+        return Err(CliError::Failed(format!("{failed} backfill runs failed (see: sandflow dags show {dag_id})")));
+    }
+    Ok(())
+}
+
+fn progress(done: usize, total: usize, success: usize, failed: usize) {
+    const WIDTH: usize = 30;
+    let filled = done * WIDTH / total.max(1);
+    eprint!("\r[{}{}] {done}/{total} runs ended ({success} success, {failed} failed)", "#".repeat(filled), " ".repeat(WIDTH - filled));
+    let _ = std::io::stderr().flush();
+}
