@@ -275,12 +275,11 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(scheduler.run(shutdown.clone()));
     let started = Instant::now();
-    let mut done = 0;
     let state = loop {
         match notices.recv().await {
             Ok(Notice::TaskFinished { task_id, map_index, try_number, state, message, wall, .. }) => {
                 let tis = store.task_instances(&run.run_id).await.map_err(anyhow::Error::from)?;
-                done = tis.iter().filter(|ti| ti.map_index < 0 && ti.state.is_finished()).count();
+                let done = tis.iter().filter(|ti| ti.map_index < 0 && ti.state.is_finished()).count();
                 let task_id = if map_index < 0 { task_id } else { format!("{task_id}[{map_index}]") };
                 let detail = if message == "success" { String::new() } else { format!(": {message}") };
                 println!("[{done}/{total}] {task_id} {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));

@@ -655,14 +655,14 @@ impl Scheduler {
 
         let decision = match &report.outcome {
             Outcome::Success { result } => self.judge(run, &task, result, at),
-            Outcome::Killed => Decision::Fail { message: "killed".into(), retry: false },
-            failed => Decision::Fail { message: failed.to_string(), retry: true },
+            Outcome::Killed => Decision::Fail { message: "killed".into(), retry: false, outcome: None },
+            failed => Decision::Fail { message: failed.to_string(), retry: true, outcome: None },
         };
         let mut decision = decision;
         if let (Decision::Success { .. }, Outcome::Success { result }) = (&decision, &report.outcome) {
             for request in &result.trigger {
                 if let Err(e) = self.trigger_from_task(&key, &dag_id, request).await {
-                    decision = Decision::Fail { message: format!("trigger: {e}"), retry: true };
+                    decision = Decision::Fail { message: format!("trigger: {e}"), retry: true, outcome: Some("trigger_failed") };
                     break;
                 }
             }
@@ -683,13 +683,10 @@ impl Scheduler {
             Decision::Reschedule { next } => {
                 (TaskState::UpForReschedule, Some(next), "not yet: poking again".to_string(), "rescheduled".to_string(), None, None)
             }
-            Decision::Fail { message, retry } => {
+            Decision::Fail { message, retry, outcome } => {
                 mem.failed_tries += 1;
                 let (state, next) = if retry { after_failure(task_policy(&task), mem.failed_tries, at) } else { (TaskState::Failed, None) };
-                let name = match &report.outcome {
-                    Outcome::Success { .. } => "invalid_result".to_string(),
-                    other => other.name().to_string(),
-                };
+                let name = outcome.unwrap_or(report.outcome.name()).to_string();
                 (state, next, format!("{message} (plugin {})", report.plugin), name, None, None)
             }
         };
@@ -732,7 +729,7 @@ impl Scheduler {
 
     /// Reads a successful try's result by the task's kind.
     fn judge(&self, run: &RunMem, task: &Task, result: &TaskResult, at: DateTime<Utc>) -> Decision {
-        let fail = |message: String| Decision::Fail { message, retry: true };
+        let fail = |message: String| Decision::Fail { message, retry: true, outcome: Some("invalid_result") };
         let success = |branch| Decision::Success { output: result.output.clone(), metrics: result.metrics.clone(), branch };
         match task.kind {
             TaskKind::Task => {
@@ -769,6 +766,7 @@ impl Scheduler {
                         Decision::Fail {
                             message: format!("sensor timed out after {}", sandflow_sandbox::human_duration(limit)),
                             retry: false,
+                            outcome: Some("sensor_timeout"),
                         }
                     } else {
                         let next = at + chrono::Duration::from_std(task.poke_interval).unwrap_or(chrono::Duration::seconds(60));
@@ -795,7 +793,9 @@ impl Scheduler {
 enum Decision {
     Success { output: Value, metrics: std::collections::BTreeMap<String, f64>, branch: Option<Vec<String>> },
     Reschedule { next: DateTime<Utc> },
-    Fail { message: String, retry: bool },
+    /// `outcome` names the failure when the try itself succeeded (a bad result, a sensor's
+    /// timeout, a failed trigger); otherwise the try's own outcome names it.
+    Fail { message: String, retry: bool, outcome: Option<&'static str> },
 }
 
 /// A try's end recorded alone, leaving its instance as it is.

@@ -1,7 +1,9 @@
 //! The scheduler with its real parts: a SQLite file, the sandbox, plugins built from source, a DAG
 //! folder on disk. One binary for the whole area.
 
+mod actions;
 mod folder;
+mod pipelines;
 mod rules;
 mod runs;
 
@@ -93,7 +95,10 @@ impl Harness {
                 Ok(Ok(Notice::RunFinished { run_id: id, state, .. })) if id == run_id => return state,
                 Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
                 Ok(Err(e)) => panic!("notices closed: {e}"),
-                Err(_) => panic!("run {run_id} did not end within 30 s: {:?}", self.store.task_instances(run_id).await.unwrap()),
+                Err(_) => {
+                    let states: Vec<String> = self.store.task_instances(run_id).await.unwrap().iter().map(|t| format!("{}[{}]={}", t.task_id, t.map_index, t.state)).take(50).collect();
+                    panic!("run {run_id} did not end within 30 s: {states:?}")
+                }
             }
         }
     }
@@ -103,6 +108,33 @@ impl Harness {
         let run = self.trigger(dag_id, conf).await;
         let state = self.wait(&run.run_id).await;
         (run, state)
+    }
+
+    /// Asks the scheduler to carry out an action, and waits (up to 10 s) for its result.
+    pub async fn act(&self, action: sandflow_scheduler::actions::Action) -> String {
+        let id = self.store.enqueue_action(action.kind(), &serde_json::to_string(&action).unwrap(), "tester").await.unwrap();
+        self.handle.wake();
+        for _ in 0..200 {
+            let row = self.store.action(id).await.unwrap().unwrap();
+            match row.state.as_str() {
+                "done" => return row.result.unwrap(),
+                "failed" => panic!("action failed: {:?}", row.result),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("action {id} was not carried out");
+    }
+
+    /// Waits (up to 10 s) until `check` holds for the run's task instances.
+    pub async fn until(&self, run_id: &str, what: &str, check: impl Fn(&[TaskInstanceRow]) -> bool) {
+        for _ in 0..500 {
+            if check(&self.store.task_instances(run_id).await.unwrap()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let states: Vec<String> = self.store.task_instances(run_id).await.unwrap().iter().map(|t| format!("{}[{}]={}", t.task_id, t.map_index, t.state)).take(50).collect();
+        panic!("{what} did not happen: {states:?}");
     }
 
     /// One task instance of a run.

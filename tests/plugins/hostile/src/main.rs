@@ -101,6 +101,12 @@ fn misbehave(ctx: Context) -> Result<TaskResult, String> {
             std::io::stdout().flush().map_err(|e| e.to_string())?;
             std::process::exit(0)
         }
+        // A sensor that is done from poke (try) params.done_on_poke on.
+        "poke" => {
+            let done = u64::from(ctx.try_number) >= param_u64(&ctx, "done_on_poke", 3);
+            eprintln!("poke {}: {}", ctx.try_number, if done { "done" } else { "not yet" });
+            Ok(TaskResult { sensor: Some(sandflow_sdk::SensorResult { done }), ..TaskResult::default() })
+        }
         // Fails on tries before params.succeed_on_try, succeeds on it and after.
         "flaky" => {
             let succeed_on = param_u64(&ctx, "succeed_on_try", 2);
