@@ -275,11 +275,18 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(scheduler.run(shutdown.clone()));
     let started = Instant::now();
+    let mut done = 0;
     let state = loop {
         match notices.recv().await {
+            Ok(Notice::TaskSettled { task_id, state, reason, .. }) => {
+                done += 1;
+                let detail = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+                println!("[{done}/{total}] {task_id} {state}{detail}");
+            }
             Ok(Notice::TaskFinished { task_id, map_index, try_number, state, message, wall, .. }) => {
-                let tis = store.task_instances(&run.run_id).await.map_err(anyhow::Error::from)?;
-                let done = tis.iter().filter(|ti| ti.map_index < 0 && ti.state.is_finished()).count();
+                if map_index < 0 && state.is_finished() {
+                    done += 1;
+                }
                 let task_id = if map_index < 0 { task_id } else { format!("{task_id}[{map_index}]") };
                 let detail = if message == "success" { String::new() } else { format!(": {message}") };
                 println!("[{done}/{total}] {task_id} {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));
@@ -292,15 +299,6 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     };
     shutdown.cancel();
     task.await.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)?;
-    for ti in store.task_instances(&run.run_id).await.map_err(anyhow::Error::from)? {
-        use sandflow_core::state::TaskState;
-        // Tries were printed as they ended; tasks that never ran are told here.
-        if matches!(ti.state, TaskState::Skipped | TaskState::UpstreamFailed | TaskState::Removed) {
-            if let Some(reason) = ti.reason {
-                println!("  {}: {} ({reason})", ti.task_id, ti.state);
-            }
-        }
-    }
     let elapsed = sandflow_sandbox::human_duration(started.elapsed());
     match state {
         RunState::Success => {

@@ -23,7 +23,8 @@ pub struct StandaloneArgs {
     /// Trigger a run of this DAG once the folder is loaded (repeatable).
     #[arg(long)]
     pub trigger: Vec<String>,
-    /// Exit once every run triggered with --trigger has ended (exit 1 if one failed).
+    /// Exit once every run queued or running at start, or triggered with --trigger, has ended
+    /// (exit 1 if one failed): for batch jobs and scripts.
     #[arg(long)]
     pub exit_when_done: bool,
 }
@@ -54,7 +55,8 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
     }
     let handle = scheduler.handle();
     let mut notices = handle.subscribe();
-    let mut waiting = std::collections::BTreeSet::new();
+    let mut waiting: std::collections::BTreeSet<String> =
+        store.active_runs().await.map_err(anyhow::Error::from)?.into_iter().map(|r| r.run_id).collect();
     for dag_id in &args.trigger {
         let run = trigger(&store, dag_id, TriggerOptions { triggered_by: user(), ..TriggerOptions::default() })
             .await
@@ -66,6 +68,10 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
     let mut scheduler_task = tokio::spawn(scheduler.run(shutdown.clone()));
     handle.wake();
     let mut failed = false;
+    if args.exit_when_done && waiting.is_empty() {
+        println!("no runs to wait for");
+        shutdown.cancel();
+    }
     loop {
         tokio::select! {
             ended = &mut scheduler_task => return match ended {
@@ -83,6 +89,10 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
                     let detail = if message == "success" { String::new() } else { format!(": {message}") };
                     let task = if map_index < 0 { task_id } else { format!("{task_id}[{map_index}]") };
                     println!("{dag_id} {run_id} {task}: {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));
+                }
+                Ok(Notice::TaskSettled { dag_id, run_id, task_id, state, reason }) => {
+                    let detail = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+                    println!("{dag_id} {run_id} {task_id}: {state}{detail}");
                 }
                 Ok(Notice::RunFinished { dag_id, run_id, state }) => {
                     println!("{dag_id} {run_id}: {state}");

@@ -112,6 +112,8 @@ pub struct Scheduler {
     running: HashMap<TaskKey, RunningTry>,
     pools: HashMap<String, u32>,
     dirty: BTreeSet<String>,
+    /// Notices wait here until what they tell is committed.
+    unsent: Vec<Notice>,
     id: String,
     started_at: DateTime<Utc>,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -144,6 +146,7 @@ impl Scheduler {
             running: HashMap::new(),
             pools: HashMap::new(),
             dirty: BTreeSet::new(),
+            unsent: Vec::new(),
             id: format!("{}-{}", std::process::id(), Utc::now().timestamp_micros()),
             started_at: Utc::now(),
             events_tx,
@@ -196,6 +199,7 @@ impl Scheduler {
                 pending = self.events_rx.try_recv().ok();
             }
             self.store.apply(&changes).await?;
+            self.send_notices();
         }
         for running in self.running.values() {
             running.kill.kill();
@@ -221,6 +225,9 @@ impl Scheduler {
             self.store.finish_action(row.id, state, text).await?;
             results.push((row.id, result));
         }
+        // Settle what the actions changed (a run whose leaf was marked failed is failed now);
+        // tries are left to the next scheduler that runs.
+        self.advance().await?;
         Ok(results)
     }
 
@@ -446,7 +453,21 @@ impl Scheduler {
             if run.row.state != RunState::Running || paused {
                 continue;
             }
+            let before = changes.len();
             advance_run(run, at, &mut changes, &mut self.ready);
+            for change in &changes[before..] {
+                if let Change::TaskState { task_id, map_index: -1, state, reason, .. } = change {
+                    if state.is_finished() {
+                        self.unsent.push(Notice::TaskSettled {
+                            dag_id: run.row.dag_id.clone(),
+                            run_id: run_id.clone(),
+                            task_id: task_id.clone(),
+                            state: *state,
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+            }
             if let Some(state) = outcome(run) {
                 changes.push(Change::RunState { run_id: run_id.clone(), state, at });
                 finished.push((run_id, state));
@@ -456,10 +477,18 @@ impl Scheduler {
         for (run_id, state) in finished {
             if let Some(run) = self.runs.remove(&run_id) {
                 info!(dag_id = %run.row.dag_id, run_id, %state, "run ended");
-                let _ = self.notices.send(Notice::RunFinished { dag_id: run.row.dag_id, run_id, state });
+                self.unsent.push(Notice::RunFinished { dag_id: run.row.dag_id, run_id, state });
             }
         }
+        self.send_notices();
         Ok(())
+    }
+
+    /// Sends the notices whose changes are committed.
+    fn send_notices(&mut self) {
+        for notice in self.unsent.drain(..) {
+            let _ = self.notices.send(notice);
+        }
     }
 
     fn start_queued_runs(&mut self, at: DateTime<Utc>, changes: &mut Vec<Change>) {
@@ -487,7 +516,7 @@ impl Scheduler {
             changes.push(Change::RunState { run_id: run_id.clone(), state: RunState::Running, at });
             self.dirty.insert(run_id.clone());
             info!(dag_id, run_id, "run started");
-            let _ = self.notices.send(Notice::RunStarted { dag_id, run_id });
+            self.unsent.push(Notice::RunStarted { dag_id, run_id });
         }
     }
 
@@ -676,7 +705,15 @@ impl Scheduler {
                 let metrics = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
                 if let Some(chosen) = branch {
                     mem.state = TaskState::Success;
-                    skip_unchosen(run, &key.task_id, &chosen, at, changes);
+                    for task_id in skip_unchosen(run, &key.task_id, &chosen, at, changes) {
+                        self.unsent.push(Notice::TaskSettled {
+                            dag_id: dag_id.clone(),
+                            run_id: key.run_id.clone(),
+                            task_id,
+                            state: TaskState::Skipped,
+                            reason: Some(format!("not chosen by branch {}", key.task_id)),
+                        });
+                    }
                 }
                 (TaskState::Success, None, "success".to_string(), "success".to_string(), Some(output.to_string()), Some(metrics))
             }
@@ -714,7 +751,7 @@ impl Scheduler {
         })));
         self.dirty.insert(key.run_id.clone());
         debug!(run_id = %key.run_id, task_id = %key.task_id, map_index = key.map_index, try_number, %state, "{message}");
-        let _ = self.notices.send(Notice::TaskFinished {
+        self.unsent.push(Notice::TaskFinished {
             dag_id,
             run_id: key.run_id,
             task_id: key.task_id,

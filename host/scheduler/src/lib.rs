@@ -107,6 +107,20 @@ pub enum Notice {
         /// How long the try ran.
         wall: std::time::Duration,
     },
+    /// A task instance ended without a try of its own: skipped, upstream_failed, or a mapped
+    /// task whose instances have all ended.
+    TaskSettled {
+        /// Its DAG.
+        dag_id: String,
+        /// Its run.
+        run_id: String,
+        /// The task.
+        task_id: String,
+        /// Its state.
+        state: TaskState,
+        /// Why, when it did not succeed.
+        reason: Option<String>,
+    },
     /// A run ended.
     RunFinished {
         /// Its DAG.

@@ -271,8 +271,10 @@ fn settle_mapped(run: &mut RunMem, task: &Task, at: DateTime<Utc>, changes: &mut
     }
 }
 
-/// After a branch task chose `chosen`, its other direct downstream tasks are skipped.
-pub(crate) fn skip_unchosen(run: &mut RunMem, branch: &str, chosen: &[String], at: DateTime<Utc>, changes: &mut Vec<Change>) {
+/// After a branch task chose `chosen`, its other direct downstream tasks are skipped; returns
+/// their ids.
+pub(crate) fn skip_unchosen(run: &mut RunMem, branch: &str, chosen: &[String], at: DateTime<Utc>, changes: &mut Vec<Change>) -> Vec<String> {
+    let mut skipped = Vec::new();
     let run_id = run.row.run_id.clone();
     let downstream: Vec<String> = run.dag.downstream(branch).into_iter().map(String::from).collect();
     for task_id in downstream {
@@ -283,9 +285,11 @@ pub(crate) fn skip_unchosen(run: &mut RunMem, branch: &str, chosen: &[String], a
             if mem.state == TaskState::None {
                 mem.state = TaskState::Skipped;
                 changes.push(task_state(&run_id, &task_id, -1, TaskState::Skipped, Some(format!("not chosen by branch {branch}")), at));
+                skipped.push(task_id);
             }
         }
     }
+    skipped
 }
 
 /// The run's state once every task has ended (by its leaves, as Airflow does).

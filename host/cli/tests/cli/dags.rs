@@ -51,7 +51,7 @@ fn dags_test_of_a_failing_dag_exits_1_with_the_reasons() {
     let out = run.stdout();
     assert!(out.contains("[1/2] boom failed (try 1, "), "{out}");
     assert!(out.contains("): exit code 3 (plugin sha256:"), "{out}");
-    assert!(out.contains("  after: upstream_failed (an upstream task failed)"), "{out}");
+    assert!(out.contains("[2/2] after upstream_failed (an upstream task failed)"), "{out}");
     assert!(run.reason().starts_with("sandflow: run manual__") && run.reason().contains(" failed after "), "{}", run.reason());
 }
 

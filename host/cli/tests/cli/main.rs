@@ -2,6 +2,7 @@
 
 mod crash;
 mod dags;
+mod pipelines;
 mod plugin;
 
 use std::path::Path;
