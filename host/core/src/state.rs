@@ -226,12 +226,14 @@ pub fn readiness(rule: TriggerRule, upstream: &[TaskState]) -> Readiness {
         TriggerRule::AllSuccess => {
             if c.failures() > 0 {
                 UpstreamFailed
+            } else if !c.all_done() {
+                // A skip is decided only when nothing can fail any more: the outcome does not
+                // depend on which upstream task happens to end first.
+                Wait
             } else if c.skipped > 0 {
                 Skip
-            } else if c.all_done() {
-                Run
             } else {
-                Wait
+                Run
             }
         }
         TriggerRule::AllFailed => {
@@ -373,7 +375,7 @@ mod tests {
             (&[Failed, Skipped],                [U, S, R, U, R, U, U, R]),
             (&[Success, Running],               [W, S, W, R, W, W, W, R]),
             (&[Failed, Running],                [U, W, W, W, R, U, U, R]),
-            (&[Skipped, Queued],                [S, S, W, W, W, W, W, R]),
+            (&[Skipped, Queued],                [W, S, W, W, W, W, W, R]),
             (&[TaskState::None, TaskState::None], [W, W, W, W, W, W, W, R]),
             (&[UpForRetry],                     [W, W, W, W, W, W, W, R]),
             (&[UpForReschedule, Success],       [W, S, W, R, W, W, W, R]),
