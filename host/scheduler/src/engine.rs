@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use sandflow_core::dag::{Caps, Dag, Task, TaskKind};
 use sandflow_core::state::{RetryPolicy, RunState, TaskState};
 use sandflow_sandbox::{KillSwitch, Limits, Outcome, TryReport};
-use sandflow_sdk::{DataInterval, TaskContext, TaskResult};
+use sandflow_sdk::{DataInterval, TaskResult};
+#[cfg(test)]
+use sandflow_sdk::TaskContext;
 use sandflow_store::{Change, DagRow, NewRun, RunRow, RunType, Store, TryEnd};
 use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc};
@@ -601,7 +603,8 @@ impl Scheduler {
 
             let dag_runs = self.watched_runs(&task).await?;
             let run = self.runs.get_mut(&key.run_id).expect("checked above");
-            let inputs = run.inputs(&task);
+            let inputs = run.instance_inputs(&task, key.map_index);
+            let conf = run.instance_conf(&task, key.map_index);
             let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { continue };
             mem.try_number += 1;
             mem.state = TaskState::Running;
@@ -618,7 +621,7 @@ impl Scheduler {
                 plugin_id: task.plugin_id.clone(),
                 at,
             });
-            let context = build_context(run, &task, key.map_index, map_item, inputs, try_number, dag_runs);
+            let context = build_context(run, &task, key.map_index, map_item, inputs, conf.as_ref(), try_number, dag_runs);
             let kill = KillSwitch::new();
             let job = Job { plugin_id: task.plugin_id.clone(), context, limits: task_limits(&task), kill: kill.clone() };
             let running = RunningTry { kill, dag_id, pool: task.pool.clone(), slots: task.pool_slots };
@@ -898,36 +901,87 @@ fn task_limits(task: &sandflow_core::dag::Task) -> Limits {
     limits
 }
 
+/// The task context as the plugin reads it (ABI v1, the shape of `sandflow_sdk::TaskContext`),
+/// serialised from borrowed parts: a mapped task's thousands of instances share one run's conf.
+#[derive(serde::Serialize)]
+struct ContextRef<'a> {
+    abi: u32,
+    dag_id: &'a str,
+    dag_version: &'a str,
+    run_id: &'a str,
+    task_id: &'a str,
+    map_index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    map_item: Option<&'a Value>,
+    try_number: u32,
+    logical_date: String,
+    data_interval: Option<DataInterval>,
+    conf: &'a Map<String, Value>,
+    params: &'a Map<String, Value>,
+    inputs: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dag_runs: Option<&'a Value>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn build_context(
     run: &RunMem,
     task: &Task,
     map_index: i64,
     map_item: Option<Value>,
     inputs: Map<String, Value>,
+    conf: Option<&Map<String, Value>>,
     try_number: u32,
     dag_runs: Option<Value>,
 ) -> Vec<u8> {
-    let context = TaskContext {
+    let context = ContextRef {
         abi: sandflow_sdk::ABI_VERSION,
-        dag_id: run.row.dag_id.clone(),
-        dag_version: run.row.version.clone(),
-        run_id: run.row.run_id.clone(),
-        task_id: task.id.clone(),
+        dag_id: &run.row.dag_id,
+        dag_version: &run.row.version,
+        run_id: &run.row.run_id,
+        task_id: &task.id,
         map_index: u64::try_from(map_index).ok(),
-        map_item,
+        map_item: map_item.as_ref(),
         try_number,
-        logical_date: Some(rfc3339(run.row.logical_date)),
+        logical_date: rfc3339(run.row.logical_date),
         data_interval: match (run.row.interval_start, run.row.interval_end) {
             (Some(start), Some(end)) => Some(DataInterval { start: rfc3339(start), end: rfc3339(end) }),
             _ => None,
         },
-        conf: run.conf.clone(),
-        params: task.params.clone(),
-        inputs,
+        conf: conf.unwrap_or(&run.conf),
+        params: &task.params,
+        inputs: &inputs,
+        dag_runs: dag_runs.as_ref(),
     };
-    let mut value = serde_json::to_value(&context).unwrap_or(Value::Null);
-    if let (Some(dag_runs), Value::Object(fields)) = (dag_runs, &mut value) {
-        fields.insert("dag_runs".into(), dag_runs);
+    serde_json::to_vec(&context).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_borrowed_context_reads_back_as_the_abi_context() {
+        let context = ContextRef {
+            abi: 1,
+            dag_id: "d",
+            dag_version: "v1",
+            run_id: "r",
+            task_id: "t",
+            map_index: Some(3),
+            map_item: Some(&json!({"customer": "acme"})),
+            try_number: 2,
+            logical_date: "2026-11-01T00:00:00Z".into(),
+            data_interval: Some(DataInterval { start: "a".into(), end: "b".into() }),
+            conf: &Map::new(),
+            params: &Map::new(),
+            inputs: &Map::new(),
+            dag_runs: None,
+        };
+        let back: TaskContext = serde_json::from_slice(&serde_json::to_vec(&context).unwrap()).unwrap();
+        assert_eq!(back.map_index, Some(3));
+        assert_eq!(back.map_item, Some(json!({"customer": "acme"})));
+        assert_eq!(back.try_number, 2);
+        assert_eq!(back.logical_date.as_deref(), Some("2026-11-01T00:00:00Z"));
     }
-    serde_json::to_vec(&value).unwrap_or_default()
 }

@@ -107,8 +107,30 @@ impl RunMem {
 
     /// The outputs of a task's direct upstream tasks (a mapped task's output is its list).
     pub fn inputs(&self, task: &Task) -> Map<String, Value> {
+        self.inputs_but(task, None)
+    }
+
+    /// The inputs of one instance: a mapped instance does not get the upstream output it maps
+    /// over (its share of it is its map_item), so N instances do not carry N copies of the list.
+    pub fn instance_inputs(&self, task: &Task, map_index: i64) -> Map<String, Value> {
+        let mapped_from = task.map_over.as_deref().and_then(|e| e.strip_prefix("inputs.")).and_then(|rest| rest.split('.').next());
+        self.inputs_but(task, if map_index >= 0 { mapped_from } else { None })
+    }
+
+    /// The conf one instance sees: a task mapped over `conf.<path>` does not get that list (its
+    /// share of it is its map_item); `None` when the run's conf is seen as it is.
+    pub fn instance_conf(&self, task: &Task, map_index: i64) -> Option<Map<String, Value>> {
+        let path = task.map_over.as_deref()?.strip_prefix("conf.")?;
+        if map_index < 0 {
+            return None;
+        }
+        let keys: Vec<&str> = path.split('.').collect();
+        Some(clone_without(&self.conf, &keys))
+    }
+
+    fn inputs_but(&self, task: &Task, skip: Option<&str>) -> Map<String, Value> {
         let mut inputs = Map::new();
-        for up in &task.upstream {
+        for up in task.upstream.iter().filter(|up| Some(up.as_str()) != skip) {
             if let Some(output) = self.tasks.get(up).and_then(|m| m.output.clone()) {
                 inputs.insert(up.clone(), output);
             }
@@ -124,6 +146,28 @@ impl RunMem {
         }
         all
     }
+}
+
+/// A copy of `map` without the value at `path` (object keys), copying nothing of what is left out.
+fn clone_without(map: &Map<String, Value>, path: &[&str]) -> Map<String, Value> {
+    let mut copy = Map::new();
+    for (key, value) in map {
+        match path {
+            [leaf] if key == leaf => {}
+            [first, rest @ ..] if key == first && !rest.is_empty() => match value {
+                Value::Object(inner) => {
+                    copy.insert(key.clone(), Value::Object(clone_without(inner, rest)));
+                }
+                other => {
+                    copy.insert(key.clone(), other.clone());
+                }
+            },
+            _ => {
+                copy.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    copy
 }
 
 /// Tasks ready to run, highest `priority_weight` first, then in the order they became ready.
@@ -322,4 +366,16 @@ pub(crate) fn closure(dag: &Dag, start: &[String], downstream: bool, upstream: b
         }
     }
     seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_without_leaves_out_only_the_path() {
+        let conf: Map<String, Value> = serde_json::from_str(r#"{"items":[1,2],"a":{"b":[3],"c":4},"d":5}"#).unwrap();
+        assert_eq!(Value::Object(clone_without(&conf, &["items"])), serde_json::json!({"a":{"b":[3],"c":4},"d":5}));
+        assert_eq!(Value::Object(clone_without(&conf, &["a", "b"])), serde_json::json!({"items":[1,2],"a":{"c":4},"d":5}));
+    }
 }
