@@ -62,11 +62,19 @@ pub fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
 }
 
+/// The error for a DAG id the store does not know, listing the ones it does.
+pub async fn unknown_dag(store: &Store, dag_id: &str) -> anyhow::Error {
+    let known: Vec<String> = match store.dags().await {
+        Ok(dags) => dags.into_iter().map(|d| d.dag_id).collect(),
+        Err(e) => return e.into(),
+    };
+    anyhow::anyhow!("no DAG `{dag_id}` (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
+}
+
 /// A run by id, or `latest` for the DAG's newest run.
 pub async fn find_run(store: &Store, dag_id: &str, run: &str) -> anyhow::Result<RunRow> {
     if store.dag(dag_id).await?.is_none() {
-        let known: Vec<String> = store.dags().await?.into_iter().map(|d| d.dag_id).collect();
-        bail!("no DAG `{dag_id}` (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") });
+        return Err(unknown_dag(store, dag_id).await);
     }
     let found = if run == "latest" {
         store.runs(Some(dag_id), 1).await?.into_iter().next()

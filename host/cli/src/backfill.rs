@@ -25,8 +25,7 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, dags: &
     let store = open_store(home).await?;
     sync_dags(&dags.dags, &store, home).await?;
     let Some(row) = store.dag(dag_id).await.map_err(anyhow::Error::from)? else {
-        let known: Vec<String> = store.dags().await.map_err(anyhow::Error::from)?.into_iter().map(|d| d.dag_id).collect();
-        return Err(CliError::Usage(anyhow::anyhow!("no DAG `{dag_id}` (known: {})", known.join(", "))));
+        return Err(CliError::Usage(crate::app::unknown_dag(&store, dag_id).await));
     };
     let spec = store.dag_spec(dag_id, &row.active_version).await.map_err(anyhow::Error::from)?.unwrap_or_default();
     let spec: StoredSpec = serde_json::from_str(&spec).map_err(anyhow::Error::from)?;

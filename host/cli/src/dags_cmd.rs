@@ -136,7 +136,7 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
             let store = open_store(home).await?;
             let (from, to) = (crate::app::date(&from, "--from")?, crate::app::date(&to, "--to")?);
             if store.dag(&dag_id).await.map_err(anyhow::Error::from)?.is_none() {
-                return Err(CliError::Usage(anyhow::anyhow!("no DAG `{dag_id}`")));
+                return Err(CliError::Usage(crate::app::unknown_dag(&store, &dag_id).await));
             }
             let runs = store.runs_between(&dag_id, from, to).await.map_err(anyhow::Error::from)?;
             if runs.is_empty() {
@@ -206,8 +206,7 @@ async fn show(dag_id: &str, dags: &DagsArg, json: bool, home: &Home) -> anyhow::
     let store = open_store(home).await?;
     sync_dags(&dags.dags, &store, home).await?;
     let Some(row) = store.dag(dag_id).await? else {
-        let known: Vec<String> = store.dags().await?.into_iter().map(|d| d.dag_id).collect();
-        anyhow::bail!("no DAG `{dag_id}` (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") });
+        return Err(crate::app::unknown_dag(&store, dag_id).await);
     };
     let spec: sandflow_scheduler::StoredSpec =
         serde_json::from_str(&store.dag_spec(dag_id, &row.active_version).await?.context("active version missing")?)?;
@@ -251,8 +250,7 @@ async fn show(dag_id: &str, dags: &DagsArg, json: bool, home: &Home) -> anyhow::
 async fn set_paused(dag_id: &str, paused: bool, home: &Home) -> anyhow::Result<()> {
     let store = open_store(home).await?;
     if !store.set_paused(dag_id, paused).await? {
-        let known: Vec<String> = store.dags().await?.into_iter().map(|d| d.dag_id).collect();
-        anyhow::bail!("no DAG `{dag_id}` (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") });
+        return Err(crate::app::unknown_dag(&store, dag_id).await);
     }
     println!("{dag_id} is {}", if paused { "paused" } else { "unpaused" });
     Ok(())
