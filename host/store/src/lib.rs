@@ -162,7 +162,23 @@ impl Store {
             }
         })?;
         let store = Store { pool };
-        store.migrate(path).await?;
+        // Two processes opening a new database at once (a standalone and a `sandflow tasks list`,
+        // say) would both apply the first migration; an exclusive lock on a file beside the
+        // database makes the second wait, then find nothing left to do.
+        let lock_path = path.with_extension("migrate-lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let migrated = store.migrate(path).await;
+        drop(lock);
+        migrated?;
         Ok(store)
     }
 

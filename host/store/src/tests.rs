@@ -190,3 +190,18 @@ async fn in_memory_stores_are_private() {
     assert_eq!(a.dags().await.unwrap().len(), 1);
     assert!(b.dags().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_processes_opening_a_new_database_at_once_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sandflow.db");
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { Store::open(&path, Durability::Normal).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+}
