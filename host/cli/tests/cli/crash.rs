@@ -48,7 +48,11 @@ fn wait_until(env: &Env, what: &str, check: impl Fn(&Value) -> bool) -> Value {
                 return json;
             }
         }
-        assert!(Instant::now() < deadline, "{what} did not happen: {:?}", task_states(env));
+        if Instant::now() >= deadline {
+            let output = std::fs::read_to_string(env.home().join("standalone.out")).unwrap_or_default();
+            let last = env.run(&["tasks", "list", "crashy", "latest", "--json"]);
+            panic!("{what} did not happen: {}{}\nstandalone printed:\n{output}", last.stdout(), last.stderr());
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -66,8 +70,11 @@ impl Drop for Killed {
 fn kill_9_mid_run_loses_nothing_and_retries_the_interrupted_try() {
     let env = Env::new();
     let dags = env.dags(&[("crashy", CRASHY)]);
+    // Both processes append what they print to one file, shown if the test fails.
     let spawn = |args: &[&str]| {
-        Killed(env.command().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(env.home().join("standalone.out")).unwrap();
+        let err = out.try_clone().unwrap();
+        Killed(env.command().args(args).stdout(Stdio::from(out)).stderr(Stdio::from(err)).spawn().unwrap())
     };
 
     let mut first = spawn(&["standalone", "--dags", &dags, "--trigger", "crashy"]);
