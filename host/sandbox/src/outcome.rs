@@ -116,7 +116,7 @@ pub fn human_bytes(bytes: u64) -> String {
         b if b >= KIB => (KIB, "KiB"),
         _ => return format!("{bytes} bytes"),
     };
-    if bytes % unit == 0 {
+    if bytes.is_multiple_of(unit) {
         format!("{} {name}", bytes / unit)
     } else {
         format!("{:.1} {name}", bytes as f64 / unit as f64)
@@ -126,13 +126,13 @@ pub fn human_bytes(bytes: u64) -> String {
 /// A duration for humans: `10m`, `1.5s`, `300ms`, `2.4ms` or `35µs`.
 pub fn human_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
-    if d.as_secs() >= 60 && d.as_secs() % 60 == 0 && d.subsec_nanos() == 0 {
+    if d.as_secs() >= 60 && d.as_secs().is_multiple_of(60) && d.subsec_nanos() == 0 {
         format!("{}m", d.as_secs() / 60)
     } else if secs >= 1.0 {
         format!("{}s", (secs * 1000.0).round() / 1000.0)
     } else if d.as_micros() >= 1000 {
         let ms = secs * 1000.0;
-        if d.subsec_nanos() % 1_000_000 == 0 {
+        if d.subsec_nanos().is_multiple_of(1_000_000) {
             format!("{}ms", d.as_millis())
         } else {
             format!("{ms:.1}ms")

@@ -13,6 +13,12 @@ pub struct Env {
     pub home: tempfile::TempDir,
 }
 
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         Env { home: tempfile::tempdir().unwrap() }
