@@ -116,7 +116,10 @@ where
     input.read_to_end(&mut text).map_err(|e| Failure::BadContext(e.to_string()))?;
     let context: Context = serde_json::from_slice(&text).map_err(|e| Failure::BadContext(e.to_string()))?;
     if context.abi != ABI_VERSION {
-        return Err(Failure::BadContext(format!("abi {} is not supported (this plugin speaks {ABI_VERSION})", context.abi)));
+        return Err(Failure::BadContext(format!(
+            "abi {} is not supported (this plugin speaks {ABI_VERSION})",
+            context.abi
+        )));
     }
     let result: TaskResult = handler(context).map_err(|e| Failure::Handler(e.to_string()))?.into();
     if let Some((name, value)) = result.metrics.iter().find(|(_, v)| !v.is_finite()) {
@@ -161,10 +164,15 @@ mod tests {
 
     #[test]
     fn a_non_finite_metric_is_refused_before_it_reaches_the_host() {
-        let err = run_with(&br#"{"abi":1}"#[..], Vec::new(), |_| Ok::<_, String>(TaskResult::default().metric("loss", f64::NAN)))
-            .unwrap_err();
+        let err = run_with(&br#"{"abi":1}"#[..], Vec::new(), |_| {
+            Ok::<_, String>(TaskResult::default().metric("loss", f64::NAN))
+        })
+        .unwrap_err();
         assert_eq!(err.exit_code(), 3);
-        assert_eq!(err.to_string(), "error: could not write the result: metric `loss` is NaN: JSON carries only finite numbers");
+        assert_eq!(
+            err.to_string(),
+            "error: could not write the result: metric `loss` is NaN: JSON carries only finite numbers"
+        );
     }
 
     #[test]

@@ -11,11 +11,8 @@ fn main() {
     for watched in ["plugins", "plugin-sdk/src", "plugin-sdk/Cargo.toml", "tests/plugins", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    let status = Command::new("bash")
-        .arg(root.join("plugins/build.sh"))
-        .arg(&out)
-        .status()
-        .expect("running plugins/build.sh");
+    let status =
+        Command::new("bash").arg(root.join("plugins/build.sh")).arg(&out).status().expect("running plugins/build.sh");
     assert!(status.success(), "plugins/build.sh failed ({status}); see its output above");
     println!("cargo:rustc-env=SANDFLOW_TEST_PLUGINS={}", out.display());
 }

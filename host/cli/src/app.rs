@@ -35,7 +35,12 @@ pub async fn sync_dags(dir: &Path, store: &Store, home: &Home) -> anyhow::Result
 }
 
 /// Loads one DAG file by DAG id from `dir` (every file is parsed until one has that id).
-pub async fn load_one(dir: &Path, dag_id: &str, store: &Store, home: &Home) -> anyhow::Result<sandflow_scheduler::Loaded> {
+pub async fn load_one(
+    dir: &Path,
+    dag_id: &str,
+    store: &Store,
+    home: &Home,
+) -> anyhow::Result<sandflow_scheduler::Loaded> {
     let sandbox = crate::plugin_cmd::sandbox(home)?;
     let mut errors = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dags_dir(dir)?)
@@ -104,7 +109,11 @@ pub fn user() -> String {
 
 /// Hands an action to the live scheduler (it alone can kill the tries it runs) and waits for its
 /// result; with no scheduler alive, carries it out in this process with the same code.
-pub async fn perform(store: &Store, home: &Home, action: &sandflow_scheduler::actions::Action) -> Result<String, crate::CliError> {
+pub async fn perform(
+    store: &Store,
+    home: &Home,
+    action: &sandflow_scheduler::actions::Action,
+) -> Result<String, crate::CliError> {
     use sandflow_scheduler::actions::HEARTBEAT_VALID_FOR;
     let payload = serde_json::to_string(action).map_err(anyhow::Error::from)?;
     let id = store.enqueue_action(action.kind(), &payload, &user()).await.map_err(anyhow::Error::from)?;
@@ -129,7 +138,9 @@ pub async fn perform(store: &Store, home: &Home, action: &sandflow_scheduler::ac
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Err(crate::CliError::Failed(format!("the running scheduler did not carry out action {id} within 15 s; it stays queued")))
+    Err(crate::CliError::Failed(format!(
+        "the running scheduler did not carry out action {id} within 15 s; it stays queued"
+    )))
 }
 
 /// A date (`2026-11-01`, midnight UTC) or an RFC 3339 time.

@@ -17,7 +17,14 @@ use crate::{CliError, Home};
 /// At most this many intervals in one backfill: a typo in a date should not create a million runs.
 const MAX_INTERVALS: usize = 10_000;
 
-pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, dags: &DagsArg, home: &Home) -> Result<(), CliError> {
+pub async fn run(
+    dag_id: &str,
+    from: &str,
+    to: &str,
+    rerun_failed: bool,
+    dags: &DagsArg,
+    home: &Home,
+) -> Result<(), CliError> {
     let (from, to) = (date(from, "--from")?, date(to, "--to")?);
     if to < from {
         return Err(CliError::Usage(anyhow::anyhow!("--to {to} is before --from {from}")));
@@ -31,7 +38,9 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, dags: &
     let spec: StoredSpec = serde_json::from_str(&spec).map_err(anyhow::Error::from)?;
     let dag = spec.to_dag(&Default::default()).map_err(anyhow::Error::from)?;
     if dag.schedule.expr().is_none() {
-        return Err(CliError::Usage(anyhow::anyhow!("DAG `{dag_id}` has no schedule: a backfill needs one to cut intervals")));
+        return Err(CliError::Usage(anyhow::anyhow!(
+            "DAG `{dag_id}` has no schedule: a backfill needs one to cut intervals"
+        )));
     }
 
     let mut intervals = Vec::new();
@@ -40,12 +49,16 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, dags: &
         let Some(end) = dag.schedule.next_after(s) else { break };
         intervals.push((s, end));
         if intervals.len() > MAX_INTERVALS {
-            return Err(CliError::Usage(anyhow::anyhow!("more than {MAX_INTERVALS} intervals from {from} to {to}: backfill a shorter range")));
+            return Err(CliError::Usage(anyhow::anyhow!(
+                "more than {MAX_INTERVALS} intervals from {from} to {to}: backfill a shorter range"
+            )));
         }
         start = Some(end);
     }
     if intervals.is_empty() {
-        return Err(CliError::Usage(anyhow::anyhow!("no interval of {dag_id}'s schedule starts between {from} and {to}")));
+        return Err(CliError::Usage(anyhow::anyhow!(
+            "no interval of {dag_id}'s schedule starts between {from} and {to}"
+        )));
     }
 
     let existing = store.runs_between(dag_id, from, to).await.map_err(anyhow::Error::from)?;
@@ -148,6 +161,10 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, dags: &
 fn progress(done: usize, total: usize, success: usize, failed: usize) {
     const WIDTH: usize = 30;
     let filled = done * WIDTH / total.max(1);
-    eprint!("\r[{}{}] {done}/{total} runs ended ({success} success, {failed} failed)", "#".repeat(filled), " ".repeat(WIDTH - filled));
+    eprint!(
+        "\r[{}{}] {done}/{total} runs ended ({success} success, {failed} failed)",
+        "#".repeat(filled),
+        " ".repeat(WIDTH - filled)
+    );
     let _ = std::io::stderr().flush();
 }

@@ -101,7 +101,8 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
     let durability = if args.full_durability { Durability::Full } else { Durability::Normal };
     let store = Store::open(&scratch.path().join("sandflow.db"), durability).await.map_err(anyhow::Error::from)?;
     let sandbox = crate::plugin_cmd::sandbox_with(home, args.parallelism)?;
-    let config = SchedulerConfig { parallelism: args.parallelism, dags_dir: Some(dags.clone()), ..SchedulerConfig::default() };
+    let config =
+        SchedulerConfig { parallelism: args.parallelism, dags_dir: Some(dags.clone()), ..SchedulerConfig::default() };
     let mut scheduler = Scheduler::new(store.clone(), sandbox, config);
     let load_started = Instant::now();
     let report = scheduler.load_dags().await.map_err(anyhow::Error::from)?;
@@ -149,13 +150,16 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
     let mut gaps = Vec::new();
     for run_id in &run_ids {
         let tries = store.run_tries(run_id).await.map_err(anyhow::Error::from)?;
-        let ended: std::collections::HashMap<&str, _> = tries.iter().filter_map(|t| Some((t.task_id.as_str(), t.ended_at?))).collect();
+        let ended: std::collections::HashMap<&str, _> =
+            tries.iter().filter_map(|t| Some((t.task_id.as_str(), t.ended_at?))).collect();
         for t in tries.iter().filter(|_| args.shape != Shape::Mapped) {
             let index: usize = t.task_id[1..].parse().unwrap_or(0);
             let upstream: Vec<String> = match (args.shape, index) {
                 (_, 0) => vec![],
                 (Shape::Chain, i) => vec![format!("t{:03}", i - 1)],
-                (Shape::Fan, i) if i == args.tasks - 1 && args.tasks > 2 => (1..args.tasks - 1).map(|u| format!("t{u:03}")).collect(),
+                (Shape::Fan, i) if i == args.tasks - 1 && args.tasks > 2 => {
+                    (1..args.tasks - 1).map(|u| format!("t{u:03}")).collect()
+                }
                 (Shape::Fan, _) => vec!["t000".into()],
                 (Shape::Mapped, _) => vec![],
             };
@@ -167,12 +171,20 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
     }
     gaps.sort_by(f64::total_cmp);
     let count = args.dag_count * args.tasks;
-    println!("shape {:?}, {} DAGs × {} tasks = {count} tasks, parallelism {}", args.shape, args.dag_count, args.tasks, args.parallelism);
+    println!(
+        "shape {:?}, {} DAGs × {} tasks = {count} tasks, parallelism {}",
+        args.shape, args.dag_count, args.tasks, args.parallelism
+    );
     println!("loaded DAG files in {:.1} ms", load_time.as_secs_f64() * 1e3);
     println!("total time:       {:.3} s", total.as_secs_f64());
     println!("tasks per second: {:.0}", count as f64 / total.as_secs_f64());
     if !gaps.is_empty() {
-        println!("gap end → successor start: p50 {:.3} ms, p99 {:.3} ms ({} hops)", percentile(&gaps, 0.5), percentile(&gaps, 0.99), gaps.len());
+        println!(
+            "gap end → successor start: p50 {:.3} ms, p99 {:.3} ms ({} hops)",
+            percentile(&gaps, 0.5),
+            percentile(&gaps, 0.99),
+            gaps.len()
+        );
     }
     if let Some(rss) = peak_rss_mib() {
         println!("peak memory (RSS): {rss:.1} MiB");

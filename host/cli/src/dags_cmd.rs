@@ -140,7 +140,9 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
             }
             let runs = store.runs_between(&dag_id, from, to).await.map_err(anyhow::Error::from)?;
             if runs.is_empty() {
-                return Err(CliError::Usage(anyhow::anyhow!("DAG `{dag_id}` has no runs with a logical date from {from} to {to}")));
+                return Err(CliError::Usage(anyhow::anyhow!(
+                    "DAG `{dag_id}` has no runs with a logical date from {from} to {to}"
+                )));
             }
             let action = sandflow_scheduler::actions::Action::Clear {
                 dag_id,
@@ -157,7 +159,13 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
         DagsCmd::Mark { dag_id, run, state } => {
             let store = open_store(home).await?;
             let run = crate::app::find_run(&store, &dag_id, &run).await?;
-            let action = sandflow_scheduler::actions::Action::Mark { dag_id, run_id: run.run_id, task_id: None, map_index: None, state: state.into() };
+            let action = sandflow_scheduler::actions::Action::Mark {
+                dag_id,
+                run_id: run.run_id,
+                task_id: None,
+                map_index: None,
+                state: state.into(),
+            };
             println!("{}", crate::app::perform(&store, home, &action).await?);
             Ok(())
         }
@@ -179,8 +187,10 @@ async fn list(dags: &DagsArg, json: bool, home: &Home) -> anyhow::Result<()> {
             if dag.is_paused { "yes" } else { "no" }.to_string(),
             last.as_ref().map_or("-".to_string(), |r| format!("{} {}", r.state, r.run_id)),
         ]);
-        out.push(json!({"dag_id": dag.dag_id, "version": dag.active_version, "schedule": schedule, "paused": dag.is_paused,
-            "file": dag.file_path, "last_run": last}));
+        out.push(
+            json!({"dag_id": dag.dag_id, "version": dag.active_version, "schedule": schedule, "paused": dag.is_paused,
+            "file": dag.file_path, "last_run": last}),
+        );
     }
     let errors = store.import_errors().await?;
     if json {
@@ -195,7 +205,8 @@ async fn list(dags: &DagsArg, json: bool, home: &Home) -> anyhow::Result<()> {
 
 async fn schedule_of(store: &Store, dag_id: &str, version: &str) -> String {
     let dag = async {
-        let spec: sandflow_scheduler::StoredSpec = serde_json::from_str(&store.dag_spec(dag_id, version).await.ok()??).ok()?;
+        let spec: sandflow_scheduler::StoredSpec =
+            serde_json::from_str(&store.dag_spec(dag_id, version).await.ok()??).ok()?;
         spec.to_dag(&Default::default()).ok()
     }
     .await;
@@ -235,13 +246,30 @@ async fn show(dag_id: &str, dags: &DagsArg, json: bool, home: &Home) -> anyhow::
     let tasks: Vec<Vec<String>> = dag
         .tasks
         .iter()
-        .map(|t| vec![t.id.clone(), t.upstream.join(","), t.trigger_rule.as_str().to_string(), t.retries.to_string(), t.plugin_id[..19].to_string()])
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.upstream.join(","),
+                t.trigger_rule.as_str().to_string(),
+                t.retries.to_string(),
+                t.plugin_id[..19].to_string(),
+            ]
+        })
         .collect();
     table::print(&["task", "upstream", "trigger_rule", "retries", "plugin"], &tasks);
     println!();
     let runs: Vec<Vec<String>> = runs
         .iter()
-        .map(|r| vec![r.run_id.clone(), r.state.to_string(), r.version.clone(), table::opt_time(&r.started_at), table::opt_time(&r.ended_at), r.triggered_by.clone()])
+        .map(|r| {
+            vec![
+                r.run_id.clone(),
+                r.state.to_string(),
+                r.version.clone(),
+                table::opt_time(&r.started_at),
+                table::opt_time(&r.ended_at),
+                r.triggered_by.clone(),
+            ]
+        })
         .collect();
     table::print(&["run", "state", "version", "started", "ended", "by"], &runs);
     Ok(())
@@ -266,9 +294,13 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     let scheduler = Scheduler::new(store.clone(), sandbox, SchedulerConfig::default());
     let handle = scheduler.handle();
     let mut notices = handle.subscribe();
-    let run = trigger(&store, dag_id, TriggerOptions { conf, note: Some("dags test".into()), triggered_by: user(), version: None })
-        .await
-        .map_err(anyhow::Error::from)?;
+    let run = trigger(
+        &store,
+        dag_id,
+        TriggerOptions { conf, note: Some("dags test".into()), triggered_by: user(), version: None },
+    )
+    .await
+    .map_err(anyhow::Error::from)?;
     println!("testing {dag_id} (version {}, {total} tasks), run {}", loaded.version, run.run_id);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(scheduler.run(shutdown.clone()));
@@ -287,7 +319,10 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
                 }
                 let task_id = if map_index < 0 { task_id } else { format!("{task_id}[{map_index}]") };
                 let detail = if message == "success" { String::new() } else { format!(": {message}") };
-                println!("[{done}/{total}] {task_id} {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));
+                println!(
+                    "[{done}/{total}] {task_id} {state} (try {try_number}, {}){detail}",
+                    sandflow_sandbox::human_duration(wall)
+                );
             }
             Ok(Notice::RunFinished { run_id, state, .. }) if run_id == run.run_id => break state,
             Ok(_) => {}

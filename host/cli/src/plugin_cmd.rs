@@ -97,9 +97,8 @@ fn load(target: &str, home: &Home) -> anyhow::Result<(Sandbox, Arc<Plugin>)> {
 
 fn add(file: &PathBuf, home: &Home) -> Result<(), CliError> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let info = sandbox(home)?
-        .check(&bytes)
-        .with_context(|| format!("{} is not a plugin Sandflow can run", file.display()))?;
+    let info =
+        sandbox(home)?.check(&bytes).with_context(|| format!("{} is not a plugin Sandflow can run", file.display()))?;
     let id = store(home)?.put(&bytes).map_err(anyhow::Error::from)?;
     debug_assert_eq!(id, info.id);
     println!("{id}");

@@ -54,10 +54,13 @@ pub async fn run(cmd: PoolsCmd, home: &Home) -> Result<(), CliError> {
         }
         PoolsCmd::Delete { name } => {
             if name == "default_pool" {
-                return Err(CliError::Usage(anyhow::anyhow!("default_pool cannot be deleted (resize it with: sandflow pools set default_pool N)")));
+                return Err(CliError::Usage(anyhow::anyhow!(
+                    "default_pool cannot be deleted (resize it with: sandflow pools set default_pool N)"
+                )));
             }
             if !store.delete_pool(&name).await.map_err(anyhow::Error::from)? {
-                let known: Vec<String> = store.pools().await.map_err(anyhow::Error::from)?.into_iter().map(|p| p.name).collect();
+                let known: Vec<String> =
+                    store.pools().await.map_err(anyhow::Error::from)?.into_iter().map(|p| p.name).collect();
                 return Err(CliError::Usage(anyhow::anyhow!("no pool `{name}` (pools: {})", known.join(", "))));
             }
             println!("pool {name} deleted");

@@ -8,9 +8,9 @@ use sandflow_store::Store;
 use serde_json::json;
 
 use crate::app::{conf, find_run, open_store, perform, user};
-use sandflow_scheduler::actions::{Action, MarkState};
 use crate::dags_cmd::DagsArg;
 use crate::{table, CliError, Home};
+use sandflow_scheduler::actions::{Action, MarkState};
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCmd {
@@ -112,7 +112,8 @@ pub async fn run(cmd: TasksCmd, home: &Home) -> Result<(), CliError> {
         TasksCmd::Mark { dag_id, run, task_id, state, map_index } => {
             let store = open_store(home).await?;
             let run = find_run(&store, &dag_id, &run).await?;
-            let action = Action::Mark { dag_id, run_id: run.run_id, task_id: Some(task_id), map_index, state: state.into() };
+            let action =
+                Action::Mark { dag_id, run_id: run.run_id, task_id: Some(task_id), map_index, state: state.into() };
             println!("{}", perform(&store, home, &action).await?);
             Ok(())
         }
@@ -149,7 +150,14 @@ async fn list(dag_id: &str, run: &str, json: bool, home: &Home) -> anyhow::Resul
     Ok(())
 }
 
-async fn logs(dag_id: &str, run: &str, task_id: &str, try_number: Option<i64>, map_index: i64, home: &Home) -> anyhow::Result<()> {
+async fn logs(
+    dag_id: &str,
+    run: &str,
+    task_id: &str,
+    try_number: Option<i64>,
+    map_index: i64,
+    home: &Home,
+) -> anyhow::Result<()> {
     let store = open_store(home).await?;
     let run = find_run(&store, dag_id, run).await?;
     if !store.task_instances(&run.run_id).await?.iter().any(|ti| ti.task_id == task_id) {
@@ -176,15 +184,28 @@ async fn logs(dag_id: &str, run: &str, task_id: &str, try_number: Option<i64>, m
     Ok(())
 }
 
-async fn test(dag_id: &str, task_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home) -> Result<(), CliError> {
+async fn test(
+    dag_id: &str,
+    task_id: &str,
+    conf_text: Option<&str>,
+    dags: &DagsArg,
+    home: &Home,
+) -> Result<(), CliError> {
     let conf = conf(conf_text)?;
     let store = Store::in_memory().await.map_err(anyhow::Error::from)?;
     let loaded = crate::app::load_one(&dags.dags, dag_id, &store, home).await?;
     let Some(task) = loaded.dag.task(task_id) else {
         let known: Vec<&str> = loaded.dag.tasks.iter().map(|t| t.id.as_str()).collect();
-        return Err(CliError::Usage(anyhow::anyhow!("DAG `{dag_id}` has no task `{task_id}` (tasks: {})", known.join(", "))));
+        return Err(CliError::Usage(anyhow::anyhow!(
+            "DAG `{dag_id}` has no task `{task_id}` (tasks: {})",
+            known.join(", ")
+        )));
     };
-    let bytes = store.plugin_bytes(&task.plugin_id).await.map_err(anyhow::Error::from)?.ok_or_else(|| anyhow::anyhow!("plugin missing"))?;
+    let bytes = store
+        .plugin_bytes(&task.plugin_id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| anyhow::anyhow!("plugin missing"))?;
     let sandbox = crate::plugin_cmd::sandbox(home)?;
     let plugin = sandbox.load(&bytes).map_err(anyhow::Error::from)?;
     let mut context = TaskContext::empty();
@@ -208,7 +229,12 @@ async fn test(dag_id: &str, task_id: &str, conf_text: Option<&str>, dags: &DagsA
     let input = serde_json::to_vec(&context).map_err(anyhow::Error::from)?;
     let report = sandbox.run(&plugin, &input, &limits, &KillSwitch::new()).await;
     eprint!("{}", report.log);
-    let usage = format!("fuel {}, peak memory {}, {}", report.fuel_used, human_bytes(report.peak_memory_bytes), sandflow_sandbox::human_duration(report.wall_time));
+    let usage = format!(
+        "fuel {}, peak memory {}, {}",
+        report.fuel_used,
+        human_bytes(report.peak_memory_bytes),
+        sandflow_sandbox::human_duration(report.wall_time)
+    );
     match report.outcome {
         Outcome::Success { result } => {
             println!("{}", serde_json::to_string_pretty(&result).map_err(anyhow::Error::from)?);

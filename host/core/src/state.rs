@@ -74,7 +74,11 @@ impl TaskState {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            TaskState::Success | TaskState::Failed | TaskState::Skipped | TaskState::UpstreamFailed | TaskState::Removed
+            TaskState::Success
+                | TaskState::Failed
+                | TaskState::Skipped
+                | TaskState::UpstreamFailed
+                | TaskState::Removed
         )
     }
 

@@ -19,10 +19,9 @@ fn resolve(plugin: &PluginRef) -> Result<String, String> {
     match plugin {
         PluginRef::Id(id) => Ok(id.clone()),
         PluginRef::Path(path) if path.contains("missing") => Err(format!("no such file: {path}")),
-        PluginRef::Path(path) if path.ends_with(".wasm") => Ok(format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(path.as_bytes()))
-        )),
+        PluginRef::Path(path) if path.ends_with(".wasm") => {
+            Ok(format!("sha256:{}", hex::encode(Sha256::digest(path.as_bytes()))))
+        }
         PluginRef::Path(path) => Err(format!("not a .wasm file: {path}")),
     }
 }
@@ -50,17 +49,10 @@ fn ui() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
     let bless = std::env::var("SANDFLOW_BLESS").is_ok_and(|value| value == "1");
     let inputs = files_with_extension(&dir, "toml");
-    assert!(
-        inputs.len() >= 13,
-        "expected at least 13 ui files, found {}",
-        inputs.len()
-    );
+    assert!(inputs.len() >= 13, "expected at least 13 ui files, found {}", inputs.len());
     let mut failures = Vec::new();
     for input in &inputs {
-        let file_name = input
-            .file_name()
-            .and_then(|name| name.to_str())
-            .expect("a UTF-8 file name");
+        let file_name = input.file_name().and_then(|name| name.to_str()).expect("a UTF-8 file name");
         let name = format!("tests/ui/{file_name}");
         let text = fs::read_to_string(input).unwrap_or_else(|e| panic!("{name}: {e}"));
         let actual = render(&name, &text);
@@ -69,15 +61,12 @@ fn ui() {
         }
         let expected_path = input.with_extension("err");
         if bless {
-            fs::write(&expected_path, &actual)
-                .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
+            fs::write(&expected_path, &actual).unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
             continue;
         }
         match fs::read_to_string(&expected_path) {
             Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!(
-                "{name}:\n--- expected\n{expected}+++ actual\n{actual}"
-            )),
+            Ok(expected) => failures.push(format!("{name}:\n--- expected\n{expected}+++ actual\n{actual}")),
             Err(_) => failures.push(format!("{name}: no {}", expected_path.display())),
         }
     }
@@ -101,28 +90,17 @@ fn readme() -> String {
 #[test]
 fn readme_example_is_valid() {
     let readme = readme();
-    let start = readme
-        .find("```toml\n")
-        .expect("a ```toml block in dags/README.md")
-        + "```toml\n".len();
+    let start = readme.find("```toml\n").expect("a ```toml block in dags/README.md") + "```toml\n".len();
     let length = readme[start..].find("```").expect("the end of the block");
     let output = render("dags/README.md", &readme[start..start + length]);
-    assert!(
-        output.is_empty(),
-        "the README's example is not valid:\n{output}"
-    );
+    assert!(output.is_empty(), "the README's example is not valid:\n{output}");
 }
 
 /// The fields a table accepts, as listed by the message for an unknown field in it.
 fn accepted_fields(text: &str) -> Vec<String> {
     let output = render("fields.toml", text);
-    let (_, list) = output
-        .split_once("expected one of ")
-        .unwrap_or_else(|| panic!("no field list in {output}"));
-    list.trim()
-        .split(", ")
-        .map(|name| name.trim_matches('"').to_owned())
-        .collect()
+    let (_, list) = output.split_once("expected one of ").unwrap_or_else(|| panic!("no field list in {output}"));
+    list.trim().split(", ").map(|name| name.trim_matches('"').to_owned()).collect()
 }
 
 #[test]
@@ -135,10 +113,7 @@ fn readme_documents_every_field() {
     ];
     for table in tables {
         for field in accepted_fields(table) {
-            assert!(
-                readme.contains(&format!("| `{field}` |")),
-                "dags/README.md does not document `{field}`"
-            );
+            assert!(readme.contains(&format!("| `{field}` |")), "dags/README.md does not document `{field}`");
         }
     }
 }

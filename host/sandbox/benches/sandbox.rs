@@ -32,11 +32,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn main() {
     // Every guest error would capture a host backtrace: slow and beside the point here.
     std::env::remove_var("RUST_BACKTRACE");
-    let runs: usize = std::env::args()
-        .skip_while(|a| a != "--runs")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(10_000);
+    let runs: usize =
+        std::env::args().skip_while(|a| a != "--runs").nth(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
     println!("## Compile (cold, no cache) and load of precompiled code");
@@ -87,7 +84,12 @@ fn main() {
             let mean = times.iter().sum::<Duration>() / times.len() as u32;
             times.sort();
             let name = if pooling { "pooling" } else { "on-demand" };
-            println!("| {name} | {stem} | {} | {} | {} |", us(percentile(&times, 0.5)), us(percentile(&times, 0.99)), us(mean));
+            println!(
+                "| {name} | {stem} | {} | {} | {} |",
+                us(percentile(&times, 0.5)),
+                us(percentile(&times, 0.99)),
+                us(mean)
+            );
         }
     }
 

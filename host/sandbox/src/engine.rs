@@ -268,7 +268,8 @@ impl Sandbox {
         let from_disk = cached.as_ref().filter(|path| {
             matches!(
                 (Engine::detect_precompiled_file(path), encoding),
-                (Ok(Some(Precompiled::Module)), Encoding::Module) | (Ok(Some(Precompiled::Component)), Encoding::Component)
+                (Ok(Some(Precompiled::Module)), Encoding::Module)
+                    | (Ok(Some(Precompiled::Component)), Encoding::Component)
             )
         });
         let size = bytes.len() as u64;
@@ -334,8 +335,9 @@ impl Sandbox {
                                 .map_err(|e| PluginError::Invalid(format!("{e:#}")))?
                         }
                     },
-                    None => component::Component::new(engine, bytes)
-                        .map_err(|e| PluginError::Invalid(format!("{e:#}")))?,
+                    None => {
+                        component::Component::new(engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?
+                    }
                 };
                 let ty = component.component_type();
                 let imports = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
@@ -396,8 +398,8 @@ impl Sandbox {
 
         let started = Instant::now();
         let stdout = CappedPipe::new(usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX), WhenFull::Fail);
-        let stderr =
-            CappedPipe::new(usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX), WhenFull::Truncate).timestamped();
+        let stderr = CappedPipe::new(usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX), WhenFull::Truncate)
+            .timestamped();
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdin(MemoryInputPipe::new(Bytes::copy_from_slice(input)))
             .stdout(stdout.clone())
@@ -499,7 +501,11 @@ enum Ended {
 
 /// Runs `call` until it ends, the deadline passes or the kill switch is thrown. Dropping the call's
 /// future cancels the wasm at its next yield (each epoch tick) or host call.
-async fn guard(call: impl std::future::Future<Output = wasmtime::Result<()>>, kill: &KillSwitch, timeout: Duration) -> Ended {
+async fn guard(
+    call: impl std::future::Future<Output = wasmtime::Result<()>>,
+    kill: &KillSwitch,
+    timeout: Duration,
+) -> Ended {
     tokio::select! {
         biased;
         () = kill.0.cancelled() => Ended::Killed,

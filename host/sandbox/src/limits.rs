@@ -62,13 +62,20 @@ impl Caps {
             over.push(format!("fuel {} is over the cap of {}", limits.fuel, cap.fuel));
         }
         if limits.memory_bytes > cap.memory_bytes {
-            over.push(format!("memory {} MiB is over the cap of {} MiB", limits.memory_bytes / MIB, cap.memory_bytes / MIB));
+            over.push(format!(
+                "memory {} MiB is over the cap of {} MiB",
+                limits.memory_bytes / MIB,
+                cap.memory_bytes / MIB
+            ));
         }
         if limits.timeout > cap.timeout {
             over.push(format!("timeout {:?} is over the cap of {:?}", limits.timeout, cap.timeout));
         }
         if limits.max_output_bytes > cap.max_output_bytes {
-            over.push(format!("output limit {} bytes is over the cap of {}", limits.max_output_bytes, cap.max_output_bytes));
+            over.push(format!(
+                "output limit {} bytes is over the cap of {}",
+                limits.max_output_bytes, cap.max_output_bytes
+            ));
         }
         if limits.max_log_bytes > cap.max_log_bytes {
             over.push(format!("log limit {} bytes is over the cap of {}", limits.max_log_bytes, cap.max_log_bytes));

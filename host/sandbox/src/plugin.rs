@@ -139,7 +139,13 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_refused() {
-        for bad in ["", "sha256:", "md5:abc", "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "sha256:zz"] {
+        for bad in [
+            "",
+            "sha256:",
+            "md5:abc",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:zz",
+        ] {
             assert!(bad.parse::<PluginId>().is_err(), "{bad}");
         }
     }

@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use sandflow_core::dag::{Caps, Dag, Task, TaskKind};
 use sandflow_core::state::{RetryPolicy, RunState, TaskState};
 use sandflow_sandbox::{KillSwitch, Limits, Outcome, TryReport};
-use sandflow_sdk::{DataInterval, TaskResult};
 #[cfg(test)]
 use sandflow_sdk::TaskContext;
+use sandflow_sdk::{DataInterval, TaskResult};
 use sandflow_store::{Change, DagRow, NewRun, RunRow, RunType, Store, TryEnd};
 use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc};
@@ -278,7 +278,8 @@ impl Scheduler {
         let mut mapped: HashMap<String, Vec<TaskMem>> = HashMap::new();
         for ti in self.store.task_instances(&row.run_id).await? {
             let mut mem = TaskMem::from_row(&ti);
-            mem.failed_tries = failed.get(&(ti.task_id.clone(), ti.map_index)).map_or(0, |n| u32::try_from(*n).unwrap_or(0));
+            mem.failed_tries =
+                failed.get(&(ti.task_id.clone(), ti.map_index)).map_or(0, |n| u32::try_from(*n).unwrap_or(0));
             if ti.map_index < 0 {
                 tasks.insert(ti.task_id, mem);
             } else {
@@ -307,7 +308,13 @@ impl Scheduler {
                     TaskState::Running if !(task.map_over.is_some() && map_index < 0) => {
                         mem.failed_tries += 1;
                         let (next, next_try_at) = after_failure(task_policy(&task), mem.failed_tries, at);
-                        warn!(run_id, task_id, map_index, try_number = mem.try_number, "recovering an interrupted try: {next}");
+                        warn!(
+                            run_id,
+                            task_id,
+                            map_index,
+                            try_number = mem.try_number,
+                            "recovering an interrupted try: {next}"
+                        );
                         changes.push(Change::TryEnded(Box::new(TryEnd {
                             run_id: run_id.clone(),
                             task_id: task_id.clone(),
@@ -351,7 +358,8 @@ impl Scheduler {
             }
         }
         self.refresh_dags().await?;
-        self.pools = self.store.pools().await?.into_iter().map(|p| (p.name, u32::try_from(p.slots).unwrap_or(0))).collect();
+        self.pools =
+            self.store.pools().await?.into_iter().map(|p| (p.name, u32::try_from(p.slots).unwrap_or(0))).collect();
         for row in self.store.pending_actions().await? {
             if !self.store.claim_action(row.id).await? {
                 continue;
@@ -379,7 +387,9 @@ impl Scheduler {
             match self.dags.get_mut(&row.dag_id) {
                 Some(mem) => {
                     if mem.row.is_paused && !row.is_paused {
-                        self.dirty.extend(self.runs.values().filter(|r| r.row.dag_id == row.dag_id).map(|r| r.row.run_id.clone()));
+                        self.dirty.extend(
+                            self.runs.values().filter(|r| r.row.dag_id == row.dag_id).map(|r| r.row.run_id.clone()),
+                        );
                     }
                     mem.row = row;
                 }
@@ -577,7 +587,9 @@ impl Scheduler {
             }
             let pool_size = self.pools.get(&task.pool).copied();
             let fits = match pool_size {
-                None => Err(format!("no pool `{}` (create it with: sandflow pools set {} SLOTS)", task.pool, task.pool)),
+                None => {
+                    Err(format!("no pool `{}` (create it with: sandflow pools set {} SLOTS)", task.pool, task.pool))
+                }
                 Some(size) if task.pool_slots > size => {
                     Err(format!("needs {} slots of pool `{}`, which has {size}", task.pool_slots, task.pool))
                 }
@@ -585,10 +597,19 @@ impl Scheduler {
             };
             match fits {
                 Err(reason) => {
-                    if let Some(mem) = self.runs.get_mut(&key.run_id).and_then(|r| r.ti_mut(&key.task_id, key.map_index)) {
+                    if let Some(mem) =
+                        self.runs.get_mut(&key.run_id).and_then(|r| r.ti_mut(&key.task_id, key.map_index))
+                    {
                         mem.state = TaskState::Failed;
                     }
-                    changes.push(task_state(&key.run_id, &key.task_id, key.map_index, TaskState::Failed, Some(reason), at));
+                    changes.push(task_state(
+                        &key.run_id,
+                        &key.task_id,
+                        key.map_index,
+                        TaskState::Failed,
+                        Some(reason),
+                        at,
+                    ));
                     self.dirty.insert(key.run_id.clone());
                     continue;
                 }
@@ -621,9 +642,11 @@ impl Scheduler {
                 plugin_id: task.plugin_id.clone(),
                 at,
             });
-            let context = build_context(run, &task, key.map_index, map_item, inputs, conf.as_ref(), try_number, dag_runs);
+            let context =
+                build_context(run, &task, key.map_index, map_item, inputs, conf.as_ref(), try_number, dag_runs);
             let kill = KillSwitch::new();
-            let job = Job { plugin_id: task.plugin_id.clone(), context, limits: task_limits(&task), kill: kill.clone() };
+            let job =
+                Job { plugin_id: task.plugin_id.clone(), context, limits: task_limits(&task), kill: kill.clone() };
             let running = RunningTry { kill, dag_id, pool: task.pool.clone(), slots: task.pool_slots };
             jobs.push((key, try_number, job, running));
         }
@@ -669,7 +692,13 @@ impl Scheduler {
     }
 
     /// A try ended: decide the task instance's new state, and queue the changes.
-    async fn finished(&mut self, key: TaskKey, try_number: u32, report: TryReport, changes: &mut Vec<Change>) -> Result<(), SchedulerError> {
+    async fn finished(
+        &mut self,
+        key: TaskKey,
+        try_number: u32,
+        report: TryReport,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), SchedulerError> {
         self.running.remove(&key);
         let at = now();
         let Some(run) = self.runs.get(&key.run_id) else {
@@ -678,7 +707,9 @@ impl Scheduler {
         };
         let Some(task) = run.dag.task(&key.task_id).cloned() else { return Ok(()) };
         let dag_id = run.row.dag_id.clone();
-        let current = run.ti(&key.task_id, key.map_index).is_some_and(|m| m.state == TaskState::Running && m.try_number == try_number);
+        let current = run
+            .ti(&key.task_id, key.map_index)
+            .is_some_and(|m| m.state == TaskState::Running && m.try_number == try_number);
         if !current {
             // Cleared or marked while it ran: the try is recorded, the instance is left alone.
             changes.push(try_only(&key, try_number, &report, at));
@@ -694,7 +725,11 @@ impl Scheduler {
         if let (Decision::Success { .. }, Outcome::Success { result }) = (&decision, &report.outcome) {
             for request in &result.trigger {
                 if let Err(e) = self.trigger_from_task(&key, &dag_id, request).await {
-                    decision = Decision::Fail { message: format!("trigger: {e}"), retry: true, outcome: Some("trigger_failed") };
+                    decision = Decision::Fail {
+                        message: format!("trigger: {e}"),
+                        retry: true,
+                        outcome: Some("trigger_failed"),
+                    };
                     break;
                 }
             }
@@ -718,14 +753,30 @@ impl Scheduler {
                         });
                     }
                 }
-                (TaskState::Success, None, "success".to_string(), "success".to_string(), Some(output.to_string()), Some(metrics))
+                (
+                    TaskState::Success,
+                    None,
+                    "success".to_string(),
+                    "success".to_string(),
+                    Some(output.to_string()),
+                    Some(metrics),
+                )
             }
-            Decision::Reschedule { next } => {
-                (TaskState::UpForReschedule, Some(next), "not yet: poking again".to_string(), "rescheduled".to_string(), None, None)
-            }
+            Decision::Reschedule { next } => (
+                TaskState::UpForReschedule,
+                Some(next),
+                "not yet: poking again".to_string(),
+                "rescheduled".to_string(),
+                None,
+                None,
+            ),
             Decision::Fail { message, retry, outcome } => {
                 mem.failed_tries += 1;
-                let (state, next) = if retry { after_failure(task_policy(&task), mem.failed_tries, at) } else { (TaskState::Failed, None) };
+                let (state, next) = if retry {
+                    after_failure(task_policy(&task), mem.failed_tries, at)
+                } else {
+                    (TaskState::Failed, None)
+                };
                 let name = outcome.unwrap_or(report.outcome.name()).to_string();
                 (state, next, format!("{message} (plugin {})", report.plugin), name, None, None)
             }
@@ -770,7 +821,8 @@ impl Scheduler {
     /// Reads a successful try's result by the task's kind.
     fn judge(&self, run: &RunMem, task: &Task, result: &TaskResult, at: DateTime<Utc>) -> Decision {
         let fail = |message: String| Decision::Fail { message, retry: true, outcome: Some("invalid_result") };
-        let success = |branch| Decision::Success { output: result.output.clone(), metrics: result.metrics.clone(), branch };
+        let success =
+            |branch| Decision::Success { output: result.output.clone(), metrics: result.metrics.clone(), branch };
         match task.kind {
             TaskKind::Task => {
                 if result.branch.is_some() {
@@ -809,7 +861,8 @@ impl Scheduler {
                             outcome: Some("sensor_timeout"),
                         }
                     } else {
-                        let next = at + chrono::Duration::from_std(task.poke_interval).unwrap_or(chrono::Duration::seconds(60));
+                        let next = at
+                            + chrono::Duration::from_std(task.poke_interval).unwrap_or(chrono::Duration::seconds(60));
                         Decision::Reschedule { next }
                     }
                 }
@@ -817,7 +870,12 @@ impl Scheduler {
         }
     }
 
-    async fn trigger_from_task(&mut self, key: &TaskKey, dag_id: &str, request: &sandflow_sdk::TriggerRequest) -> Result<(), SchedulerError> {
+    async fn trigger_from_task(
+        &mut self,
+        key: &TaskKey,
+        dag_id: &str,
+        request: &sandflow_sdk::TriggerRequest,
+    ) -> Result<(), SchedulerError> {
         let by = format!("task:{dag_id}/{}/{}", key.run_id, key.task_id);
         let row = crate::trigger(
             &self.store,
@@ -831,11 +889,21 @@ impl Scheduler {
 
 /// How a try is judged.
 enum Decision {
-    Success { output: Value, metrics: std::collections::BTreeMap<String, f64>, branch: Option<Vec<String>> },
-    Reschedule { next: DateTime<Utc> },
+    Success {
+        output: Value,
+        metrics: std::collections::BTreeMap<String, f64>,
+        branch: Option<Vec<String>>,
+    },
+    Reschedule {
+        next: DateTime<Utc>,
+    },
     /// `outcome` names the failure when the try itself succeeded (a bad result, a sensor's
     /// timeout, a failed trigger); otherwise the try's own outcome names it.
-    Fail { message: String, retry: bool, outcome: Option<&'static str> },
+    Fail {
+        message: String,
+        retry: bool,
+        outcome: Option<&'static str>,
+    },
 }
 
 /// A try's end recorded alone, leaving its instance as it is.
@@ -863,8 +931,23 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-pub(crate) fn task_state(run_id: &str, task_id: &str, map_index: i64, state: TaskState, reason: Option<String>, at: DateTime<Utc>) -> Change {
-    Change::TaskState { run_id: run_id.to_string(), task_id: task_id.to_string(), map_index, state, reason, output: None, at }
+pub(crate) fn task_state(
+    run_id: &str,
+    task_id: &str,
+    map_index: i64,
+    state: TaskState,
+    reason: Option<String>,
+    at: DateTime<Utc>,
+) -> Change {
+    Change::TaskState {
+        run_id: run_id.to_string(),
+        task_id: task_id.to_string(),
+        map_index,
+        state,
+        reason,
+        output: None,
+        at,
+    }
 }
 
 fn task_policy(task: &sandflow_core::dag::Task) -> RetryPolicy {

@@ -153,10 +153,10 @@ pub async fn trigger(store: &Store, dag_id: &str, options: TriggerOptions) -> Re
         return Err(SchedulerError::UnknownDag { dag_id: dag_id.to_string(), known });
     };
     let version = options.version.unwrap_or(dag.active_version);
-    let spec = store.dag_spec(dag_id, &version).await?.ok_or_else(|| SchedulerError::UnknownVersion {
-        dag_id: dag_id.to_string(),
-        version: version.clone(),
-    })?;
+    let spec = store
+        .dag_spec(dag_id, &version)
+        .await?
+        .ok_or_else(|| SchedulerError::UnknownVersion { dag_id: dag_id.to_string(), version: version.clone() })?;
     let spec: StoredSpec = serde_json::from_str(&spec)
         .map_err(|e| SchedulerError::BadStoredSpec { file: dag_id.to_string(), detail: e.to_string() })?;
     let parsed = spec.to_dag(&sandflow_core::dag::Caps::default())?;
@@ -178,7 +178,10 @@ pub async fn trigger(store: &Store, dag_id: &str, options: TriggerOptions) -> Re
         };
         // Two triggers in the same microsecond: the second takes the next one.
         if store.create_run(&run, &task_ids).await? {
-            return store.run(&run.run_id).await?.ok_or_else(|| SchedulerError::UnknownDag { dag_id: dag_id.to_string(), known: vec![] });
+            return store
+                .run(&run.run_id)
+                .await?
+                .ok_or_else(|| SchedulerError::UnknownDag { dag_id: dag_id.to_string(), known: vec![] });
         }
         tokio::task::yield_now().await;
     }

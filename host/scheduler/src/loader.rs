@@ -90,8 +90,8 @@ impl DagFolder {
     /// Loads every `*.toml` file that is new or changed since the last scan.
     pub async fn scan(&mut self) -> Result<LoadReport, SchedulerError> {
         let mut report = LoadReport::default();
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|source| SchedulerError::Io { path: self.dir.clone(), source })?;
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|source| SchedulerError::Io { path: self.dir.clone(), source })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
@@ -123,11 +123,18 @@ impl DagFolder {
 }
 
 /// Loads one DAG file: every error is returned as text, one diagnostic per line.
-pub async fn load_file(path: &Path, store: &Store, sandbox: &Sandbox, caps: &Caps, paused_at_creation: bool) -> Result<Loaded, String> {
+pub async fn load_file(
+    path: &Path,
+    store: &Store,
+    sandbox: &Sandbox,
+    caps: &Caps,
+    paused_at_creation: bool,
+) -> Result<Loaded, String> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file = path.display().to_string();
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let (store2, sandbox, caps2, file2, source2) = (store.clone(), sandbox.clone(), *caps, file.clone(), source.clone());
+    let (store2, sandbox, caps2, file2, source2) =
+        (store.clone(), sandbox.clone(), *caps, file.clone(), source.clone());
     // Checking plugins compiles them: off the async threads.
     let parsed = tokio::task::spawn_blocking(move || {
         let handle = tokio::runtime::Handle::current();
@@ -174,7 +181,8 @@ fn resolve_plugin(
                 _ => format!("{}: {e}", full.display()),
             })?;
             let info = sandbox.check(&bytes).map_err(|e| format!("{}: {e}", full.display()))?;
-            let kind = serde_json::to_value(info.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let kind =
+                serde_json::to_value(info.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             handle.block_on(store.put_plugin(info.id.as_str(), &bytes, &kind)).map_err(|e| e.to_string())?;
             pinned.insert(path.clone(), info.id.to_string());
             Ok(info.id.to_string())

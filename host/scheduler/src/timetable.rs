@@ -20,7 +20,13 @@ const MAX_INTERVALS_PER_CALL: usize = 10_000;
 
 /// The intervals due at `now`, oldest first, at most `room` of them. `last_end` is the end of the
 /// DAG's latest scheduled interval; `first_seen` stands in for a missing start_date.
-pub fn due_intervals(dag: &Dag, last_end: Option<DateTime<Utc>>, first_seen: DateTime<Utc>, now: DateTime<Utc>, room: usize) -> Vec<Interval> {
+pub fn due_intervals(
+    dag: &Dag,
+    last_end: Option<DateTime<Utc>>,
+    first_seen: DateTime<Utc>,
+    now: DateTime<Utc>,
+    room: usize,
+) -> Vec<Interval> {
     if room == 0 {
         return Vec::new();
     }
@@ -71,7 +77,12 @@ fn skip_to_latest(dag: &Dag, start: DateTime<Utc>, now: DateTime<Utc>) -> DateTi
 }
 
 /// When the next interval ends (the next moment a run may become due), if ever.
-pub fn next_due(dag: &Dag, last_end: Option<DateTime<Utc>>, first_seen: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn next_due(
+    dag: &Dag,
+    last_end: Option<DateTime<Utc>>,
+    first_seen: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let start = match last_end {
         Some(end) => end,
         None => dag.schedule.at_or_after(dag.start_date.unwrap_or(first_seen))?,
@@ -119,14 +130,20 @@ mod tests {
         let due = due_intervals(&d, None, at(1, 0), at(5, 6), 16);
         assert_eq!(due, vec![(at(1, 0), at(2, 0)), (at(2, 0), at(3, 0)), (at(3, 0), at(4, 0)), (at(4, 0), at(5, 0))]);
         assert_eq!(due_intervals(&d, None, at(1, 0), at(5, 6), 2).len(), 2);
-        assert_eq!(due_intervals(&d, Some(at(3, 0)), at(1, 0), at(5, 6), 16), vec![(at(3, 0), at(4, 0)), (at(4, 0), at(5, 0))]);
+        assert_eq!(
+            due_intervals(&d, Some(at(3, 0)), at(1, 0), at(5, 6), 16),
+            vec![(at(3, 0), at(4, 0)), (at(4, 0), at(5, 0))]
+        );
     }
 
     #[test]
     fn without_catchup_a_long_gap_jumps_to_the_latest_interval() {
         let d = dag("schedule = \"* * * * * *\"\nstart_date = \"2020-01-01\"");
         let now = at(9, 12) + chrono::Duration::milliseconds(500);
-        assert_eq!(due_intervals(&d, None, at(1, 0), now, 16), vec![(at(9, 12) - chrono::Duration::seconds(1), at(9, 12))]);
+        assert_eq!(
+            due_intervals(&d, None, at(1, 0), now, 16),
+            vec![(at(9, 12) - chrono::Duration::seconds(1), at(9, 12))]
+        );
     }
 
     #[test]

@@ -113,7 +113,8 @@ impl RunMem {
     /// The inputs of one instance: a mapped instance does not get the upstream output it maps
     /// over (its share of it is its map_item), so N instances do not carry N copies of the list.
     pub fn instance_inputs(&self, task: &Task, map_index: i64) -> Map<String, Value> {
-        let mapped_from = task.map_over.as_deref().and_then(|e| e.strip_prefix("inputs.")).and_then(|rest| rest.split('.').next());
+        let mapped_from =
+            task.map_over.as_deref().and_then(|e| e.strip_prefix("inputs.")).and_then(|rest| rest.split('.').next());
         self.inputs_but(task, if map_index >= 0 { mapped_from } else { None })
     }
 
@@ -188,7 +189,14 @@ impl ReadyQueue {
     }
 }
 
-fn task_state(run_id: &str, task_id: &str, map_index: i64, state: TaskState, reason: Option<String>, at: DateTime<Utc>) -> Change {
+fn task_state(
+    run_id: &str,
+    task_id: &str,
+    map_index: i64,
+    state: TaskState,
+    reason: Option<String>,
+    at: DateTime<Utc>,
+) -> Change {
     Change::TaskState { run_id: run_id.into(), task_id: task_id.into(), map_index, state, reason, output: None, at }
 }
 
@@ -209,15 +217,22 @@ pub(crate) fn advance_run(run: &mut RunMem, at: DateTime<Utc>, changes: &mut Vec
                         continue;
                     }
                     Readiness::Run => (TaskState::Scheduled, None),
-                    Readiness::Skip => (TaskState::Skipped, Some(format!("skipped by trigger rule {}", task.trigger_rule.as_str()))),
-                    Readiness::UpstreamFailed => (TaskState::UpstreamFailed, Some("an upstream task failed".to_string())),
+                    Readiness::Skip => {
+                        (TaskState::Skipped, Some(format!("skipped by trigger rule {}", task.trigger_rule.as_str())))
+                    }
+                    Readiness::UpstreamFailed => {
+                        (TaskState::UpstreamFailed, Some("an upstream task failed".to_string()))
+                    }
                 };
                 if let Some(mem) = run.tasks.get_mut(&task.id) {
                     mem.state = next;
                 }
                 changes.push(task_state(&run_id, &task.id, -1, next, reason, at));
                 if next == TaskState::Scheduled {
-                    ready.push(task.priority_weight, TaskKey { run_id: run_id.clone(), task_id: task.id.clone(), map_index: -1 });
+                    ready.push(
+                        task.priority_weight,
+                        TaskKey { run_id: run_id.clone(), task_id: task.id.clone(), map_index: -1 },
+                    );
                 }
             }
             TaskState::Running if task.map_over.is_some() => settle_mapped(run, task, at, changes, ready),
@@ -242,10 +257,20 @@ fn expand(run: &mut RunMem, task: &Task, at: DateTime<Utc>, changes: &mut Vec<Ch
                 mem.state = TaskState::Scheduled;
                 mem.map_item = Some(item.clone());
                 children.push(mem);
-                ready.push(task.priority_weight, TaskKey { run_id: run_id.clone(), task_id: task.id.clone(), map_index: index as i64 });
+                ready.push(
+                    task.priority_weight,
+                    TaskKey { run_id: run_id.clone(), task_id: task.id.clone(), map_index: index as i64 },
+                );
             }
             for (index, _) in old.iter().enumerate().skip(items.len()) {
-                changes.push(task_state(&run_id, &task.id, index as i64, TaskState::Removed, Some("no longer in the mapped list".into()), at));
+                changes.push(task_state(
+                    &run_id,
+                    &task.id,
+                    index as i64,
+                    TaskState::Removed,
+                    Some("no longer in the mapped list".into()),
+                    at,
+                ));
             }
             changes.push(Change::Expand {
                 run_id: run_id.clone(),
@@ -276,7 +301,10 @@ fn settle_mapped(run: &mut RunMem, task: &Task, at: DateTime<Utc>, changes: &mut
         if child.state == TaskState::None {
             child.state = TaskState::Scheduled;
             changes.push(task_state(&run_id, &task.id, index as i64, TaskState::Scheduled, None, at));
-            ready.push(task.priority_weight, TaskKey { run_id: run_id.clone(), task_id: task.id.clone(), map_index: index as i64 });
+            ready.push(
+                task.priority_weight,
+                TaskKey { run_id: run_id.clone(), task_id: task.id.clone(), map_index: index as i64 },
+            );
         }
         if child.state.is_finished() {
             finished += 1;
@@ -317,7 +345,13 @@ fn settle_mapped(run: &mut RunMem, task: &Task, at: DateTime<Utc>, changes: &mut
 
 /// After a branch task chose `chosen`, its other direct downstream tasks are skipped; returns
 /// their ids.
-pub(crate) fn skip_unchosen(run: &mut RunMem, branch: &str, chosen: &[String], at: DateTime<Utc>, changes: &mut Vec<Change>) -> Vec<String> {
+pub(crate) fn skip_unchosen(
+    run: &mut RunMem,
+    branch: &str,
+    chosen: &[String],
+    at: DateTime<Utc>,
+    changes: &mut Vec<Change>,
+) -> Vec<String> {
     let mut skipped = Vec::new();
     let run_id = run.row.run_id.clone();
     let downstream: Vec<String> = run.dag.downstream(branch).into_iter().map(String::from).collect();
@@ -328,7 +362,14 @@ pub(crate) fn skip_unchosen(run: &mut RunMem, branch: &str, chosen: &[String], a
         if let Some(mem) = run.tasks.get_mut(&task_id) {
             if mem.state == TaskState::None {
                 mem.state = TaskState::Skipped;
-                changes.push(task_state(&run_id, &task_id, -1, TaskState::Skipped, Some(format!("not chosen by branch {branch}")), at));
+                changes.push(task_state(
+                    &run_id,
+                    &task_id,
+                    -1,
+                    TaskState::Skipped,
+                    Some(format!("not chosen by branch {branch}")),
+                    at,
+                ));
                 skipped.push(task_id);
             }
         }
@@ -376,6 +417,9 @@ mod tests {
     fn clone_without_leaves_out_only_the_path() {
         let conf: Map<String, Value> = serde_json::from_str(r#"{"items":[1,2],"a":{"b":[3],"c":4},"d":5}"#).unwrap();
         assert_eq!(Value::Object(clone_without(&conf, &["items"])), serde_json::json!({"a":{"b":[3],"c":4},"d":5}));
-        assert_eq!(Value::Object(clone_without(&conf, &["a", "b"])), serde_json::json!({"items":[1,2],"a":{"c":4},"d":5}));
+        assert_eq!(
+            Value::Object(clone_without(&conf, &["a", "b"])),
+            serde_json::json!({"items":[1,2],"a":{"c":4},"d":5})
+        );
     }
 }

@@ -100,7 +100,14 @@ pub enum Change {
     /// A clear: the instance goes back to none, forgets its output, and gets its retries back.
     Reset { run_id: String, task_id: String, map_index: i64, at: DateTime<Utc> },
     /// A try starts: the task instance becomes running with this try number.
-    TryStarted { run_id: String, task_id: String, map_index: i64, try_number: i64, plugin_id: String, at: DateTime<Utc> },
+    TryStarted {
+        run_id: String,
+        task_id: String,
+        map_index: i64,
+        try_number: i64,
+        plugin_id: String,
+        at: DateTime<Utc>,
+    },
     /// A try ends, and the task instance moves to `state`.
     TryEnded(Box<TryEnd>),
 }
@@ -194,13 +201,15 @@ impl Store {
 
     async fn migrate(&self, path: &Path) -> Result<()> {
         let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> =
-            match sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success").fetch_one(&self.pool).await {
-                Ok(found) => found,
-                Err(e) if is_not_a_database(&e) => return Err(StoreError::NotADatabase { path: path.to_path_buf() }),
-                Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
-                Err(e) => return Err(e.into()),
-            };
+        let applied: Option<i64> = match sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) if is_not_a_database(&e) => return Err(StoreError::NotADatabase { path: path.to_path_buf() }),
+            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
+            Err(e) => return Err(e.into()),
+        };
         if let Some(found) = applied.filter(|found| *found > known) {
             return Err(StoreError::NewerSchema { path: path.to_path_buf(), found, known });
         }
@@ -240,7 +249,10 @@ impl Store {
 
     /// Whether `id` is stored.
     pub async fn has_plugin(&self, id: &str) -> Result<bool> {
-        Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM plugins WHERE id = ?").bind(id).fetch_one(&self.pool).await?
+        Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM plugins WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?
             > 0)
     }
 
@@ -313,9 +325,11 @@ impl Store {
 
     /// Every DAG, by id.
     pub async fn dags(&self) -> Result<Vec<DagRow>> {
-        Ok(sqlx::query_as("SELECT dag_id, active_version, file_path, is_paused, created_at, updated_at FROM dags ORDER BY dag_id")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT dag_id, active_version, file_path, is_paused, created_at, updated_at FROM dags ORDER BY dag_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// One DAG.
@@ -339,10 +353,11 @@ impl Store {
 
     /// Every version of a DAG, oldest first.
     pub async fn dag_versions(&self, dag_id: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
-        let rows = sqlx::query("SELECT version, created_at FROM dag_versions WHERE dag_id = ? ORDER BY created_at, version")
-            .bind(dag_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT version, created_at FROM dag_versions WHERE dag_id = ? ORDER BY created_at, version")
+                .bind(dag_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(|r| Ok((r.try_get("version")?, r.try_get("created_at")?))).collect()
     }
 
@@ -524,7 +539,9 @@ impl Store {
 
     /// Every pool, by name.
     pub async fn pools(&self) -> Result<Vec<PoolRow>> {
-        Ok(sqlx::query_as("SELECT name, slots, description, updated_at FROM pools ORDER BY name").fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT name, slots, description, updated_at FROM pools ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Deletes a pool; `false` when there was none.

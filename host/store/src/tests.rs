@@ -39,7 +39,10 @@ async fn a_file_that_is_not_a_database_is_refused_clearly() {
     assert!(matches!(err, StoreError::NotADatabase { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        format!("{} is not a Sandflow database (not even SQLite): move it away or choose another --home", path.display())
+        format!(
+            "{} is not a Sandflow database (not even SQLite): move it away or choose another --home",
+            path.display()
+        )
     );
     assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 8192], "the file is left as it was");
 }
@@ -116,10 +119,7 @@ async fn one_scheduled_run_per_interval() {
     assert!(store.create_run(&new_run("r3", RunType::Manual, 0), &tasks).await.unwrap());
     assert_eq!(store.runs(Some("d"), 10).await.unwrap().len(), 2);
     assert_eq!(store.task_instances("r2").await.unwrap().len(), 0, "nothing half-created");
-    assert_eq!(
-        store.last_scheduled_interval_end("d").await.unwrap(),
-        Some(Utc.timestamp_opt(86_400, 0).unwrap())
-    );
+    assert_eq!(store.last_scheduled_interval_end("d").await.unwrap(), Some(Utc.timestamp_opt(86_400, 0).unwrap()));
 }
 
 #[tokio::test]

@@ -247,7 +247,8 @@ mod tests {
         assert_eq!(result.output["weights"].as_array().unwrap().len(), 2);
         assert!(result.output.get("customer").is_none());
         let bad: Context =
-            serde_json::from_value(json!({ "abi": 1, "map_index": 3, "map_item": { "x": [[1.0]], "y": "no" } })).unwrap();
+            serde_json::from_value(json!({ "abi": 1, "map_index": 3, "map_item": { "x": [[1.0]], "y": "no" } }))
+                .unwrap();
         assert!(handle(bad).unwrap_err().starts_with("map_item (map_index 3): invalid type"));
     }
 

@@ -308,10 +308,17 @@ fn evaluate_many(params: &Params, models: &[Value], features: &Value) -> Result<
                 )
             })?),
         };
-        let customer = model.customer.clone().or_else(|| customer_of(entry).map(str::to_string)).unwrap_or_else(|| format!("#{i}"));
+        let customer = model
+            .customer
+            .clone()
+            .or_else(|| customer_of(entry).map(str::to_string))
+            .unwrap_or_else(|| format!("#{i}"));
         let place = format!("inputs.{data_task}.per_customer[{j}].holdout");
         let holdout: Holdout = serde_json::from_value(
-            entry.get("holdout").ok_or_else(|| format!("inputs.{data_task}.per_customer[{j}] has no `holdout`"))?.clone(),
+            entry
+                .get("holdout")
+                .ok_or_else(|| format!("inputs.{data_task}.per_customer[{j}] has no `holdout`"))?
+                .clone(),
         )
         .map_err(|e| format!("{place}: {e}"))?;
         let model = Model { weights: model.weights, bias: model.bias };
@@ -331,7 +338,8 @@ fn evaluate_many(params: &Params, models: &[Value], features: &Value) -> Result<
             }));
             continue;
         }
-        let s = score(&model, &holdout, params.threshold).map_err(|e| format!("customer {customer:?} ({place}): {e}"))?;
+        let s =
+            score(&model, &holdout, params.threshold).map_err(|e| format!("customer {customer:?} ({place}): {e}"))?;
         let passed = s.auc >= params.min_auc;
         eprintln!(
             "{customer}: {} rows, {} positive; auc {:.4}{}, accuracy {:.4}, precision {:.4}, recall {:.4}, log loss {:.4}",
@@ -383,7 +391,9 @@ fn evaluate_many(params: &Params, models: &[Value], features: &Value) -> Result<
         .or_else(|| {
             // An older features step: its names without the customer one-hot columns.
             let names = features.get("features")?.as_array()?;
-            Some(Value::Array(names.iter().filter(|n| !n.as_str().is_some_and(|n| n.starts_with("customer="))).cloned().collect()))
+            Some(Value::Array(
+                names.iter().filter(|n| !n.as_str().is_some_and(|n| n.starts_with("customer="))).cloned().collect(),
+            ))
         })
         .unwrap_or(Value::Null);
     let output = json!({
@@ -458,7 +468,8 @@ mod tests {
         assert_eq!(out["recall"], 1.0);
         assert!(close(out["accuracy"].as_f64().unwrap(), 0.8));
         let p = |z: f64| 1.0 / (1.0 + (-z).exp());
-        let expected = -(p(2.0).ln() + p(1.0).ln() + (1.0 - p(-2.0)).ln() + (1.0 - p(-1.0)).ln() + (1.0 - p(0.4)).ln()) / 5.0;
+        let expected =
+            -(p(2.0).ln() + p(1.0).ln() + (1.0 - p(-2.0)).ln() + (1.0 - p(-1.0)).ln() + (1.0 - p(0.4)).ln()) / 5.0;
         assert!(close(out["log_loss"].as_f64().unwrap(), expected));
         assert_eq!(out["passed"], true);
         assert_eq!(out["features"], json!(["a", "b"]));
@@ -542,8 +553,10 @@ mod tests {
             err(model.clone(), holdout.clone(), json!({ "model_from": "fit" })),
             "no input from upstream task `fit`, which should give the model {weights, bias} (inputs: features, train; set params.model_from)"
         );
-        assert!(err(model.clone(), holdout.clone(), json!({ "min_auc": 7 })).starts_with("params.min_auc must be between 0 and 1"));
-        assert!(err(model.clone(), holdout.clone(), json!({ "min_AUC": 0.7 })).starts_with("params: unknown field `min_AUC`"));
+        assert!(err(model.clone(), holdout.clone(), json!({ "min_auc": 7 }))
+            .starts_with("params.min_auc must be between 0 and 1"));
+        assert!(err(model.clone(), holdout.clone(), json!({ "min_AUC": 0.7 }))
+            .starts_with("params: unknown field `min_AUC`"));
         let no_holdout: Context = serde_json::from_value(json!({
             "abi": 1, "inputs": { "train": model, "features": { "x": [], "y": [] } },
         }))
@@ -623,7 +636,8 @@ mod tests {
 
     #[test]
     fn conf_min_auc_overrides_the_param() {
-        let per_customer = json!([entry("acme", json!([[0.1, 0.0], [0.4, 0.0], [0.6, 0.0], [0.8, 0.0]]), json!([0, 1, 0, 1]))]);
+        let per_customer =
+            json!([entry("acme", json!([[0.1, 0.0], [0.4, 0.0], [0.6, 0.0], [0.8, 0.0]]), json!([0, 1, 0, 1]))]);
         let models = json!([{ "weights": [1.0, 0.0], "bias": 0.0, "customer": "acme" }]);
         let mut c = mapped_ctx(models, per_customer, json!({ "min_auc": 0.7 }));
         assert_eq!(handle(c.clone()).unwrap().output["passed"], true);
@@ -648,7 +662,8 @@ mod tests {
         assert_eq!(result.output["below_min"], json!(["#1"]));
         // Models without names, entries with names: the entry names the customer.
         let per_customer = json!([entry("acme", json!([[0.1, 0.0], [0.8, 0.0]]), json!([0, 1]))]);
-        let result = handle(mapped_ctx(json!([{ "weights": [1.0, 0.0], "bias": 0.0 }]), per_customer, json!({}))).unwrap();
+        let result =
+            handle(mapped_ctx(json!([{ "weights": [1.0, 0.0], "bias": 0.0 }]), per_customer, json!({}))).unwrap();
         assert_eq!(result.output["customers"][0]["customer"], "acme");
     }
 
@@ -676,7 +691,12 @@ mod tests {
         assert_eq!(result.metrics["skipped"], 2.0);
         // Nobody scored: not passed.
         let only_tiny = json!([entry("tiny", json!([[0.1, 0.0]]), json!([1]))]);
-        let result = handle(mapped_ctx(json!([{ "weights": [1.0, 0.0], "bias": 0.0, "customer": "tiny" }]), only_tiny, json!({}))).unwrap();
+        let result = handle(mapped_ctx(
+            json!([{ "weights": [1.0, 0.0], "bias": 0.0, "customer": "tiny" }]),
+            only_tiny,
+            json!({}),
+        ))
+        .unwrap();
         assert_eq!(result.output["passed"], false);
         assert_eq!(result.output["auc_min"], Value::Null);
     }

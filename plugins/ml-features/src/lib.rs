@@ -420,8 +420,16 @@ mod tests {
         assert_eq!(
             names,
             [
-                "log_amount", "log_account_age", "n_items", "night", "is_foreign", "payment=card", "payment=crypto",
-                "payment=paypal", "customer=acme", "customer=globex"
+                "log_amount",
+                "log_account_age",
+                "n_items",
+                "night",
+                "is_foreign",
+                "payment=card",
+                "payment=crypto",
+                "payment=paypal",
+                "customer=acme",
+                "customer=globex"
             ]
         );
         let x: Vec<Vec<f64>> = serde_json::from_value(out["x"].clone()).unwrap();
@@ -489,7 +497,14 @@ mod tests {
     fn the_example_dag_output_is_well_under_1_mib() {
         // What dags/ml_training.toml makes: 4 customers × 500 events.
         let events: Vec<Value> = (0..2000)
-            .map(|i| event(i, ["acme", "globex", "initech", "umbrella"][i % 4], 1.0 + (i % 97) as f64 * 3.3, u8::from(i % 9 == 0)))
+            .map(|i| {
+                event(
+                    i,
+                    ["acme", "globex", "initech", "umbrella"][i % 4],
+                    1.0 + (i % 97) as f64 * 3.3,
+                    u8::from(i % 9 == 0),
+                )
+            })
             .collect();
         let result = handle(ctx_with(json!({ "g": { "events": events } }), json!({}))).unwrap();
         let size = serde_json::to_vec(&result.output).unwrap().len();
@@ -522,8 +537,14 @@ mod tests {
             err(json!({ "a": {}, "b": {} }), json!({})),
             "several upstream inputs (a, b): say which has the events with params.from"
         );
-        assert_eq!(err(json!({ "a": {} }), json!({ "from": "gen" })), "params.from: no input from upstream task `gen` (inputs: a)");
-        assert_eq!(err(json!({ "a": { "rows": 1 } }), json!({})), "inputs.a has no `events`: is `a` an ml_generate task?");
+        assert_eq!(
+            err(json!({ "a": {} }), json!({ "from": "gen" })),
+            "params.from: no input from upstream task `gen` (inputs: a)"
+        );
+        assert_eq!(
+            err(json!({ "a": { "rows": 1 } }), json!({})),
+            "inputs.a has no `events`: is `a` an ml_generate task?"
+        );
         let mut bad = upstream(3);
         bad["events"][2].as_object_mut().unwrap().remove("amount");
         assert_eq!(err(json!({ "g": bad }), json!({})), "inputs.g.events[2]: missing field `amount`");
@@ -534,7 +555,8 @@ mod tests {
         bad["events"][0]["hour"] = json!("noon");
         assert_eq!(err(json!({ "g": bad }), json!({})), "inputs.g.events[0].hour: expected a number, got \"noon\"");
         assert!(err(json!({ "g": upstream(3) }), json!({ "holdout": 1.0 })).starts_with("params.holdout must be"));
-        assert!(err(json!({ "g": upstream(3) }), json!({ "holdouts": 0.3 })).starts_with("params: unknown field `holdouts`"));
+        assert!(err(json!({ "g": upstream(3) }), json!({ "holdouts": 0.3 }))
+            .starts_with("params: unknown field `holdouts`"));
     }
 
     #[test]

@@ -114,8 +114,14 @@ mod tests {
             err(json!({ "evaluate": { "auc": 0.9 } }), json!({})),
             "inputs.evaluate has no `passed`: is `evaluate` an evaluation step (ml_evaluate)?"
         );
-        assert_eq!(err(json!({ "evaluate": { "passed": "yes" } }), json!({})), "inputs.evaluate.passed: expected true or false, got \"yes\"");
-        assert_eq!(err(json!({ "evaluate": { "passed": true } }), json!({ "pass": "" })), "params.pass must name a downstream task");
+        assert_eq!(
+            err(json!({ "evaluate": { "passed": "yes" } }), json!({})),
+            "inputs.evaluate.passed: expected true or false, got \"yes\""
+        );
+        assert_eq!(
+            err(json!({ "evaluate": { "passed": true } }), json!({ "pass": "" })),
+            "params.pass must name a downstream task"
+        );
         assert!(err(json!({}), json!({ "form": "x" })).starts_with("params: unknown field `form`"));
     }
 }

@@ -49,7 +49,13 @@ fn run_until_the_gate(conf: Value) -> Run {
         .unwrap(),
     );
     let features = through_stdout(
-        ml_features::handle(context("features", json!({ "holdout": 0.2 }), json!({ "generate": generate.output }), None)).unwrap(),
+        ml_features::handle(context(
+            "features",
+            json!({ "holdout": 0.2 }),
+            json!({ "generate": generate.output }),
+            None,
+        ))
+        .unwrap(),
     );
     let size = serde_json::to_vec(&features.output).unwrap().len();
     eprintln!("features output: {} KiB", size / 1024);
@@ -62,12 +68,18 @@ fn run_until_the_gate(conf: Value) -> Run {
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let ctx = context("train", json!({ "hyper": { "epochs": 300, "learning_rate": 0.5 } }), inputs.clone(), Some((i as u64, item)));
+            let ctx = context(
+                "train",
+                json!({ "hyper": { "epochs": 300, "learning_rate": 0.5 } }),
+                inputs.clone(),
+                Some((i as u64, item)),
+            );
             through_stdout(logreg::handle(ctx).unwrap()).output
         })
         .collect();
     let train = Value::Array(train);
-    let mut ctx = context("evaluate", json!({ "min_auc": 0.75 }), json!({ "features": features.output, "train": train }), None);
+    let mut ctx =
+        context("evaluate", json!({ "min_auc": 0.75 }), json!({ "features": features.output, "train": train }), None);
     ctx.conf = serde_json::from_value(conf).unwrap();
     let evaluate = through_stdout(ml_evaluate::handle(ctx).unwrap());
     let gate = through_stdout(
@@ -92,7 +104,10 @@ fn the_example_publishes_one_model_per_customer() {
     let customers: Vec<&str> = run.train.as_array().unwrap().iter().map(|m| m["customer"].as_str().unwrap()).collect();
     assert_eq!(customers, ["acme", "globex", "initech", "umbrella"]);
     // Per-customer models have the per-customer columns: no customer one-hot.
-    assert_eq!(run.train[0]["weights"].as_array().unwrap().len(), run.features["per_customer_features"].as_array().unwrap().len());
+    assert_eq!(
+        run.train[0]["weights"].as_array().unwrap().len(),
+        run.features["per_customer_features"].as_array().unwrap().len()
+    );
     assert_eq!(run.evaluate["evaluated"], 4);
     assert_eq!(run.evaluate["passed"], true, "{}", run.evaluate);
     assert_eq!(run.gate.branch, Some(vec!["publish".to_string()]));

@@ -115,9 +115,10 @@ fn default_fraud_rate() -> f64 {
 fn customers(value: &Value, place: &str) -> Result<Vec<String>, String> {
     let names: Vec<String> = match value {
         Value::Number(n) => {
-            let count = n.as_u64().filter(|&c| c >= 1).ok_or_else(|| {
-                format!("{place}: a count of customers must be an integer of at least 1, got {n}")
-            })?;
+            let count = n
+                .as_u64()
+                .filter(|&c| c >= 1)
+                .ok_or_else(|| format!("{place}: a count of customers must be an integer of at least 1, got {n}"))?;
             if count as usize > MAX_EVENTS {
                 return Err(format!("{place}: {count} customers is more than the limit of {MAX_EVENTS} events"));
             }
@@ -154,9 +155,9 @@ pub fn settings(ctx: &Context) -> Result<Settings, String> {
         (None, None) => DEFAULT_CUSTOMERS.iter().map(|s| s.to_string()).collect(),
     };
     let seed = match ctx.conf.get("seed") {
-        Some(value) => value
-            .as_u64()
-            .ok_or_else(|| format!("conf.seed: expected a non-negative integer, got {value}"))?,
+        Some(value) => {
+            value.as_u64().ok_or_else(|| format!("conf.seed: expected a non-negative integer, got {value}"))?
+        }
         None => params.seed.unwrap_or(1),
     };
     if params.events_per_customer == 0 {
@@ -174,7 +175,12 @@ pub fn settings(ctx: &Context) -> Result<Settings, String> {
     if !(params.fraud_rate > 0.0 && params.fraud_rate < 1.0) {
         return Err(format!("params.fraud_rate must be between 0 and 1 (exclusive), got {}", params.fraud_rate));
     }
-    Ok(Settings { customers, events_per_customer: params.events_per_customer as usize, seed, fraud_rate: params.fraud_rate })
+    Ok(Settings {
+        customers,
+        events_per_customer: params.events_per_customer as usize,
+        seed,
+        fraud_rate: params.fraud_rate,
+    })
 }
 
 fn sigmoid(z: f64) -> f64 {
@@ -326,20 +332,31 @@ mod tests {
 
     #[test]
     fn bad_params_are_clear_errors() {
-        assert_eq!(error_of(r#"{"abi":1,"params":{"customers":[]}}"#), "params.customers: the list of customers is empty");
+        assert_eq!(
+            error_of(r#"{"abi":1,"params":{"customers":[]}}"#),
+            "params.customers: the list of customers is empty"
+        );
         assert_eq!(
             error_of(r#"{"abi":1,"params":{"customers":["a",2]}}"#),
             "params.customers[1]: a customer name must be a string, got 2"
         );
-        assert_eq!(error_of(r#"{"abi":1,"params":{"customers":["a","a"]}}"#), "params.customers: customer \"a\" is listed twice");
+        assert_eq!(
+            error_of(r#"{"abi":1,"params":{"customers":["a","a"]}}"#),
+            "params.customers: customer \"a\" is listed twice"
+        );
         assert_eq!(
             error_of(r#"{"abi":1,"params":{"customers":0}}"#),
             "params.customers: a count of customers must be an integer of at least 1, got 0"
         );
-        assert_eq!(error_of(r#"{"abi":1,"conf":{"seed":"x"}}"#), "conf.seed: expected a non-negative integer, got \"x\"");
-        assert!(error_of(r#"{"abi":1,"params":{"fraud_rate":1.5}}"#).starts_with("params.fraud_rate must be between 0 and 1"));
+        assert_eq!(
+            error_of(r#"{"abi":1,"conf":{"seed":"x"}}"#),
+            "conf.seed: expected a non-negative integer, got \"x\""
+        );
+        assert!(error_of(r#"{"abi":1,"params":{"fraud_rate":1.5}}"#)
+            .starts_with("params.fraud_rate must be between 0 and 1"));
         assert!(error_of(r#"{"abi":1,"params":{"events_per_customer":0}}"#).contains("at least 1"));
-        assert!(error_of(r#"{"abi":1,"params":{"customers":10,"events_per_customer":501}}"#).contains("5010 events, more than the limit"));
+        assert!(error_of(r#"{"abi":1,"params":{"customers":10,"events_per_customer":501}}"#)
+            .contains("5010 events, more than the limit"));
         let typo = error_of(r#"{"abi":1,"params":{"event_per_customer":5}}"#);
         assert!(typo.starts_with("params: unknown field `event_per_customer`"), "{typo}");
     }
@@ -389,7 +406,10 @@ mod tests {
         let result = handle(ctx(&text)).unwrap();
         let size = serde_json::to_vec(&result).unwrap().len();
         assert!(size < 1 << 20, "{size} bytes");
-        let result = handle(ctx(r#"{"abi":1,"params":{"customers":["a-rather-long-customer-name"],"events_per_customer":5000}}"#)).unwrap();
+        let result = handle(ctx(
+            r#"{"abi":1,"params":{"customers":["a-rather-long-customer-name"],"events_per_customer":5000}}"#,
+        ))
+        .unwrap();
         let size = serde_json::to_vec(&result).unwrap().len();
         assert!(size < 1 << 20, "{size} bytes");
         assert_eq!(result.metrics["events"], 5000.0);

@@ -270,7 +270,10 @@ fn publish_many(ctx: &Context, params: &Params, models: &[Value]) -> Result<Task
             continue;
         }
         let (Some(auc), Some(true)) = (scores.auc, scores.passed) else {
-            return Err(format!("customer {customer:?} did not pass its evaluation (auc {:?} < min {:.2})", scores.auc, verdict.min_auc));
+            return Err(format!(
+                "customer {customer:?} did not pass its evaluation (auc {:?} < min {:.2})",
+                scores.auc, verdict.min_auc
+            ));
         };
         if model.weights.is_empty() {
             return Err(format!("inputs.{model_task}[{i}]: the model of {customer:?} has no weights"));
@@ -332,7 +335,11 @@ fn report(ctx: &Context, params: &Params) -> Result<TaskResult, String> {
     let output = if value.get("customers").is_some() {
         let v: CustomersVerdict = serde_json::from_value(value.clone())
             .map_err(|e| format!("inputs.{task}: not a per-customer ml_evaluate verdict: {e}"))?;
-        let reason = if v.passed { "the evaluation passed; nothing was published by this step".to_string() } else { why_not(&v) };
+        let reason = if v.passed {
+            "the evaluation passed; nothing was published by this step".to_string()
+        } else {
+            why_not(&v)
+        };
         eprintln!("not published: {reason}");
         let skipped: Vec<&str> = v.customers.iter().filter(|c| c.skipped).map(|c| c.customer.as_str()).collect();
         json!({

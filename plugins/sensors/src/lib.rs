@@ -228,14 +228,17 @@ fn wait_for_time(ctx: &Context, now: Instant) -> Result<TaskResult, String> {
     let target = match (&p.at, &p.after) {
         (Some(at), None) => parse_time(at).map_err(|e| format!("params.at: {e}"))?,
         (None, Some(after)) => {
-            let wait = humantime::parse_duration(after).map_err(|e| format!("params.after: invalid duration {after:?}: {e}"))?;
+            let wait = humantime::parse_duration(after)
+                .map_err(|e| format!("params.after: invalid duration {after:?}: {e}"))?;
             let (what, base) = match (&ctx.data_interval, &ctx.logical_date) {
                 (Some(interval), _) => ("data_interval.end", &interval.end),
                 (None, Some(date)) => ("logical_date", date),
                 (None, None) => {
-                    return Err("params.after counts from the run's data_interval.end or logical_date, and this run has \
+                    return Err(
+                        "params.after counts from the run's data_interval.end or logical_date, and this run has \
                                 neither: give params.at instead"
-                        .into())
+                            .into(),
+                    )
                 }
             };
             let base = parse_time(base).map_err(|e| format!("the run's {what}: {e}"))?;
@@ -244,7 +247,9 @@ fn wait_for_time(ctx: &Context, now: Instant) -> Result<TaskResult, String> {
         }
         (Some(_), Some(_)) => return Err("params: give either `at` or `after`, not both".into()),
         (None, None) => {
-            return Err("params: mode `time` needs `at` (an RFC 3339 time) or `after` (a duration such as \"5m\")".into())
+            return Err(
+                "params: mode `time` needs `at` (an RFC 3339 time) or `after` (a duration such as \"5m\")".into()
+            )
         }
     };
     let done = now >= target;
@@ -384,12 +389,20 @@ mod tests {
         assert_eq!(parse_time("2026-11-28T06:00:00.123456Z").unwrap().nanos, 123_456_000);
         assert_eq!(parse_time("2024-02-29T12:00:00Z").unwrap().secs, 1_709_208_000);
         assert_eq!(parse_time("1969-12-31T23:59:59Z").unwrap(), Instant { secs: -1, nanos: 0 });
-        for bad in ["", "2026-11-28T06:00", "2026/11/28", "2026-11-28T06:00:00+0200", "2026-11-28T06:00:00Zx", "tomorrow"] {
+        for bad in
+            ["", "2026-11-28T06:00", "2026/11/28", "2026-11-28T06:00:00+0200", "2026-11-28T06:00:00Zx", "tomorrow"]
+        {
             assert!(parse_time(bad).unwrap_err().contains("is not an RFC 3339 time"), "{bad}");
         }
         assert_eq!(parse_time("2026-02-29T00:00:00Z").unwrap_err(), "\"2026-02-29T00:00:00Z\": there is no such date");
         assert!(parse_time("2026-11-28T24:00:00Z").unwrap_err().contains("no such time of day"));
-        for text in ["2026-11-28T06:00:00Z", "2024-02-29T23:59:59Z", "1970-01-01T00:00:00Z", "1969-07-20T20:17:40Z", "2026-11-28T06:00:00.250Z"] {
+        for text in [
+            "2026-11-28T06:00:00Z",
+            "2024-02-29T23:59:59Z",
+            "1970-01-01T00:00:00Z",
+            "1969-07-20T20:17:40Z",
+            "2026-11-28T06:00:00.250Z",
+        ] {
             assert_eq!(format_time(parse_time(text).unwrap()), text);
         }
         // Agrees with humantime, the host's formatter, over a range of days.
@@ -404,7 +417,10 @@ mod tests {
         let c = ctx(json!({ "abi": 1, "params": { "mode": "time", "at": "2026-11-28T06:00:00Z" } }));
         let before = handle(c.clone(), None, at("2026-11-28T05:59:30Z")).unwrap();
         assert_eq!(before.sensor, Some(SensorResult { done: false }));
-        assert_eq!(before.output, json!({ "target": "2026-11-28T06:00:00Z", "now": "2026-11-28T05:59:30Z", "done": false }));
+        assert_eq!(
+            before.output,
+            json!({ "target": "2026-11-28T06:00:00Z", "now": "2026-11-28T05:59:30Z", "done": false })
+        );
         assert_eq!(before.metrics["remaining_seconds"], 30.0);
         let on_time = handle(c.clone(), None, at("2026-11-28T06:00:00Z")).unwrap();
         assert_eq!(on_time.sensor, Some(SensorResult { done: true }));
@@ -425,7 +441,9 @@ mod tests {
         assert_eq!(r.output["target"], "2026-11-28T01:30:00Z");
         assert_eq!(r.output["done"], false);
         assert_eq!(handle(scheduled, None, at("2026-11-28T01:30:01Z")).unwrap().output["done"], true);
-        let manual = ctx(json!({ "abi": 1, "logical_date": "2026-11-28T10:00:00Z", "params": { "mode": "time", "after": "30s" } }));
+        let manual = ctx(
+            json!({ "abi": 1, "logical_date": "2026-11-28T10:00:00Z", "params": { "mode": "time", "after": "30s" } }),
+        );
         let r = handle(manual, None, at("2026-11-28T10:00:31Z")).unwrap();
         assert_eq!(r.output["target"], "2026-11-28T10:00:30Z");
         assert_eq!(r.sensor, Some(SensorResult { done: true }));
@@ -435,8 +453,14 @@ mod tests {
     fn time_errors() {
         let now = at("2026-11-28T00:00:00Z");
         let err = |params: Value| handle(ctx(json!({ "abi": 1, "params": params })), None, now).unwrap_err();
-        assert_eq!(err(json!({ "mode": "time" })), "params: mode `time` needs `at` (an RFC 3339 time) or `after` (a duration such as \"5m\")");
-        assert_eq!(err(json!({ "mode": "time", "at": "2026-11-28", "after": "5m" })), "params: give either `at` or `after`, not both");
+        assert_eq!(
+            err(json!({ "mode": "time" })),
+            "params: mode `time` needs `at` (an RFC 3339 time) or `after` (a duration such as \"5m\")"
+        );
+        assert_eq!(
+            err(json!({ "mode": "time", "at": "2026-11-28", "after": "5m" })),
+            "params: give either `at` or `after`, not both"
+        );
         assert!(err(json!({ "mode": "time", "after": "5m" })).contains("this run has neither"));
         assert!(err(json!({ "mode": "time", "at": "noon" })).starts_with("params.at: \"noon\" is not an RFC 3339 time"));
         let bad_after = handle(
@@ -446,7 +470,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(bad_after.starts_with("params.after: invalid duration \"5 parsecs\""), "{bad_after}");
-        assert!(err(json!({ "mode": "time", "at": "2026-11-28", "dag_id": "x" })).starts_with("params (mode time): unknown field `dag_id`"));
+        assert!(err(json!({ "mode": "time", "at": "2026-11-28", "dag_id": "x" }))
+            .starts_with("params (mode time): unknown field `dag_id`"));
         assert_eq!(err(json!({})), "params.mode is required: \"time\" or \"dag_run\"");
         assert_eq!(err(json!({ "mode": "file" })), "params.mode: expected \"time\" or \"dag_run\", got \"file\"");
     }
@@ -499,8 +524,12 @@ mod tests {
         let same = json!({ "etl": [run("s2", "success", "2026-11-29T00:00:00Z"), run("s1", "success", "2026-11-28T01:00:00.25+01:00")] });
         let r = handle(c.clone(), Some(&same), now).unwrap();
         assert_eq!(r.output["matched"]["run_id"], "s1");
-        let no_date = ctx(json!({ "abi": 1, "params": { "mode": "dag_run", "dag_id": "etl", "same_logical_date": true } }));
-        assert_eq!(handle(no_date, Some(&same), now).unwrap_err(), "params.same_logical_date is true but this run has no logical_date");
+        let no_date =
+            ctx(json!({ "abi": 1, "params": { "mode": "dag_run", "dag_id": "etl", "same_logical_date": true } }));
+        assert_eq!(
+            handle(no_date, Some(&same), now).unwrap_err(),
+            "params.same_logical_date is true but this run has no logical_date"
+        );
     }
 
     #[test]
@@ -514,7 +543,10 @@ mod tests {
         );
         let err = handle(c.clone(), Some(&json!({ "etl": [] })), now).unwrap_err();
         assert!(err.contains("(it has: etl): the task must list it in watch_dags"), "{err}");
-        assert_eq!(handle(c, Some(&json!({ "ml_training": 3 })), now).unwrap_err(), "dag_runs.ml_training: expected a list of runs, got 3");
+        assert_eq!(
+            handle(c, Some(&json!({ "ml_training": 3 })), now).unwrap_err(),
+            "dag_runs.ml_training: expected a list of runs, got 3"
+        );
         let missing = ctx(json!({ "abi": 1, "params": { "mode": "dag_run" } }));
         assert!(handle(missing, None, now).unwrap_err().starts_with("params (mode dag_run): missing field `dag_id`"));
         let typo = ctx(json!({ "abi": 1, "params": { "mode": "dag_run", "dag_id": "x", "sate": "success" } }));

@@ -72,7 +72,8 @@ fn kill_9_mid_run_loses_nothing_and_retries_the_interrupted_try() {
     let dags = env.dags(&[("crashy", CRASHY)]);
     // Both processes append what they print to one file, shown if the test fails.
     let spawn = |args: &[&str]| {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(env.home().join("standalone.out")).unwrap();
+        let out =
+            std::fs::OpenOptions::new().create(true).append(true).open(env.home().join("standalone.out")).unwrap();
         let err = out.try_clone().unwrap();
         Killed(env.command().args(args).stdout(Stdio::from(out)).stderr(Stdio::from(err)).spawn().unwrap())
     };
@@ -93,7 +94,9 @@ fn kill_9_mid_run_loses_nothing_and_retries_the_interrupted_try() {
 
     // Start again: the interrupted try is recorded, retried, and the run finishes.
     let _second = spawn(&["standalone", "--dags", &dags]);
-    let json = wait_until(&env, "the run to end", |json| json["run"]["state"] == "success" || json["run"]["state"] == "failed");
+    let json = wait_until(&env, "the run to end", |json| {
+        json["run"]["state"] == "success" || json["run"]["state"] == "failed"
+    });
     assert_eq!(json["run"]["state"], "success", "{json}");
     let logs = env.run(&["tasks", "logs", "crashy", "latest", "slow", "--try", "1"]);
     assert!(

@@ -52,7 +52,11 @@ fn dags_test_of_a_failing_dag_exits_1_with_the_reasons() {
     assert!(out.contains("[1/2] boom failed (try 1, "), "{out}");
     assert!(out.contains("): exit code 3 (plugin sha256:"), "{out}");
     assert!(out.contains("[2/2] after upstream_failed (an upstream task failed)"), "{out}");
-    assert!(run.reason().starts_with("sandflow: run manual__") && run.reason().contains(" failed after "), "{}", run.reason());
+    assert!(
+        run.reason().starts_with("sandflow: run manual__") && run.reason().contains(" failed after "),
+        "{}",
+        run.reason()
+    );
 }
 
 #[test]
@@ -79,7 +83,12 @@ fn standalone_runs_a_triggered_dag_and_the_tools_read_it_back() {
     assert!(logs.stderr().starts_with("try 1 of b (sha256:"), "{}", logs.stderr());
     let run = env.run(&["tasks", "logs", "chain", "latest", "b", "--try", "5"]);
     assert_eq!(run.code(), 2);
-    assert!(run.reason().starts_with("error: task `b` of run manual__") && run.reason().ends_with(" has no try 5 (it has 1)"), "{}", run.reason());
+    assert!(
+        run.reason().starts_with("error: task `b` of run manual__")
+            && run.reason().ends_with(" has no try 5 (it has 1)"),
+        "{}",
+        run.reason()
+    );
 
     let shown = env.run(&["dags", "show", "chain", "--dags", &dags]).ok();
     assert!(shown.contains("about:    three echoes"), "{shown}");
@@ -100,7 +109,10 @@ fn unknown_dags_runs_and_tasks_are_clear_errors() {
         (&["tasks", "list", "chain", "latest"], "error: DAG `chain` has no runs yet"),
         (&["tasks", "list", "chain", "nope"], "error: DAG `chain` has no run `nope` (see: sandflow dags show chain)"),
         (&["tasks", "list", "nope", "latest"], "error: no DAG `nope` (known: chain)"),
-        (&["dags", "trigger", "chain", "--conf", "[1]", "--dags", &dags], "error: --conf must be a JSON object, not [1]"),
+        (
+            &["dags", "trigger", "chain", "--conf", "[1]", "--dags", &dags],
+            "error: --conf must be a JSON object, not [1]",
+        ),
         (
             &["dags", "trigger", "chain", "--conf", "{oops", "--dags", &dags],
             "error: --conf is not valid JSON: key must be a string at line 1 column 2",
@@ -150,10 +162,16 @@ fn broken_dag_files_are_reported_with_file_line_and_field() {
         assert!(out.contains(&format!("import error in {dags}/{name}.toml:")), "{name}: {out}");
         assert!(err.contains(&format!("warning: {dags}/{name}.toml was not loaded:")), "{name}: {err}");
     }
-    assert!(out.contains("unknown_field.toml:4:1: tasks.a.retrys: unknown field \"retrys\", expected one of \"plugin\""), "{out}");
+    assert!(
+        out.contains("unknown_field.toml:4:1: tasks.a.retrys: unknown field \"retrys\", expected one of \"plugin\""),
+        "{out}"
+    );
     assert!(out.contains("cycle.toml:2:17: flow[0]: cycle: a -> b -> a"), "{out}");
     assert!(out.contains("syntax.toml:2:9: unclosed table, expected `]`"), "{out}");
-    assert!(out.contains(&format!("missing.toml:3:10: tasks.a.plugin: no such file: {dags}/plugins/nothing.wasm")), "{out}");
+    assert!(
+        out.contains(&format!("missing.toml:3:10: tasks.a.plugin: no such file: {dags}/plugins/nothing.wasm")),
+        "{out}"
+    );
     assert!(out.contains("cron.toml:2:12: schedule: invalid cron expression \"61 * * * *\""), "{out}");
 }
 

@@ -28,7 +28,8 @@ fn backfill_of_ten_days_keeps_max_active_runs() {
     assert!(out.contains("10 runs succeeded, 0 failed"), "{out}");
     assert!(run.stderr().contains("] 10/10 runs ended (10 success, 0 failed)"), "{}", run.stderr());
 
-    let shown: Value = serde_json::from_str(&env.run(&["dags", "show", "daily", "--dags", &dags, "--json"]).ok()).unwrap();
+    let shown: Value =
+        serde_json::from_str(&env.run(&["dags", "show", "daily", "--dags", &dags, "--json"]).ok()).unwrap();
     let runs = shown["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 10);
     let mut events = Vec::new();
@@ -47,7 +48,8 @@ fn backfill_of_ten_days_keeps_max_active_runs() {
     }
     assert_eq!(most, 2, "two runs at once, never three");
 
-    let again = env.run(&["dags", "backfill", "daily", "--from", "2026-01-01", "--to", "2026-01-10", "--dags", &dags]).ok();
+    let again =
+        env.run(&["dags", "backfill", "daily", "--from", "2026-01-01", "--to", "2026-01-10", "--dags", &dags]).ok();
     assert!(again.contains(": 0 runs created, 0 failed runs cleared to rerun, 10 already ran"), "{again}");
 
     // A range of runs cleared at once, then one marked by hand.
@@ -56,7 +58,10 @@ fn backfill_of_ten_days_keeps_max_active_runs() {
     let marked = env.run(&["dags", "mark", "daily", "backfill__2026-01-02T00:00:00Z", "failed"]).ok();
     assert_eq!(marked, "marked run backfill__2026-01-02T00:00:00Z failed (1 unfinished task instance marked failed)\n");
     let run = env.run(&["dags", "clear", "daily", "--from", "2025-01-01", "--to", "2025-01-03"]);
-    assert_eq!(run.reason(), "error: DAG `daily` has no runs with a logical date from 2025-01-01 00:00:00 UTC to 2025-01-03 00:00:00 UTC");
+    assert_eq!(
+        run.reason(),
+        "error: DAG `daily` has no runs with a logical date from 2025-01-01 00:00:00 UTC to 2025-01-03 00:00:00 UTC"
+    );
 }
 
 #[test]
@@ -64,9 +69,18 @@ fn backfill_refuses_what_it_cannot_do() {
     let env = Env::new();
     let dags = env.dags(&[("daily", DAILY), ("chain", CHAIN)]);
     let cases: [(&[&str], &str); 3] = [
-        (&["dags", "backfill", "chain", "--from", "2026-01-01", "--to", "2026-01-02"], "error: DAG `chain` has no schedule: a backfill needs one to cut intervals"),
-        (&["dags", "backfill", "daily", "--from", "yesterday", "--to", "2026-01-02"], "error: --from \"yesterday\" is not a date (2026-11-01) or an RFC 3339 time (2026-11-01T03:00:00Z)"),
-        (&["dags", "backfill", "daily", "--from", "2026-01-05", "--to", "2026-01-02"], "error: --to 2026-01-02 00:00:00 UTC is before --from 2026-01-05 00:00:00 UTC"),
+        (
+            &["dags", "backfill", "chain", "--from", "2026-01-01", "--to", "2026-01-02"],
+            "error: DAG `chain` has no schedule: a backfill needs one to cut intervals",
+        ),
+        (
+            &["dags", "backfill", "daily", "--from", "yesterday", "--to", "2026-01-02"],
+            "error: --from \"yesterday\" is not a date (2026-11-01) or an RFC 3339 time (2026-11-01T03:00:00Z)",
+        ),
+        (
+            &["dags", "backfill", "daily", "--from", "2026-01-05", "--to", "2026-01-02"],
+            "error: --to 2026-01-02 00:00:00 UTC is before --from 2026-01-05 00:00:00 UTC",
+        ),
     ];
     for (args, expected) in cases {
         let mut all = args.to_vec();
@@ -90,7 +104,10 @@ fn pools_are_set_listed_and_deleted() {
         env.run(&["pools", "delete", "default_pool"]).reason(),
         "error: default_pool cannot be deleted (resize it with: sandflow pools set default_pool N)"
     );
-    assert_eq!(env.run(&["pools", "set", "a b", "1"]).reason(), "error: pool name `a b`: use only letters, digits, \"_\", \".\" and \"-\"");
+    assert_eq!(
+        env.run(&["pools", "set", "a b", "1"]).reason(),
+        "error: pool name `a b`: use only letters, digits, \"_\", \".\" and \"-\""
+    );
 }
 
 #[test]
@@ -115,7 +132,11 @@ fn clear_and_mark_without_a_running_scheduler_apply_at_once() {
 
     let run = env.run(&["tasks", "clear", "chain", "latest", "nope"]);
     assert_eq!(run.code(), 2);
-    assert!(run.reason().starts_with("error: run manual__") && run.reason().ends_with(" has no task `nope`"), "{}", run.reason());
+    assert!(
+        run.reason().starts_with("error: run manual__") && run.reason().ends_with(" has no task `nope`"),
+        "{}",
+        run.reason()
+    );
 }
 
 /// Copies the repository's example DAGs and the plugins they name into a scratch DAG folder.
@@ -126,7 +147,9 @@ fn example_dags(env: &Env) -> String {
     for file in ["ml_training.toml", "wait_for_training.toml"] {
         std::fs::copy(repo.join(file), dags.join(file)).unwrap();
     }
-    for stem in ["ml_generate", "ml_features", "logreg", "ml_evaluate", "ml_gate", "ml_publish", "noop", "echo", "sensors"] {
+    for stem in
+        ["ml_generate", "ml_features", "logreg", "ml_evaluate", "ml_gate", "ml_publish", "noop", "echo", "sensors"]
+    {
         std::fs::copy(sandflow_test_artifacts::path(stem), dags.join(format!("plugins/{stem}.wasm"))).unwrap();
     }
     dags.display().to_string()
@@ -152,8 +175,20 @@ fn a_sensor_waits_for_another_dags_run() {
     let env = Env::new();
     let dags = example_dags(&env);
     let out = env
-        .run(&["standalone", "--dags", &dags, "--trigger", "wait_for_training", "--trigger", "ml_training", "--exit-when-done"])
+        .run(&[
+            "standalone",
+            "--dags",
+            &dags,
+            "--trigger",
+            "wait_for_training",
+            "--trigger",
+            "ml_training",
+            "--exit-when-done",
+        ])
         .ok();
-    assert!(out.contains(" wait_for_ml_training: up_for_reschedule (try 1, "), "the sensor waited at least once:\n{out}");
+    assert!(
+        out.contains(" wait_for_ml_training: up_for_reschedule (try 1, "),
+        "the sensor waited at least once:\n{out}"
+    );
     assert!(out.contains(" report_ready: success"), "{out}");
 }

@@ -78,14 +78,26 @@ fn failures_exit_1_with_a_reason_naming_the_limit() {
     let hostile = plugin("hostile");
     let run = env.run(&["plugin", "run", &hostile, "--input", r#"{"params":{"mode":"loop"}}"#, "--fuel", "1000000"]);
     assert_eq!(run.code(), 1);
-    assert!(run.reason().starts_with("sandflow: fuel exhausted after 1000000 units (plugin sha256:"), "{}", run.reason());
+    assert!(
+        run.reason().starts_with("sandflow: fuel exhausted after 1000000 units (plugin sha256:"),
+        "{}",
+        run.reason()
+    );
 
     let run = env.run(&["plugin", "run", &hostile, "--input", r#"{"params":{"mode":"grow"}}"#, "--memory-mb", "32"]);
     assert_eq!(run.code(), 1);
     assert!(run.reason().starts_with("sandflow: memory limit of 32 MiB reached"), "{}", run.reason());
 
     let run = env.run(&[
-        "plugin", "run", &hostile, "--input", r#"{"params":{"mode":"loop"}}"#, "--fuel", "900000000000", "--timeout", "0.3",
+        "plugin",
+        "run",
+        &hostile,
+        "--input",
+        r#"{"params":{"mode":"loop"}}"#,
+        "--fuel",
+        "900000000000",
+        "--timeout",
+        "0.3",
     ]);
     assert_eq!(run.code(), 1);
     assert!(run.reason().starts_with("sandflow: timed out after 300ms"), "{}", run.reason());
@@ -105,7 +117,10 @@ fn bad_arguments_exit_2_with_a_clear_error() {
         (&["--input", "[1]"], "error: --input must be a JSON object (the task context), not [1]"),
         (&["--timeout", "0"], "error: --timeout must be a positive number of seconds, not 0"),
         (&["--memory-mb", "999999"], "error: memory 999999 MiB is over the cap of 4096 MiB"),
-        (&["--input", "@/no/such.json"], "error: reading --input file /no/such.json: No such file or directory (os error 2)"),
+        (
+            &["--input", "@/no/such.json"],
+            "error: reading --input file /no/such.json: No such file or directory (os error 2)",
+        ),
     ];
     for (args, expected) in cases {
         let mut all = vec!["plugin", "run", noop.as_str()];

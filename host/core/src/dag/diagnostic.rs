@@ -45,9 +45,7 @@ pub(super) struct LineIndex<'t> {
 
 impl<'t> LineIndex<'t> {
     pub(super) fn new(text: &'t str) -> Self {
-        let starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
-            .collect();
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(at, _)| at + 1)).collect();
         LineIndex { text, starts }
     }
 
@@ -97,14 +95,8 @@ mod tests {
             field: "tasks.a.retries".into(),
             message: "expected an integer, found a string".into(),
         };
-        assert_eq!(
-            diagnostic.to_string(),
-            "dags/a.toml:3:7: tasks.a.retries: expected an integer, found a string"
-        );
+        assert_eq!(diagnostic.to_string(), "dags/a.toml:3:7: tasks.a.retries: expected an integer, found a string");
         diagnostic.field.clear();
-        assert_eq!(
-            diagnostic.to_string(),
-            "dags/a.toml:3:7: expected an integer, found a string"
-        );
+        assert_eq!(diagnostic.to_string(), "dags/a.toml:3:7: expected an integer, found a string");
     }
 }

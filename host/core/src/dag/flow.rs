@@ -126,12 +126,7 @@ fn tokenize(expression: &str) -> Result<Vec<(Token<'_>, usize)>, FlowError> {
                 }
                 Token::Name(&expression[offset..end])
             }
-            c => {
-                return Err(FlowError {
-                    offset,
-                    kind: FlowErrorKind::UnexpectedChar(c),
-                })
-            }
+            c => return Err(FlowError { offset, kind: FlowErrorKind::UnexpectedChar(c) }),
         };
         tokens.push((token, offset));
     }
@@ -146,25 +141,14 @@ struct Parser<'e> {
 
 impl<'e> Parser<'e> {
     fn bump(&mut self) -> (Token<'e>, usize) {
-        let token = self
-            .tokens
-            .get(self.next)
-            .copied()
-            .unwrap_or((Token::End, 0));
+        let token = self.tokens.get(self.next).copied().unwrap_or((Token::End, 0));
         self.next += 1;
         token
     }
 
     fn expression(mut self) -> Result<Vec<Edge<'e>>, FlowError> {
-        if self
-            .tokens
-            .first()
-            .is_some_and(|&(token, _)| token == Token::End)
-        {
-            return Err(FlowError {
-                offset: 0,
-                kind: FlowErrorKind::Empty,
-            });
+        if self.tokens.first().is_some_and(|&(token, _)| token == Token::End) {
+            return Err(FlowError { offset: 0, kind: FlowErrorKind::Empty });
         }
         let mut edges = Vec::new();
         let mut left = self.group()?;
@@ -176,24 +160,13 @@ impl<'e> Parser<'e> {
                 Token::Upstream => false,
                 other => {
                     let kind = FlowErrorKind::ExpectedArrow(other.describe());
-                    return Err(FlowError {
-                        offset: arrow,
-                        kind,
-                    });
+                    return Err(FlowError { offset: arrow, kind });
                 }
             };
             let right = self.group()?;
-            let (ups, downs) = if downstream {
-                (&left, &right)
-            } else {
-                (&right, &left)
-            };
+            let (ups, downs) = if downstream { (&left, &right) } else { (&right, &left) };
             for &upstream in ups {
-                edges.extend(downs.iter().map(|&downstream| Edge {
-                    upstream,
-                    downstream,
-                    arrow,
-                }));
+                edges.extend(downs.iter().map(|&downstream| Edge { upstream, downstream, arrow }));
             }
             left = right;
         }
@@ -203,10 +176,7 @@ impl<'e> Parser<'e> {
         match self.bump() {
             (Token::Name(text), offset) => Ok(vec![Name { text, offset }]),
             (Token::Open, offset) => self.list(offset),
-            (other, offset) => Err(FlowError {
-                offset,
-                kind: FlowErrorKind::ExpectedGroup(other.describe()),
-            }),
+            (other, offset) => Err(FlowError { offset, kind: FlowErrorKind::ExpectedGroup(other.describe()) }),
         }
     }
 
@@ -217,33 +187,21 @@ impl<'e> Parser<'e> {
             match self.bump() {
                 (Token::Name(text), offset) => names.push(Name { text, offset }),
                 (Token::Close, offset) if names.is_empty() => {
-                    return Err(FlowError {
-                        offset,
-                        kind: FlowErrorKind::EmptyList,
-                    })
+                    return Err(FlowError { offset, kind: FlowErrorKind::EmptyList })
                 }
                 (Token::Close, _) => return Ok(names),
                 (Token::End | Token::Downstream | Token::Upstream, _) => {
-                    return Err(FlowError {
-                        offset: open,
-                        kind: FlowErrorKind::Unclosed,
-                    })
+                    return Err(FlowError { offset: open, kind: FlowErrorKind::Unclosed })
                 }
                 (other, offset) => {
-                    return Err(FlowError {
-                        offset,
-                        kind: FlowErrorKind::ExpectedName(other.describe()),
-                    })
+                    return Err(FlowError { offset, kind: FlowErrorKind::ExpectedName(other.describe()) })
                 }
             }
             match self.bump() {
                 (Token::Comma, _) => {}
                 (Token::Close, _) => return Ok(names),
                 (Token::End | Token::Downstream | Token::Upstream, _) => {
-                    return Err(FlowError {
-                        offset: open,
-                        kind: FlowErrorKind::Unclosed,
-                    })
+                    return Err(FlowError { offset: open, kind: FlowErrorKind::Unclosed })
                 }
                 (other, offset) => {
                     let kind = FlowErrorKind::ExpectedCommaOrClose(other.describe());
@@ -261,10 +219,7 @@ mod tests {
     /// The edges of an expression as `"up>down"` strings.
     fn edges(expression: &str) -> Vec<String> {
         let edges = parse(expression).unwrap_or_else(|e| panic!("{expression:?}: {e}"));
-        edges
-            .iter()
-            .map(|e| format!("{}>{}", e.upstream.text, e.downstream.text))
-            .collect()
+        edges.iter().map(|e| format!("{}>{}", e.upstream.text, e.downstream.text)).collect()
     }
 
     fn error(expression: &str) -> (usize, String) {
@@ -316,79 +271,25 @@ mod tests {
     #[test]
     fn positions() {
         let parsed = parse("ab >> [c, de]").expect("valid");
-        assert_eq!(
-            parsed[1].upstream,
-            Name {
-                text: "ab",
-                offset: 0
-            }
-        );
-        assert_eq!(
-            parsed[1].downstream,
-            Name {
-                text: "de",
-                offset: 10
-            }
-        );
+        assert_eq!(parsed[1].upstream, Name { text: "ab", offset: 0 });
+        assert_eq!(parsed[1].downstream, Name { text: "de", offset: 10 });
         assert_eq!(parsed[1].arrow, 3);
     }
 
     #[test]
     fn errors() {
-        assert_eq!(
-            error("a >> >> b"),
-            (5, "expected a task name or \"[\", found \">>\"".into())
-        );
+        assert_eq!(error("a >> >> b"), (5, "expected a task name or \"[\", found \">>\"".into()));
         assert_eq!(error("a >> [b, c"), (5, "unclosed \"[\"".into()));
         assert_eq!(error("[a, b >> c"), (0, "unclosed \"[\"".into()));
-        assert_eq!(
-            error("a >> b]"),
-            (6, "expected \">>\" or \"<<\", found \"]\"".into())
-        );
-        assert_eq!(
-            error("a b"),
-            (2, "expected \">>\" or \"<<\", found a task name".into())
-        );
-        assert_eq!(
-            error("a >>"),
-            (
-                4,
-                "expected a task name or \"[\", found the end of the expression".into()
-            )
-        );
+        assert_eq!(error("a >> b]"), (6, "expected \">>\" or \"<<\", found \"]\"".into()));
+        assert_eq!(error("a b"), (2, "expected \">>\" or \"<<\", found a task name".into()));
+        assert_eq!(error("a >>"), (4, "expected a task name or \"[\", found the end of the expression".into()));
         assert_eq!(error("a >> []"), (6, "empty list \"[]\"".into()));
-        assert_eq!(
-            error("a >> [b [c]]"),
-            (8, "expected \",\" or \"]\", found \"[\"".into())
-        );
-        assert_eq!(
-            error("a >> [, b]"),
-            (6, "expected a task name, found \",\"".into())
-        );
-        assert_eq!(
-            error(" "),
-            (
-                0,
-                "empty flow expression, expected something like \"a >> b\"".into()
-            )
-        );
-        assert_eq!(
-            error("a > b"),
-            (
-                2,
-                "unexpected character '>' (arrows are \">>\" and \"<<\")".into()
-            )
-        );
-        assert_eq!(
-            error("a -> b"),
-            (
-                3,
-                "unexpected character '>' (arrows are \">>\" and \"<<\")".into()
-            )
-        );
-        assert_eq!(
-            error("a >> b c"),
-            (7, "expected \">>\" or \"<<\", found a task name".into())
-        );
+        assert_eq!(error("a >> [b [c]]"), (8, "expected \",\" or \"]\", found \"[\"".into()));
+        assert_eq!(error("a >> [, b]"), (6, "expected a task name, found \",\"".into()));
+        assert_eq!(error(" "), (0, "empty flow expression, expected something like \"a >> b\"".into()));
+        assert_eq!(error("a > b"), (2, "unexpected character '>' (arrows are \">>\" and \"<<\")".into()));
+        assert_eq!(error("a -> b"), (3, "unexpected character '>' (arrows are \">>\" and \"<<\")".into()));
+        assert_eq!(error("a >> b c"), (7, "expected \">>\" or \"<<\", found a task name".into()));
     }
 }

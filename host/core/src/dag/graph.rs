@@ -37,8 +37,7 @@ impl<L: Clone> DepGraph<L> {
 
     /// Adds "`upstream` runs before `downstream`".
     pub(super) fn add(&mut self, upstream: usize, downstream: usize, label: L) {
-        self.graph
-            .add_edge(NodeIndex::new(upstream), NodeIndex::new(downstream), label);
+        self.graph.add_edge(NodeIndex::new(upstream), NodeIndex::new(downstream), label);
     }
 
     /// A topological order, lowest task number first among ready tasks; or every cycle.
@@ -46,16 +45,10 @@ impl<L: Clone> DepGraph<L> {
         let mut indegree: Vec<usize> = self
             .graph
             .node_indices()
-            .map(|node| {
-                self.graph
-                    .neighbors_directed(node, Direction::Incoming)
-                    .count()
-            })
+            .map(|node| self.graph.neighbors_directed(node, Direction::Incoming).count())
             .collect();
-        let mut ready: BinaryHeap<Reverse<usize>> = (0..indegree.len())
-            .filter(|&task| indegree[task] == 0)
-            .map(Reverse)
-            .collect();
+        let mut ready: BinaryHeap<Reverse<usize>> =
+            (0..indegree.len()).filter(|&task| indegree[task] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(indegree.len());
         while let Some(Reverse(task)) = ready.pop() {
             order.push(task);
@@ -159,23 +152,13 @@ mod tests {
 
     #[test]
     fn a_cycle_is_walked_from_its_first_task() {
-        let cycles = graph(4, &[(0, 1), (2, 0), (1, 2), (2, 3)])
-            .order()
-            .expect_err("a cycle");
-        assert_eq!(
-            cycles,
-            vec![Cycle {
-                tasks: vec![0, 1, 2],
-                closing: (2, 0)
-            }]
-        );
+        let cycles = graph(4, &[(0, 1), (2, 0), (1, 2), (2, 3)]).order().expect_err("a cycle");
+        assert_eq!(cycles, vec![Cycle { tasks: vec![0, 1, 2], closing: (2, 0) }]);
     }
 
     #[test]
     fn every_cycle_is_reported() {
-        let cycles = graph(5, &[(3, 4), (4, 3), (0, 1), (1, 0), (1, 2)])
-            .order()
-            .expect_err("cycles");
+        let cycles = graph(5, &[(3, 4), (4, 3), (0, 1), (1, 0), (1, 2)]).order().expect_err("cycles");
         let tasks: Vec<_> = cycles.iter().map(|cycle| cycle.tasks.clone()).collect();
         assert_eq!(tasks, vec![vec![0, 1], vec![3, 4]]);
     }

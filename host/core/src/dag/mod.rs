@@ -100,11 +100,7 @@ impl Dag {
     /// The ids of the tasks directly downstream of `id` (those that list it as upstream), in the
     /// DAG's topological order. Empty for an unknown id.
     pub fn downstream(&self, id: &str) -> Vec<&str> {
-        self.tasks
-            .iter()
-            .filter(|task| task.upstream.iter().any(|up| up == id))
-            .map(|task| task.id.as_str())
-            .collect()
+        self.tasks.iter().filter(|task| task.upstream.iter().any(|up| up == id)).map(|task| task.id.as_str()).collect()
     }
 }
 
@@ -262,12 +258,8 @@ impl fmt::Display for PluginRef {
 
 /// Whether `text` is a pinned plugin id: `sha256:` followed by 64 lowercase hex digits.
 pub fn is_plugin_id(text: &str) -> bool {
-    text.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    text.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 /// When a task may run, given the states of its direct upstream tasks (Airflow's semantics).
@@ -377,9 +369,5 @@ impl Default for Caps {
 
 /// `"a", "b", "c"`: names quoted and comma-separated, for messages.
 fn quoted_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    names
-        .into_iter()
-        .map(|name| format!("{name:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.into_iter().map(|name| format!("{name:?}")).collect::<Vec<_>>().join(", ")
 }

@@ -126,12 +126,7 @@ pub fn parse_dag(
     reader.known_fields(root, "", DAG_FIELDS);
     let mut dag = read_dag_fields(&mut reader, root);
     let defaults = read_defaults(&mut reader, root, caps);
-    let mut context = TaskContext {
-        defaults,
-        caps,
-        resolve,
-        map_checks: Vec::new(),
-    };
+    let mut context = TaskContext { defaults, caps, resolve, map_checks: Vec::new() };
     let mut dependencies = read_flow(&mut reader, root);
     let (tasks, task_dependencies) = read_tasks(&mut reader, root, &mut context);
     dependencies.extend(task_dependencies);
@@ -159,11 +154,7 @@ fn report_syntax_error(reader: &mut Reader<'_>, text: &str, error: &toml::de::Er
     if message == "duplicate key" {
         let key = text.get(span.clone()).unwrap_or_default();
         let quoted = key.starts_with(['"', '\'']);
-        message = if quoted {
-            format!("duplicate key {key}")
-        } else {
-            format!("duplicate key {key:?}")
-        };
+        message = if quoted { format!("duplicate key {key}") } else { format!("duplicate key {key:?}") };
     }
     reader.error(span, "", message);
 }
@@ -193,11 +184,7 @@ fn read_dag_fields(reader: &mut Reader<'_>, root: &DeTable<'_>) -> Dag {
     Dag {
         id: read_dag_id(reader, root),
         description,
-        tags: tags
-            .unwrap_or_default()
-            .into_iter()
-            .map(Spanned::into_inner)
-            .collect(),
+        tags: tags.unwrap_or_default().into_iter().map(Spanned::into_inner).collect(),
         owner,
         schedule: read_field(reader, root, "", "schedule", read_schedule).unwrap_or_default(),
         start_date,
@@ -226,9 +213,7 @@ fn read_dag_id(reader: &mut Reader<'_>, root: &DeTable<'_>) -> String {
 
 fn read_schedule(reader: &mut Reader<'_>, value: &Value<'_>, field: &str) -> Option<Schedule> {
     let expr = reader.string(value, field)?;
-    Schedule::cron(&expr)
-        .map_err(|error| reader.error(value.span(), field, error.to_string()))
-        .ok()
+    Schedule::cron(&expr).map_err(|error| reader.error(value.span(), field, error.to_string())).ok()
 }
 
 fn read_max_active_runs(reader: &mut Reader<'_>, value: &Value<'_>, field: &str) -> Option<u32> {
@@ -244,11 +229,7 @@ fn at_least_one<T: PartialEq + From<u8> + Display>(
     number: T,
 ) -> Option<T> {
     if number == T::from(0) {
-        reader.error(
-            value.span(),
-            field,
-            format!("must be at least 1, found {number}"),
-        );
+        reader.error(value.span(), field, format!("must be at least 1, found {number}"));
         None
     } else {
         Some(number)
@@ -256,19 +237,12 @@ fn at_least_one<T: PartialEq + From<u8> + Display>(
 }
 
 /// `start_date` and `end_date`, refusing an end before the start.
-fn read_dates(
-    reader: &mut Reader<'_>,
-    root: &DeTable<'_>,
-) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+fn read_dates(reader: &mut Reader<'_>, root: &DeTable<'_>) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
     let start = read_field(reader, root, "", "start_date", Reader::date);
     let end = read_field(reader, root, "", "end_date", Reader::date);
     if let (Some(start), Some(end), Some(value)) = (start, end, root.get("end_date")) {
         if end < start {
-            let message = format!(
-                "end_date {} is before start_date {}",
-                rfc3339(end),
-                rfc3339(start)
-            );
+            let message = format!("end_date {} is before start_date {}", rfc3339(end), rfc3339(start));
             reader.error(value.span(), "end_date", message);
         }
     }
@@ -298,17 +272,10 @@ impl Settings {
     fn read(reader: &mut Reader<'_>, table: &DeTable<'_>, path: &str, caps: &Caps) -> Settings {
         let retries = |reader: &mut Reader<'_>, value: &Value<'_>, field: &str| {
             let retries = reader.u32(value, field)?;
-            check_cap(
-                reader,
-                value,
-                field,
-                retries,
-                ("max_retries", caps.max_retries),
-            )
+            check_cap(reader, value, field, retries, ("max_retries", caps.max_retries))
         };
-        let timeout = |reader: &mut Reader<'_>, value: &Value<'_>, field: &str| {
-            read_timeout(reader, value, field, caps.timeout)
-        };
+        let timeout =
+            |reader: &mut Reader<'_>, value: &Value<'_>, field: &str| read_timeout(reader, value, field, caps.timeout);
         let fuel = |reader: &mut Reader<'_>, value: &Value<'_>, field: &str| {
             read_limit(reader, value, field, ("fuel", caps.fuel))
         };
@@ -319,13 +286,7 @@ impl Settings {
             trigger_rule: read_field(reader, table, path, "trigger_rule", read_trigger_rule),
             retries: read_field(reader, table, path, "retries", retries),
             retry_delay: read_field(reader, table, path, "retry_delay", Reader::duration),
-            retry_exponential_backoff: read_field(
-                reader,
-                table,
-                path,
-                "retry_exponential_backoff",
-                Reader::bool,
-            ),
+            retry_exponential_backoff: read_field(reader, table, path, "retry_exponential_backoff", Reader::bool),
             max_retry_delay: read_field(reader, table, path, "max_retry_delay", Reader::duration),
             timeout: read_field(reader, table, path, "timeout", timeout),
             fuel: read_field(reader, table, path, "fuel", fuel),
@@ -339,9 +300,7 @@ impl Settings {
             trigger_rule: self.trigger_rule.or(defaults.trigger_rule),
             retries: self.retries.or(defaults.retries),
             retry_delay: self.retry_delay.or(defaults.retry_delay),
-            retry_exponential_backoff: self
-                .retry_exponential_backoff
-                .or(defaults.retry_exponential_backoff),
+            retry_exponential_backoff: self.retry_exponential_backoff.or(defaults.retry_exponential_backoff),
             max_retry_delay: self.max_retry_delay.or(defaults.max_retry_delay),
             timeout: self.timeout.or(defaults.timeout),
             fuel: self.fuel.or(defaults.fuel),
@@ -350,50 +309,28 @@ impl Settings {
     }
 }
 
-fn read_trigger_rule(
-    reader: &mut Reader<'_>,
-    value: &Value<'_>,
-    field: &str,
-) -> Option<TriggerRule> {
+fn read_trigger_rule(reader: &mut Reader<'_>, value: &Value<'_>, field: &str) -> Option<TriggerRule> {
     let name = reader.string(value, field)?;
     let rule = name.parse::<TriggerRule>();
-    rule.map_err(|error| reader.error(value.span(), field, error.to_string()))
-        .ok()
+    rule.map_err(|error| reader.error(value.span(), field, error.to_string())).ok()
 }
 
 /// A positive integer limit (fuel, memory) under its cap, given as (name, value).
-fn read_limit(
-    reader: &mut Reader<'_>,
-    value: &Value<'_>,
-    field: &str,
-    cap: (&str, u64),
-) -> Option<u64> {
+fn read_limit(reader: &mut Reader<'_>, value: &Value<'_>, field: &str, cap: (&str, u64)) -> Option<u64> {
     let number = reader.u64(value, field)?;
     let number = at_least_one(reader, value, field, number)?;
     check_cap(reader, value, field, number, cap)
 }
 
-fn read_timeout(
-    reader: &mut Reader<'_>,
-    value: &Value<'_>,
-    field: &str,
-    cap: Duration,
-) -> Option<Duration> {
+fn read_timeout(reader: &mut Reader<'_>, value: &Value<'_>, field: &str, cap: Duration) -> Option<Duration> {
     let timeout = reader.duration(value, field)?;
     if timeout.is_zero() {
         reader.error(value.span(), field, "must be longer than 0s");
         return None;
     }
     if timeout > cap {
-        let (shown, cap) = (
-            humantime::format_duration(timeout),
-            humantime::format_duration(cap),
-        );
-        reader.error(
-            value.span(),
-            field,
-            format!("{shown} exceeds the cap timeout = {cap}"),
-        );
+        let (shown, cap) = (humantime::format_duration(timeout), humantime::format_duration(cap));
+        reader.error(value.span(), field, format!("{shown} exceeds the cap timeout = {cap}"));
         return None;
     }
     Some(timeout)
@@ -416,10 +353,7 @@ fn check_cap<T: PartialOrd + Display>(
 }
 
 fn read_defaults(reader: &mut Reader<'_>, root: &DeTable<'_>, caps: &Caps) -> Settings {
-    let Some(table) = root
-        .get("defaults")
-        .and_then(|value| reader.table(value, "defaults"))
-    else {
+    let Some(table) = root.get("defaults").and_then(|value| reader.table(value, "defaults")) else {
         return Settings::default();
     };
     reader.known_fields(table, "defaults", SETTINGS_FIELDS);
@@ -492,11 +426,7 @@ fn read_task(
 ) -> Task {
     let path = join("tasks", id.get_ref());
     if !is_valid_id(id.get_ref()) {
-        reader.error(
-            id.span(),
-            &path,
-            format!("invalid task id {:?}: {ID_RULE}", id.get_ref()),
-        );
+        reader.error(id.span(), &path, format!("invalid task id {:?}: {ID_RULE}", id.get_ref()));
     }
     let table = reader.table(value, &path);
     let empty = DeTable::new();
@@ -506,9 +436,7 @@ fn read_task(
     }
     let (plugin, plugin_id) = read_plugin(reader, context, id, table, &path);
     let params = read_field(reader, table, &path, "params", |reader, value, field| {
-        reader
-            .table(value, field)
-            .and_then(|params| reader.json_object(params, field))
+        reader.table(value, field).and_then(|params| reader.json_object(params, field))
     });
     dependencies.extend(read_upstream(reader, id, table, &path));
     let settings = Settings::read(reader, table, &path, context.caps).or(&context.defaults);
@@ -558,7 +486,13 @@ pub(super) struct MapCheck {
     field: String,
 }
 
-fn read_extras(reader: &mut Reader<'_>, table: &DeTable<'_>, path: &str, task_id: &str, map_checks: &mut Vec<MapCheck>) -> Extras {
+fn read_extras(
+    reader: &mut Reader<'_>,
+    table: &DeTable<'_>,
+    path: &str,
+    task_id: &str,
+    map_checks: &mut Vec<MapCheck>,
+) -> Extras {
     let kind = read_field(reader, table, path, "kind", |reader, value, field| {
         let name = reader.string(value, field)?;
         match name.as_str() {
@@ -566,7 +500,11 @@ fn read_extras(reader: &mut Reader<'_>, table: &DeTable<'_>, path: &str, task_id
             "branch" => Some(TaskKind::Branch),
             "sensor" => Some(TaskKind::Sensor),
             _ => {
-                reader.error(value.span(), field, format!("unknown kind {name:?}, expected one of \"task\", \"branch\", \"sensor\""));
+                reader.error(
+                    value.span(),
+                    field,
+                    format!("unknown kind {name:?}, expected one of \"task\", \"branch\", \"sensor\""),
+                );
                 None
             }
         }
@@ -575,13 +513,23 @@ fn read_extras(reader: &mut Reader<'_>, table: &DeTable<'_>, path: &str, task_id
     let map_over = read_field(reader, table, path, "map_over", |reader, value, field| {
         let expr = reader.string(value, field)?;
         let parts: Vec<&str> = expr.split('.').collect();
-        let well_formed = parts.len() >= 2 && matches!(parts[0], "conf" | "inputs") && parts.iter().all(|p| !p.is_empty());
+        let well_formed =
+            parts.len() >= 2 && matches!(parts[0], "conf" | "inputs") && parts.iter().all(|p| !p.is_empty());
         if !well_formed {
-            reader.error(value.span(), field, format!("{expr:?} must be conf.<path> or inputs.<upstream task>[.<path>]"));
+            reader.error(
+                value.span(),
+                field,
+                format!("{expr:?} must be conf.<path> or inputs.<upstream task>[.<path>]"),
+            );
             return None;
         }
         if parts[0] == "inputs" {
-            map_checks.push(MapCheck { task: task_id.to_string(), input: parts[1].to_string(), span: value.span(), field: field.to_string() });
+            map_checks.push(MapCheck {
+                task: task_id.to_string(),
+                input: parts[1].to_string(),
+                span: value.span(),
+                field: field.to_string(),
+            });
         }
         Some(expr)
     });
@@ -610,7 +558,11 @@ fn read_extras(reader: &mut Reader<'_>, table: &DeTable<'_>, path: &str, task_id
     .collect();
     if let (Some(_), Some(value)) = (&map_over, table.get("kind")) {
         if kind != TaskKind::Task {
-            reader.error(value.span(), &join(path, "kind"), format!("a {} task cannot be mapped (map_over)", kind.as_str()));
+            reader.error(
+                value.span(),
+                &join(path, "kind"),
+                format!("a {} task cannot be mapped (map_over)", kind.as_str()),
+            );
         }
     }
     let pool = read_field(reader, table, path, "pool", |reader, value, field| {
@@ -653,18 +605,16 @@ fn read_plugin(
         reader.error(id.span(), &field, "missing required field \"plugin\"");
         return unresolved;
     };
-    let Some(plugin) = reader.string(value, &field).and_then(|text| {
-        plugin_ref(text)
-            .map_err(|message| reader.error(value.span(), &field, message))
-            .ok()
-    }) else {
+    let Some(plugin) = reader
+        .string(value, &field)
+        .and_then(|text| plugin_ref(text).map_err(|message| reader.error(value.span(), &field, message)).ok())
+    else {
         return unresolved;
     };
     match (context.resolve)(&plugin) {
         Ok(plugin_id) if is_plugin_id(&plugin_id) => (plugin, plugin_id),
         Ok(other) => {
-            let message =
-                format!("{plugin} resolved to {other:?}, which is not a \"sha256:\" plugin id");
+            let message = format!("{plugin} resolved to {other:?}, which is not a \"sha256:\" plugin id");
             reader.error(value.span(), &field, message);
             (plugin, String::new())
         }
@@ -681,50 +631,27 @@ fn plugin_ref(text: String) -> Result<PluginRef, String> {
         if is_plugin_id(&text) {
             return Ok(PluginRef::Id(text));
         }
-        return Err(format!(
-            "invalid plugin id {text:?}: expected \"sha256:\" followed by 64 lowercase hex digits"
-        ));
+        return Err(format!("invalid plugin id {text:?}: expected \"sha256:\" followed by 64 lowercase hex digits"));
     }
     if text.is_empty() {
-        return Err(
-            "expected a path to a .wasm file or a \"sha256:\" id, found an empty string".to_owned(),
-        );
+        return Err("expected a path to a .wasm file or a \"sha256:\" id, found an empty string".to_owned());
     }
     // A root, or a Windows drive letter (`C:`): not relative to anything.
-    if std::path::Path::new(&text).has_root()
-        || text.starts_with('\\')
-        || text.get(1..2) == Some(":")
-    {
-        return Err(format!(
-            "plugin path {text:?} must be relative to the DAG file's folder"
-        ));
+    if std::path::Path::new(&text).has_root() || text.starts_with('\\') || text.get(1..2) == Some(":") {
+        return Err(format!("plugin path {text:?} must be relative to the DAG file's folder"));
     }
     Ok(PluginRef::Path(text))
 }
 
 /// The dependencies declared by a task's `upstream` list.
-fn read_upstream(
-    reader: &mut Reader<'_>,
-    id: &Spanned<String>,
-    table: &DeTable<'_>,
-    path: &str,
-) -> Vec<Dependency> {
+fn read_upstream(reader: &mut Reader<'_>, id: &Spanned<String>, table: &DeTable<'_>, path: &str) -> Vec<Dependency> {
     let field = join(path, "upstream");
-    let Some(entries) = table
-        .get("upstream")
-        .and_then(|value| reader.strings(value, &field))
-    else {
+    let Some(entries) = table.get("upstream").and_then(|value| reader.strings(value, &field)) else {
         return Vec::new();
     };
-    let downstream = Mention {
-        id: id.get_ref().clone(),
-        at: id.span().start,
-    };
+    let downstream = Mention { id: id.get_ref().clone(), at: id.span().start };
     let dependency = |(index, entry): (usize, Spanned<String>)| Dependency {
-        upstream: Mention {
-            id: entry.get_ref().clone(),
-            at: entry.span().start,
-        },
+        upstream: Mention { id: entry.get_ref().clone(), at: entry.span().start },
         downstream: downstream.clone(),
         at: entry.span().start,
         field: format!("{field}[{index}]"),
@@ -734,10 +661,7 @@ fn read_upstream(
 
 /// The dependencies declared by `flow` expressions.
 fn read_flow(reader: &mut Reader<'_>, root: &DeTable<'_>) -> Vec<Dependency> {
-    let Some(expressions) = root
-        .get("flow")
-        .and_then(|value| reader.strings(value, "flow"))
-    else {
+    let Some(expressions) = root.get("flow").and_then(|value| reader.strings(value, "flow")) else {
         return Vec::new();
     };
     let mut dependencies = Vec::new();
@@ -747,14 +671,8 @@ fn read_flow(reader: &mut Reader<'_>, root: &DeTable<'_>) -> Vec<Dependency> {
         let at = |offset| reader.offset_in_string(expression.span(), text, offset);
         match flow::parse(text) {
             Ok(edges) => dependencies.extend(edges.into_iter().map(|edge| Dependency {
-                upstream: Mention {
-                    id: edge.upstream.text.to_owned(),
-                    at: at(edge.upstream.offset),
-                },
-                downstream: Mention {
-                    id: edge.downstream.text.to_owned(),
-                    at: at(edge.downstream.offset),
-                },
+                upstream: Mention { id: edge.upstream.text.to_owned(), at: at(edge.upstream.offset) },
+                downstream: Mention { id: edge.downstream.text.to_owned(), at: at(edge.downstream.offset) },
                 at: at(edge.arrow),
                 field: field.clone(),
             })),
@@ -774,18 +692,11 @@ fn link(reader: &mut Reader<'_>, mut tasks: Vec<Task>, dependencies: &[Dependenc
     match graph.order() {
         Ok(order) => {
             let mut slots: Vec<Option<Task>> = tasks.into_iter().map(Some).collect();
-            order
-                .into_iter()
-                .filter_map(|number| slots.get_mut(number).and_then(Option::take))
-                .collect()
+            order.into_iter().filter_map(|number| slots.get_mut(number).and_then(Option::take)).collect()
         }
         Err(cycles) => {
             for cycle in cycles {
-                let mut path: Vec<&str> = cycle
-                    .tasks
-                    .iter()
-                    .map(|&number| tasks[number].id.as_str())
-                    .collect();
+                let mut path: Vec<&str> = cycle.tasks.iter().map(|&number| tasks[number].id.as_str()).collect();
                 path.extend(path.first().copied());
                 let closing = cycle.closing;
                 let message = format!("cycle: {}", path.join(" -> "));
@@ -803,11 +714,8 @@ fn connect<'d>(
     tasks: &mut [Task],
     dependencies: &'d [Dependency],
 ) -> DepGraph<&'d Dependency> {
-    let index: HashMap<String, usize> = tasks
-        .iter()
-        .enumerate()
-        .map(|(number, task)| (task.id.clone(), number))
-        .collect();
+    let index: HashMap<String, usize> =
+        tasks.iter().enumerate().map(|(number, task)| (task.id.clone(), number)).collect();
     let mut graph = DepGraph::new(tasks.len());
     let mut seen = HashSet::new();
     let mut unknown_reported = HashSet::new();
@@ -820,9 +728,7 @@ fn connect<'d>(
             }
             number
         };
-        let (Some(upstream), Some(downstream)) =
-            (lookup(&dependency.upstream), lookup(&dependency.downstream))
-        else {
+        let (Some(upstream), Some(downstream)) = (lookup(&dependency.upstream), lookup(&dependency.downstream)) else {
             continue;
         };
         if upstream == downstream {

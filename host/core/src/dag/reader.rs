@@ -27,11 +27,7 @@ pub(super) struct Reader<'t> {
 
 impl<'t> Reader<'t> {
     pub(super) fn new(file: &'t str, text: &'t str) -> Self {
-        Reader {
-            file,
-            lines: LineIndex::new(text),
-            diagnostics: Vec::new(),
-        }
+        Reader { file, lines: LineIndex::new(text), diagnostics: Vec::new() }
     }
 
     /// Records a problem at the start of `span`.
@@ -62,8 +58,7 @@ impl<'t> Reader<'t> {
     /// quotes; otherwise the start of the string, which is still the right line.
     pub(super) fn offset_in_string(&self, span: Range<usize>, value: &str, at: usize) -> usize {
         let source = self.lines.slice(span.clone());
-        let quote_free =
-            source.len() == value.len() + 2 && source.get(1..source.len() - 1) == Some(value);
+        let quote_free = source.len() == value.len() + 2 && source.get(1..source.len() - 1) == Some(value);
         if quote_free {
             span.start + 1 + at
         } else {
@@ -76,10 +71,8 @@ impl<'t> Reader<'t> {
         for key in table.keys() {
             let name: &str = key.get_ref();
             if !accepted.contains(&name) {
-                let message = format!(
-                    "unknown field {name:?}, expected one of {}",
-                    quoted_list(accepted.iter().copied())
-                );
+                let message =
+                    format!("unknown field {name:?}, expected one of {}", quoted_list(accepted.iter().copied()));
                 self.error(key.span(), &join(path, name), message);
             }
         }
@@ -87,11 +80,7 @@ impl<'t> Reader<'t> {
 
     fn wrong_type(&mut self, value: &Value<'_>, field: &str, expected: &str) {
         let found = with_article(value.get_ref().type_str());
-        self.error(
-            value.span(),
-            field,
-            format!("expected {expected}, found {found}"),
-        );
+        self.error(value.span(), field, format!("expected {expected}, found {found}"));
     }
 
     pub(super) fn string(&mut self, value: &Value<'_>, field: &str) -> Option<String> {
@@ -114,11 +103,7 @@ impl<'t> Reader<'t> {
         }
     }
 
-    pub(super) fn table<'v, 'i>(
-        &mut self,
-        value: &'v Value<'i>,
-        field: &str,
-    ) -> Option<&'v DeTable<'i>> {
+    pub(super) fn table<'v, 'i>(&mut self, value: &'v Value<'i>, field: &str) -> Option<&'v DeTable<'i>> {
         match value.get_ref() {
             DeValue::Table(table) => Some(table),
             _ => {
@@ -129,11 +114,7 @@ impl<'t> Reader<'t> {
     }
 
     /// An array of strings, each with its span.
-    pub(super) fn strings(
-        &mut self,
-        value: &Value<'_>,
-        field: &str,
-    ) -> Option<Vec<Spanned<String>>> {
+    pub(super) fn strings(&mut self, value: &Value<'_>, field: &str) -> Option<Vec<Spanned<String>>> {
         let DeValue::Array(items) = value.get_ref() else {
             self.wrong_type(value, field, "an array of strings");
             return None;
@@ -187,11 +168,7 @@ impl<'t> Reader<'t> {
         match humantime::parse_duration(text) {
             Ok(duration) => Some(duration),
             Err(reason) => {
-                self.error(
-                    value.span(),
-                    field,
-                    format!("invalid duration {text:?}: {reason}"),
-                );
+                self.error(value.span(), field, format!("invalid duration {text:?}: {reason}"));
                 None
             }
         }
@@ -207,9 +184,7 @@ impl<'t> Reader<'t> {
                 return None;
             }
         };
-        parsed
-            .map_err(|message| self.error(value.span(), field, message))
-            .ok()
+        parsed.map_err(|message| self.error(value.span(), field, message)).ok()
     }
 
     /// Any TOML value as JSON; datetimes become their TOML text.
@@ -222,26 +197,14 @@ impl<'t> Reader<'t> {
             DeValue::Integer(integer) => {
                 let number = i64::from_str_radix(integer.as_str(), integer.radix()).ok();
                 number.map(Json::from).or_else(|| {
-                    self.error(
-                        value.span(),
-                        field,
-                        format!("integer {integer} is out of range"),
-                    );
+                    self.error(value.span(), field, format!("integer {integer} is out of range"));
                     None
                 })
             }
             DeValue::Float(float) => {
-                let number = float
-                    .as_str()
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(serde_json::Number::from_f64);
+                let number = float.as_str().parse::<f64>().ok().and_then(serde_json::Number::from_f64);
                 number.map(Json::Number).or_else(|| {
-                    self.error(
-                        value.span(),
-                        field,
-                        format!("{float} cannot be represented in JSON"),
-                    );
+                    self.error(value.span(), field, format!("{float} cannot be represented in JSON"));
                     None
                 })
             }
@@ -251,10 +214,7 @@ impl<'t> Reader<'t> {
                     .enumerate()
                     .map(|(index, item)| self.json(item, &format!("{field}[{index}]")))
                     .collect();
-                items
-                    .into_iter()
-                    .collect::<Option<Vec<_>>>()
-                    .map(Json::Array)
+                items.into_iter().collect::<Option<Vec<_>>>().map(Json::Array)
             }
             DeValue::Table(table) => self.json_object(table, field).map(Json::Object),
         }
@@ -280,15 +240,8 @@ impl<'t> Reader<'t> {
 /// The dotted path `path.name` (`name` at the top level), with `name` quoted as in TOML when it
 /// is not a bare key, e.g. `tasks."load.v2"`.
 pub(super) fn join(path: &str, name: &str) -> String {
-    let bare = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    let name = if bare {
-        name.to_owned()
-    } else {
-        format!("{name:?}")
-    };
+    let bare = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let name = if bare { name.to_owned() } else { format!("{name:?}") };
     if path.is_empty() {
         name
     } else {
@@ -328,8 +281,7 @@ fn toml_date(datetime: &Datetime) -> Result<DateTime<Utc>, String> {
     let Some(date) = datetime.date else {
         return Err(format!("expected a date, found the time of day {datetime}"));
     };
-    let day = NaiveDate::from_ymd_opt(date.year.into(), date.month.into(), date.day.into())
-        .ok_or_else(invalid)?;
+    let day = NaiveDate::from_ymd_opt(date.year.into(), date.month.into(), date.day.into()).ok_or_else(invalid)?;
     let time = match datetime.time {
         None => NaiveTime::MIN,
         Some(time) => NaiveTime::from_hms_nano_opt(
@@ -353,22 +305,14 @@ mod tests {
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.to_utc())
-            .expect("test timestamp")
+        DateTime::parse_from_rfc3339(text).map(|t| t.to_utc()).expect("test timestamp")
     }
 
     #[test]
     fn date_strings() {
         assert_eq!(parse_date("2026-11-01"), Ok(utc("2026-11-01T00:00:00Z")));
-        assert_eq!(
-            parse_date("2026-11-01T03:00:00+02:00"),
-            Ok(utc("2026-11-01T01:00:00Z"))
-        );
-        assert_eq!(
-            parse_date("2026-11-01T03:00:00"),
-            Ok(utc("2026-11-01T03:00:00Z"))
-        );
+        assert_eq!(parse_date("2026-11-01T03:00:00+02:00"), Ok(utc("2026-11-01T01:00:00Z")));
+        assert_eq!(parse_date("2026-11-01T03:00:00"), Ok(utc("2026-11-01T03:00:00Z")));
         assert!(parse_date("2026-13-01").is_err());
         assert!(parse_date("tomorrow").is_err());
     }

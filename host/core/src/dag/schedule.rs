@@ -37,8 +37,7 @@ const ALIASES: [(&str, &str); 6] = [
 ];
 
 /// The accepted field counts, for messages.
-const FIELDS: &str =
-    "5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first";
+const FIELDS: &str = "5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first";
 
 fn alias_names() -> String {
     super::quoted_list(ALIASES.iter().map(|(alias, _)| *alias))
@@ -79,15 +78,10 @@ impl Schedule {
             expr.make_ascii_lowercase();
         }
         let cron = parse_cron(&expr)?;
-        let schedule = Schedule::Cron {
-            expr,
-            cron: Box::new(cron),
-        };
+        let schedule = Schedule::Cron { expr, cron: Box::new(cron) };
         match schedule.at_or_after(DateTime::UNIX_EPOCH) {
             Some(_) => Ok(schedule),
-            None => Err(ScheduleError::NeverFires(
-                schedule.expr().unwrap_or_default().to_owned(),
-            )),
+            None => Err(ScheduleError::NeverFires(schedule.expr().unwrap_or_default().to_owned())),
         }
     }
 
@@ -124,31 +118,21 @@ impl Schedule {
 
 fn parse_cron(expr: &str) -> Result<Cron, ScheduleError> {
     let pattern = if expr.starts_with('@') {
-        let alias = ALIASES
-            .iter()
-            .find(|(alias, _)| alias.eq_ignore_ascii_case(expr));
-        alias
-            .map(|(_, pattern)| *pattern)
-            .ok_or_else(|| ScheduleError::UnknownAlias(expr.to_owned()))?
+        let alias = ALIASES.iter().find(|(alias, _)| alias.eq_ignore_ascii_case(expr));
+        alias.map(|(_, pattern)| *pattern).ok_or_else(|| ScheduleError::UnknownAlias(expr.to_owned()))?
     } else {
         expr
     };
     let fields = pattern.split_whitespace().count();
     if !(5..=6).contains(&fields) {
-        return Err(ScheduleError::FieldCount {
-            expr: expr.to_owned(),
-            fields,
-        });
+        return Err(ScheduleError::FieldCount { expr: expr.to_owned(), fields });
     }
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
         .build()
         .parse(pattern)
-        .map_err(|reason| ScheduleError::Cron {
-            expr: expr.to_owned(),
-            reason,
-        })
+        .map_err(|reason| ScheduleError::Cron { expr: expr.to_owned(), reason })
 }
 
 fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -160,9 +144,7 @@ mod tests {
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.to_utc())
-            .expect("test timestamp")
+        DateTime::parse_from_rfc3339(text).map(|t| t.to_utc()).expect("test timestamp")
     }
 
     fn schedule(expr: &str) -> Schedule {
@@ -173,58 +155,28 @@ mod tests {
     fn daily_alias() {
         let daily = schedule("@daily");
         assert_eq!(daily.expr(), Some("@daily"));
-        assert_eq!(
-            daily.next_after(utc("2026-11-01T00:00:00Z")),
-            Some(utc("2026-11-02T00:00:00Z"))
-        );
-        assert_eq!(
-            daily.at_or_after(utc("2026-11-01T00:00:00Z")),
-            Some(utc("2026-11-01T00:00:00Z"))
-        );
-        assert_eq!(
-            daily.at_or_after(utc("2026-11-01T00:00:00.5Z")),
-            Some(utc("2026-11-02T00:00:00Z"))
-        );
-        assert_eq!(
-            daily.next_after(utc("2026-10-31T23:59:59.9Z")),
-            Some(utc("2026-11-01T00:00:00Z"))
-        );
+        assert_eq!(daily.next_after(utc("2026-11-01T00:00:00Z")), Some(utc("2026-11-02T00:00:00Z")));
+        assert_eq!(daily.at_or_after(utc("2026-11-01T00:00:00Z")), Some(utc("2026-11-01T00:00:00Z")));
+        assert_eq!(daily.at_or_after(utc("2026-11-01T00:00:00.5Z")), Some(utc("2026-11-02T00:00:00Z")));
+        assert_eq!(daily.next_after(utc("2026-10-31T23:59:59.9Z")), Some(utc("2026-11-01T00:00:00Z")));
     }
 
     #[test]
     fn five_fields() {
         let at_three = schedule("0 3 * * *");
-        assert_eq!(
-            at_three.next_after(utc("2026-11-01T03:00:00Z")),
-            Some(utc("2026-11-02T03:00:00Z"))
-        );
-        assert_eq!(
-            at_three.next_after(utc("2026-11-01T02:59:59Z")),
-            Some(utc("2026-11-01T03:00:00Z"))
-        );
-        assert_eq!(
-            at_three.at_or_after(utc("2026-11-01T03:00:00Z")),
-            Some(utc("2026-11-01T03:00:00Z"))
-        );
-        assert_eq!(
-            at_three.at_or_after(utc("2026-11-01T03:00:01Z")),
-            Some(utc("2026-11-02T03:00:00Z"))
-        );
+        assert_eq!(at_three.next_after(utc("2026-11-01T03:00:00Z")), Some(utc("2026-11-02T03:00:00Z")));
+        assert_eq!(at_three.next_after(utc("2026-11-01T02:59:59Z")), Some(utc("2026-11-01T03:00:00Z")));
+        assert_eq!(at_three.at_or_after(utc("2026-11-01T03:00:00Z")), Some(utc("2026-11-01T03:00:00Z")));
+        assert_eq!(at_three.at_or_after(utc("2026-11-01T03:00:01Z")), Some(utc("2026-11-02T03:00:00Z")));
     }
 
     #[test]
     fn six_fields_with_seconds() {
         let every_ten_seconds = schedule("*/10 * * * * *");
         let t = utc("2026-11-01T03:00:00Z");
-        assert_eq!(
-            every_ten_seconds.next_after(t),
-            Some(utc("2026-11-01T03:00:10Z"))
-        );
+        assert_eq!(every_ten_seconds.next_after(t), Some(utc("2026-11-01T03:00:10Z")));
         assert_eq!(every_ten_seconds.at_or_after(t), Some(t));
-        assert_eq!(
-            every_ten_seconds.at_or_after(utc("2026-11-01T03:00:01Z")),
-            Some(utc("2026-11-01T03:00:10Z"))
-        );
+        assert_eq!(every_ten_seconds.at_or_after(utc("2026-11-01T03:00:01Z")), Some(utc("2026-11-01T03:00:10Z")));
     }
 
     #[test]
@@ -237,45 +189,21 @@ mod tests {
 
     #[test]
     fn aliases_and_whitespace() {
-        assert_eq!(
-            schedule("@HOURLY").next_after(utc("2026-11-01T03:10:00Z")),
-            Some(utc("2026-11-01T04:00:00Z"))
-        );
-        assert_eq!(
-            schedule("@weekly").next_after(utc("2026-11-01T00:00:00Z")),
-            Some(utc("2026-11-08T00:00:00Z"))
-        );
-        assert_eq!(
-            schedule("@monthly").next_after(utc("2026-11-01T00:00:00Z")),
-            Some(utc("2026-12-01T00:00:00Z"))
-        );
-        assert_eq!(
-            schedule("@yearly").next_after(utc("2026-11-01T00:00:00Z")),
-            Some(utc("2027-01-01T00:00:00Z"))
-        );
+        assert_eq!(schedule("@HOURLY").next_after(utc("2026-11-01T03:10:00Z")), Some(utc("2026-11-01T04:00:00Z")));
+        assert_eq!(schedule("@weekly").next_after(utc("2026-11-01T00:00:00Z")), Some(utc("2026-11-08T00:00:00Z")));
+        assert_eq!(schedule("@monthly").next_after(utc("2026-11-01T00:00:00Z")), Some(utc("2026-12-01T00:00:00Z")));
+        assert_eq!(schedule("@yearly").next_after(utc("2026-11-01T00:00:00Z")), Some(utc("2027-01-01T00:00:00Z")));
         assert_eq!(schedule("  0   3 * * * ").expr(), Some("0 3 * * *"));
         assert_eq!(schedule("@Daily").expr(), Some("@daily"));
     }
 
     #[test]
     fn refused() {
-        let message = |expr: &str| {
-            Schedule::cron(expr)
-                .map(|_| ())
-                .expect_err(expr)
-                .to_string()
-        };
-        assert!(
-            message("@once").starts_with("unknown schedule \"@once\""),
-            "{}",
-            message("@once")
-        );
+        let message = |expr: &str| Schedule::cron(expr).map(|_| ()).expect_err(expr).to_string();
+        assert!(message("@once").starts_with("unknown schedule \"@once\""), "{}", message("@once"));
         assert!(message("0 3 * *").contains("found 4"));
         assert!(message("0 0 3 * * * 2026").contains("found 7"));
         assert!(message("61 * * * *").starts_with("invalid cron expression \"61 * * * *\": "));
-        assert_eq!(
-            message("0 0 30 2 *"),
-            "cron expression \"0 0 30 2 *\" never fires"
-        );
+        assert_eq!(message("0 0 30 2 *"), "cron expression \"0 0 30 2 *\" never fires");
     }
 }

@@ -16,10 +16,9 @@ fn resolve(plugin: &PluginRef) -> Result<String, String> {
     match plugin {
         PluginRef::Id(id) => Ok(id.clone()),
         PluginRef::Path(path) if path.contains("missing") => Err(format!("no such file: {path}")),
-        PluginRef::Path(path) if path.ends_with(".wasm") => Ok(format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(path.as_bytes()))
-        )),
+        PluginRef::Path(path) if path.ends_with(".wasm") => {
+            Ok(format!("sha256:{}", hex::encode(Sha256::digest(path.as_bytes()))))
+        }
         PluginRef::Path(path) => Err(format!("not a .wasm file: {path}")),
     }
 }
@@ -39,25 +38,19 @@ fn dag(text: &str) -> Dag {
 fn errors(text: &str) -> Vec<String> {
     match parse(text) {
         Ok(dag) => panic!("expected errors, parsed {dag:?}"),
-        Err(diagnostics) => diagnostics
-            .iter()
-            .map(|d| d.to_string().trim_start_matches("t.toml:").to_owned())
-            .collect(),
+        Err(diagnostics) => {
+            diagnostics.iter().map(|d| d.to_string().trim_start_matches("t.toml:").to_owned()).collect()
+        }
     }
 }
 
 /// `[tasks.<name>]` tables with a plugin each.
 fn tasks(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|name| format!("[tasks.{name}]\nplugin = \"plugins/{name}.wasm\"\n"))
-        .collect()
+    names.iter().map(|name| format!("[tasks.{name}]\nplugin = \"plugins/{name}.wasm\"\n")).collect()
 }
 
 fn utc(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.to_utc())
-        .expect("test timestamp")
+    DateTime::parse_from_rfc3339(text).map(|t| t.to_utc()).expect("test timestamp")
 }
 
 fn ids(dag: &Dag) -> Vec<&str> {
@@ -87,15 +80,7 @@ fn defaults_of_a_minimal_dag() {
     assert_eq!(task.retries, 0);
     assert_eq!(task.retry_delay, Duration::from_secs(30));
     assert!(!task.retry_exponential_backoff);
-    assert_eq!(
-        (
-            task.max_retry_delay,
-            task.timeout,
-            task.fuel,
-            task.memory_mb
-        ),
-        (None, None, None, None)
-    );
+    assert_eq!((task.max_retry_delay, task.timeout, task.fuel, task.memory_mb), (None, None, None, None));
 }
 
 #[test]
@@ -163,10 +148,7 @@ fn defaults_apply_and_tasks_override_them() {
     assert_eq!(overrides.retry_delay, Duration::from_secs(5));
     assert!(!overrides.retry_exponential_backoff);
     assert_eq!(overrides.timeout, Some(Duration::from_secs(300)));
-    assert_eq!(
-        (overrides.fuel, overrides.memory_mb),
-        (Some(1000), Some(128))
-    );
+    assert_eq!((overrides.fuel, overrides.memory_mb), (Some(1000), Some(128)));
     assert_eq!(overrides.trigger_rule, TriggerRule::Always);
 }
 
@@ -196,8 +178,7 @@ fn params_become_json() {
 #[test]
 fn trigger_rules_by_name() {
     for rule in TriggerRule::ALL {
-        let text =
-            format!("id = \"r\"\n[tasks.a]\nplugin = \"a.wasm\"\ntrigger_rule = \"{rule}\"\n");
+        let text = format!("id = \"r\"\n[tasks.a]\nplugin = \"a.wasm\"\ntrigger_rule = \"{rule}\"\n");
         assert_eq!(dag(&text).tasks[0].trigger_rule, rule);
         let json = serde_json::to_string(&rule).expect("serializes");
         assert_eq!(json, format!("\"{rule}\""));
@@ -214,10 +195,7 @@ fn plugin_ids_are_kept_as_written() {
 #[test]
 fn the_resolver_is_called_once_per_task() {
     let mut seen = Vec::new();
-    let text = format!(
-        "id = \"r\"\n{}[tasks.c]\nplugin = \"{ID}\"\n",
-        tasks(&["a", "b"])
-    );
+    let text = format!("id = \"r\"\n{}[tasks.c]\nplugin = \"{ID}\"\n", tasks(&["a", "b"]));
     let parsed = parse_dag("t.toml", &text, &Caps::default(), &mut |plugin| {
         seen.push(plugin.clone());
         resolve(plugin)
@@ -226,11 +204,7 @@ fn the_resolver_is_called_once_per_task() {
     seen.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     assert_eq!(
         seen,
-        [
-            PluginRef::Path("plugins/a.wasm".into()),
-            PluginRef::Path("plugins/b.wasm".into()),
-            PluginRef::Id(ID.into())
-        ]
+        [PluginRef::Path("plugins/a.wasm".into()), PluginRef::Path("plugins/b.wasm".into()), PluginRef::Id(ID.into())]
     );
 }
 
@@ -258,10 +232,7 @@ fn flow_and_upstream_combine() {
 
 #[test]
 fn a_chain_in_flow() {
-    let dag = dag(&format!(
-        "id = \"c\"\nflow = [\"c >> b >> a\"]\n{}",
-        tasks(&["a", "b", "c"])
-    ));
+    let dag = dag(&format!("id = \"c\"\nflow = [\"c >> b >> a\"]\n{}", tasks(&["a", "b", "c"])));
     assert_eq!(ids(&dag), ["c", "b", "a"]);
 }
 
@@ -271,10 +242,7 @@ fn topological_order_keeps_file_order_for_ties() {
         "id = \"o\"\nflow = [\"extract >> load\", \"report << load\"]\n{}",
         tasks(&["report", "cleanup", "load", "extract", "audit"])
     );
-    assert_eq!(
-        ids(&dag(&text)),
-        ["cleanup", "extract", "load", "report", "audit"]
-    );
+    assert_eq!(ids(&dag(&text)), ["cleanup", "extract", "load", "report", "audit"]);
 }
 
 #[test]
@@ -326,17 +294,11 @@ retries = 1
 [defaults]
 retry_delay = "30s"
 "#;
-    let reordered =
-        format!("start_date = 2026-11-01\nschedule = \"  @DAILY \"\nid = \"v\"\n{reordered}");
+    let reordered = format!("start_date = 2026-11-01\nschedule = \"  @DAILY \"\nid = \"v\"\n{reordered}");
     assert_eq!(dag(BASE).version(), dag(&reordered).version());
-    let with_flow = BASE
-        .replace("upstream = [\"a\"]", "")
-        .replace("[defaults]", "flow = [\"a >> b\"]\n[defaults]");
+    let with_flow = BASE.replace("upstream = [\"a\"]", "").replace("[defaults]", "flow = [\"a >> b\"]\n[defaults]");
     assert_eq!(dag(BASE).version(), dag(&with_flow).version());
-    let metadata = BASE.replace(
-        "[defaults]",
-        "description = \"x\"\ntags = [\"t\"]\nowner = \"me\"\n[defaults]",
-    );
+    let metadata = BASE.replace("[defaults]", "description = \"x\"\ntags = [\"t\"]\nowner = \"me\"\n[defaults]");
     assert_eq!(dag(BASE).version(), dag(&metadata).version());
 }
 
@@ -361,9 +323,7 @@ fn version_changes_with_behaviour() {
 fn version_follows_the_plugin_id_not_the_path() {
     let text = "id = \"p\"\n[tasks.a]\nplugin = \"plugins/a.wasm\"\n";
     let pinned = |plugin_id: &'static str| {
-        let parsed = parse_dag("t.toml", text, &Caps::default(), &mut |_| {
-            Ok(plugin_id.to_owned())
-        });
+        let parsed = parse_dag("t.toml", text, &Caps::default(), &mut |_| Ok(plugin_id.to_owned()));
         parsed.expect("valid").version()
     };
     let other = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -376,37 +336,23 @@ fn version_follows_the_plugin_id_not_the_path() {
 
 #[test]
 fn toml_syntax() {
-    assert_eq!(
-        errors("id = \"x\nschedule = 3"),
-        ["1:8: invalid basic string, expected `\"`"]
-    );
-    assert_eq!(
-        errors(&format!("id = \"x\"\n{}{}", tasks(&["a"]), tasks(&["a"])))[0],
-        "4:8: duplicate key \"a\""
-    );
+    assert_eq!(errors("id = \"x\nschedule = 3"), ["1:8: invalid basic string, expected `\"`"]);
+    assert_eq!(errors(&format!("id = \"x\"\n{}{}", tasks(&["a"]), tasks(&["a"])))[0], "4:8: duplicate key \"a\"");
 }
 
 #[test]
 fn unknown_fields_name_the_accepted_ones() {
-    let found = errors(&format!(
-        "id = \"x\"\nowners = \"me\"\n{}retrys = 2\n",
-        tasks(&["a"])
-    ));
+    let found = errors(&format!("id = \"x\"\nowners = \"me\"\n{}retrys = 2\n", tasks(&["a"])));
     assert_eq!(found.len(), 2);
     let expected = "2:1: owners: unknown field \"owners\", expected one of \"id\", ";
     assert!(found[0].starts_with(expected));
-    assert!(found[1].starts_with(
-        "5:1: tasks.a.retrys: unknown field \"retrys\", expected one of \"plugin\", "
-    ));
+    assert!(found[1].starts_with("5:1: tasks.a.retrys: unknown field \"retrys\", expected one of \"plugin\", "));
     assert!(found[1].contains("\"retries\""));
 }
 
 #[test]
 fn wrong_types() {
-    let found = errors(&format!(
-        "id = 5\ncatchup = \"no\"\n{}retries = 1.5\n",
-        tasks(&["a"])
-    ));
+    let found = errors(&format!("id = 5\ncatchup = \"no\"\n{}retries = 1.5\n", tasks(&["a"])));
     assert_eq!(
         found,
         [
@@ -422,10 +368,7 @@ fn missing_id_and_plugin() {
     let found = errors("[tasks.a]\nparams = {}\n");
     assert_eq!(
         found,
-        [
-            "1:1: id: missing required field \"id\"",
-            "1:8: tasks.a.plugin: missing required field \"plugin\""
-        ]
+        ["1:1: id: missing required field \"id\"", "1:8: tasks.a.plugin: missing required field \"plugin\""]
     );
 }
 
@@ -439,10 +382,7 @@ fn bad_id_characters() {
 
 #[test]
 fn a_dag_needs_tasks() {
-    assert_eq!(
-        errors("id = \"x\"\n"),
-        ["1:1: tasks: a DAG needs at least one task: add a [tasks.<id>] table"]
-    );
+    assert_eq!(errors("id = \"x\"\n"), ["1:1: tasks: a DAG needs at least one task: add a [tasks.<id>] table"]);
     assert_eq!(
         errors("id = \"x\"\n[tasks]\n")[0],
         "2:1: tasks: a DAG needs at least one task: add a [tasks.<id>] table"
@@ -451,25 +391,16 @@ fn a_dag_needs_tasks() {
 
 #[test]
 fn unknown_upstream_ids() {
-    let text = format!(
-        "id = \"x\"\nflow = [\"a >> nope\"]\n{}upstream = [\"gone\"]\n",
-        tasks(&["a"])
-    );
+    let text = format!("id = \"x\"\nflow = [\"a >> nope\"]\n{}upstream = [\"gone\"]\n", tasks(&["a"]));
     assert_eq!(
         errors(&text),
-        [
-            "2:15: flow[0]: unknown task \"nope\"",
-            "5:13: tasks.a.upstream[0]: unknown task \"gone\""
-        ]
+        ["2:15: flow[0]: unknown task \"nope\"", "5:13: tasks.a.upstream[0]: unknown task \"gone\""]
     );
 }
 
 #[test]
 fn a_task_upstream_of_itself() {
-    let text = format!(
-        "id = \"x\"\nflow = [\"[a] >> a\"]\n{}upstream = [\"a\"]\n",
-        tasks(&["a"])
-    );
+    let text = format!("id = \"x\"\nflow = [\"[a] >> a\"]\n{}upstream = [\"a\"]\n", tasks(&["a"]));
     assert_eq!(
         errors(&text),
         [
@@ -481,101 +412,58 @@ fn a_task_upstream_of_itself() {
 
 #[test]
 fn cycles_name_their_path() {
-    let text = format!(
-        "id = \"x\"\nflow = [\"a >> b >> c >> a\", \"d >> e >> d\"]\n{}",
-        tasks(&["a", "b", "c", "d", "e"])
-    );
-    assert_eq!(
-        errors(&text),
-        [
-            "2:22: flow[0]: cycle: a -> b -> c -> a",
-            "2:37: flow[1]: cycle: d -> e -> d"
-        ]
-    );
+    let text =
+        format!("id = \"x\"\nflow = [\"a >> b >> c >> a\", \"d >> e >> d\"]\n{}", tasks(&["a", "b", "c", "d", "e"]));
+    assert_eq!(errors(&text), ["2:22: flow[0]: cycle: a -> b -> c -> a", "2:37: flow[1]: cycle: d -> e -> d"]);
 }
 
 #[test]
 fn bad_cron() {
-    let found = errors(&format!(
-        "id = \"x\"\nschedule = \"0 3 * * * * *\"\n{}",
-        tasks(&["a"])
-    ));
+    let found = errors(&format!("id = \"x\"\nschedule = \"0 3 * * * * *\"\n{}", tasks(&["a"])));
     assert_eq!(found.len(), 1);
     assert!(found[0].starts_with("2:12: schedule: invalid cron expression \"0 3 * * * * *\""));
-    let found = errors(&format!(
-        "id = \"x\"\nschedule = \"0 3 * * MOON\"\n{}",
-        tasks(&["a"])
-    ));
-    assert!(
-        found[0].starts_with("2:12: schedule: invalid cron expression \"0 3 * * MOON\": "),
-        "{found:?}"
-    );
-    let found = errors(&format!(
-        "id = \"x\"\nschedule = \"@fortnightly\"\n{}",
-        tasks(&["a"])
-    ));
+    let found = errors(&format!("id = \"x\"\nschedule = \"0 3 * * MOON\"\n{}", tasks(&["a"])));
+    assert!(found[0].starts_with("2:12: schedule: invalid cron expression \"0 3 * * MOON\": "), "{found:?}");
+    let found = errors(&format!("id = \"x\"\nschedule = \"@fortnightly\"\n{}", tasks(&["a"])));
     assert!(found[0].starts_with("2:12: schedule: unknown schedule \"@fortnightly\""));
 }
 
 #[test]
 fn bad_dates() {
-    let found = errors(&format!(
-        "id = \"x\"\nstart_date = \"2026-02-30\"\nend_date = 07:00:00\n{}",
-        tasks(&["a"])
-    ));
+    let found = errors(&format!("id = \"x\"\nstart_date = \"2026-02-30\"\nend_date = 07:00:00\n{}", tasks(&["a"])));
     assert_eq!(found.len(), 2);
     assert!(found[0].starts_with("2:14: start_date: invalid date \"2026-02-30\""));
-    assert_eq!(
-        found[1],
-        "3:12: end_date: expected a date, found the time of day 07:00:00"
-    );
+    assert_eq!(found[1], "3:12: end_date: expected a date, found the time of day 07:00:00");
 }
 
 #[test]
 fn end_date_before_start_date() {
-    let text = format!(
-        "id = \"x\"\nstart_date = \"2026-11-02\"\nend_date = \"2026-11-01\"\n{}",
-        tasks(&["a"])
-    );
+    let text = format!("id = \"x\"\nstart_date = \"2026-11-02\"\nend_date = \"2026-11-01\"\n{}", tasks(&["a"]));
     assert_eq!(
         errors(&text),
         ["3:12: end_date: end_date 2026-11-01T00:00:00Z is before start_date 2026-11-02T00:00:00Z"]
     );
-    let same = format!(
-        "id = \"x\"\nstart_date = \"2026-11-02\"\nend_date = \"2026-11-02\"\n{}",
-        tasks(&["a"])
-    );
+    let same = format!("id = \"x\"\nstart_date = \"2026-11-02\"\nend_date = \"2026-11-02\"\n{}", tasks(&["a"]));
     assert!(parse(&same).is_ok());
 }
 
 #[test]
 fn bad_durations() {
-    let text = format!(
-        "id = \"x\"\n{}retry_delay = \"30 parsecs\"\nmax_retry_delay = 5\n",
-        tasks(&["a"])
-    );
+    let text = format!("id = \"x\"\n{}retry_delay = \"30 parsecs\"\nmax_retry_delay = 5\n", tasks(&["a"]));
     let found = errors(&text);
     assert_eq!(found.len(), 2);
-    assert!(found[0].starts_with(
-        "4:15: tasks.a.retry_delay: invalid duration \"30 parsecs\": unknown time unit \"parsecs\""
-    ));
+    assert!(found[0]
+        .starts_with("4:15: tasks.a.retry_delay: invalid duration \"30 parsecs\": unknown time unit \"parsecs\""));
     assert!(found[1].starts_with("5:19: tasks.a.max_retry_delay: expected a duration string"));
 }
 
 #[test]
 fn limits_over_the_caps_name_the_cap() {
-    let caps = Caps {
-        fuel: 100,
-        memory_mb: 64,
-        timeout: Duration::from_secs(60),
-        max_retries: 3,
-    };
-    let text = "id = \"x\"\n[tasks.a]\nplugin = \"a.wasm\"\nfuel = 101\nmemory_mb = 65\ntimeout = \"61s\"\nretries = 4\n";
+    let caps = Caps { fuel: 100, memory_mb: 64, timeout: Duration::from_secs(60), max_retries: 3 };
+    let text =
+        "id = \"x\"\n[tasks.a]\nplugin = \"a.wasm\"\nfuel = 101\nmemory_mb = 65\ntimeout = \"61s\"\nretries = 4\n";
     let found = parse_dag("t.toml", text, &caps, &mut resolve).expect_err("over the caps");
-    let messages: Vec<_> = found
-        .iter()
-        .map(|d| (d.field.as_str(), d.message.as_str()))
-        .collect();
+    let messages: Vec<_> = found.iter().map(|d| (d.field.as_str(), d.message.as_str())).collect();
     assert_eq!(
         messages,
         [
@@ -585,28 +473,20 @@ fn limits_over_the_caps_name_the_cap() {
             ("tasks.a.retries", "4 exceeds the cap max_retries = 3"),
         ]
     );
-    let at_the_caps = "id = \"x\"\n[tasks.a]\nplugin = \"a.wasm\"\nfuel = 100\nmemory_mb = 64\ntimeout = \"60s\"\nretries = 3\n";
+    let at_the_caps =
+        "id = \"x\"\n[tasks.a]\nplugin = \"a.wasm\"\nfuel = 100\nmemory_mb = 64\ntimeout = \"60s\"\nretries = 3\n";
     assert!(parse_dag("t.toml", at_the_caps, &caps, &mut resolve).is_ok());
 }
 
 #[test]
 fn a_default_over_a_cap_is_reported_once() {
-    let text = format!(
-        "id = \"x\"\n[defaults]\nretries = 101\n{}",
-        tasks(&["a", "b"])
-    );
-    assert_eq!(
-        errors(&text),
-        ["3:11: defaults.retries: 101 exceeds the cap max_retries = 100"]
-    );
+    let text = format!("id = \"x\"\n[defaults]\nretries = 101\n{}", tasks(&["a", "b"]));
+    assert_eq!(errors(&text), ["3:11: defaults.retries: 101 exceeds the cap max_retries = 100"]);
 }
 
 #[test]
 fn zero_limits() {
-    let text = format!(
-        "id = \"x\"\nmax_active_runs = 0\n{}fuel = 0\ntimeout = \"0s\"\n",
-        tasks(&["a"])
-    );
+    let text = format!("id = \"x\"\nmax_active_runs = 0\n{}fuel = 0\ntimeout = \"0s\"\n", tasks(&["a"]));
     assert_eq!(
         errors(&text),
         [
@@ -619,10 +499,7 @@ fn zero_limits() {
 
 #[test]
 fn unparseable_flow() {
-    let text = format!(
-        "id = \"x\"\nflow = [\"a >> >> b\", \"[a, b >> c\", \"a >> b]\"]\n{}",
-        tasks(&["a", "b", "c"])
-    );
+    let text = format!("id = \"x\"\nflow = [\"a >> >> b\", \"[a, b >> c\", \"a >> b]\"]\n{}", tasks(&["a", "b", "c"]));
     assert_eq!(
         errors(&text),
         [
@@ -636,29 +513,15 @@ fn unparseable_flow() {
 #[test]
 fn unresolved_plugins() {
     let text = "id = \"x\"\n[tasks.a]\nplugin = \"plugins/missing.wasm\"\n";
-    assert_eq!(
-        errors(text),
-        ["3:10: tasks.a.plugin: no such file: plugins/missing.wasm"]
-    );
-    let bad_answer = parse_dag("t.toml", text, &Caps::default(), &mut |_| {
-        Ok("md5:abc".into())
-    });
-    let message = bad_answer.expect_err("a bad resolver answer")[0]
-        .message
-        .clone();
-    assert_eq!(
-        message,
-        "plugins/missing.wasm resolved to \"md5:abc\", which is not a \"sha256:\" plugin id"
-    );
+    assert_eq!(errors(text), ["3:10: tasks.a.plugin: no such file: plugins/missing.wasm"]);
+    let bad_answer = parse_dag("t.toml", text, &Caps::default(), &mut |_| Ok("md5:abc".into()));
+    let message = bad_answer.expect_err("a bad resolver answer")[0].message.clone();
+    assert_eq!(message, "plugins/missing.wasm resolved to \"md5:abc\", which is not a \"sha256:\" plugin id");
 }
 
 #[test]
 fn malformed_plugin_ids() {
-    for bad in [
-        "sha256:abc",
-        &ID.to_uppercase().replace("SHA256", "sha256"),
-        &format!("{ID}0"),
-    ] {
+    for bad in ["sha256:abc", &ID.to_uppercase().replace("SHA256", "sha256"), &format!("{ID}0")] {
         let found = errors(&format!("id = \"x\"\n[tasks.a]\nplugin = \"{bad}\"\n"));
         assert_eq!(
             found,
@@ -670,13 +533,8 @@ fn malformed_plugin_ids() {
 
 #[test]
 fn all_errors_at_once_in_file_order() {
-    let text =
-        "schedule = \"bad\"\n[tasks.a]\nretries = -1\nupstream = [\"zz\"]\n[tasks.b]\nplugin = 3\n";
-    let fields: Vec<_> = parse(text)
-        .expect_err("broken")
-        .into_iter()
-        .map(|d| (d.line, d.field))
-        .collect();
+    let text = "schedule = \"bad\"\n[tasks.a]\nretries = -1\nupstream = [\"zz\"]\n[tasks.b]\nplugin = 3\n";
+    let fields: Vec<_> = parse(text).expect_err("broken").into_iter().map(|d| (d.line, d.field)).collect();
     assert_eq!(
         fields,
         [

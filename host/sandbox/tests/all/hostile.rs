@@ -122,7 +122,11 @@ async fn a_trap_leaves_a_wasm_backtrace_in_the_log() {
     assert!(backtrace.as_deref().unwrap_or("").contains("deliberate_trap"), "{backtrace:?}");
     let first = report.log.lines().next().unwrap();
     assert!(first.ends_with("Z about to trap"), "every line is timestamped: {}", report.log);
-    assert!(report.log.contains("Z [sandflow] trap: wasm trap: wasm `unreachable` instruction executed\n"), "{}", report.log);
+    assert!(
+        report.log.contains("Z [sandflow] trap: wasm trap: wasm `unreachable` instruction executed\n"),
+        "{}",
+        report.log
+    );
     assert!(report.log.contains("Z [sandflow] wasm backtrace:\n"), "{}", report.log);
 }
 

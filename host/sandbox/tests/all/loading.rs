@@ -47,10 +47,7 @@ fn a_component_that_is_not_a_command_is_refused() {
 
 #[test]
 fn unknown_imports_are_refused_by_name() {
-    let bytes = wat::parse_str(
-        r#"(module (import "env" "launch_missiles" (func)) (func (export "_start")))"#,
-    )
-    .unwrap();
+    let bytes = wat::parse_str(r#"(module (import "env" "launch_missiles" (func)) (func (export "_start")))"#).unwrap();
     let err = refusal(&bytes);
     assert!(matches!(err, PluginError::UnknownImport(_)), "{err}");
     assert!(err.to_string().contains("env::launch_missiles"), "{err}");
@@ -79,7 +76,8 @@ fn a_plain_module_and_a_component_are_accepted_with_their_kind() {
 #[test]
 fn compiled_code_is_cached_on_disk_across_sandboxes() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SandboxConfig { cache_dir: Some(dir.path().to_path_buf()), pooling: false, ..SandboxConfig::default() };
+    let config =
+        SandboxConfig { cache_dir: Some(dir.path().to_path_buf()), pooling: false, ..SandboxConfig::default() };
     for stem in ["echo", "echo-p2"] {
         let bytes = sandflow_test_artifacts::bytes(stem);
         let first = Sandbox::new(config.clone()).unwrap();
@@ -91,14 +89,20 @@ fn compiled_code_is_cached_on_disk_across_sandboxes() {
     }
     // A differently configured engine does not pick up the other engine's code.
     let other = Sandbox::new(SandboxConfig { fuel_metering: false, ..config }).unwrap();
-    assert_ne!(other.fingerprint(), Sandbox::new(SandboxConfig { cache_dir: None, pooling: false, ..SandboxConfig::default() }).unwrap().fingerprint());
+    assert_ne!(
+        other.fingerprint(),
+        Sandbox::new(SandboxConfig { cache_dir: None, pooling: false, ..SandboxConfig::default() })
+            .unwrap()
+            .fingerprint()
+    );
     assert_eq!(other.load(&sandflow_test_artifacts::bytes("echo")).unwrap().source, CodeSource::Compiled);
 }
 
 #[test]
 fn a_corrupt_cache_file_is_recompiled_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SandboxConfig { cache_dir: Some(dir.path().to_path_buf()), pooling: false, ..SandboxConfig::default() };
+    let config =
+        SandboxConfig { cache_dir: Some(dir.path().to_path_buf()), pooling: false, ..SandboxConfig::default() };
     let bytes = sandflow_test_artifacts::bytes("noop");
     let first = Sandbox::new(config.clone()).unwrap();
     let id = first.load(&bytes).unwrap().info.id.clone();

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 /// One sandbox for the tests that do not need their own: engines are costly, plugins cached.
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig { max_concurrent_tries: 256, ..SandboxConfig::default() }).unwrap())
+    SANDBOX
+        .get_or_init(|| Sandbox::new(SandboxConfig { max_concurrent_tries: 256, ..SandboxConfig::default() }).unwrap())
 }
 
 /// The task context for `params`.
@@ -62,4 +63,3 @@ pub fn constant_plugin(text: &str) -> Vec<u8> {
     ))
     .unwrap()
 }
-

@@ -96,7 +96,11 @@ async fn many_waiting_tries_do_not_starve_the_runtime() {
     // other task kept ticking through it. (Loose bounds: shared machines are noisy.)
     assert!(elapsed < Duration::from_secs(30), "200 waiting tries took {elapsed:?}");
     let expected = elapsed.as_millis() as u64 / 10;
-    assert!(ticks.load(Ordering::Relaxed) * 4 >= expected, "ticker starved: {} ticks in {elapsed:?}", ticks.load(Ordering::Relaxed));
+    assert!(
+        ticks.load(Ordering::Relaxed) * 4 >= expected,
+        "ticker starved: {} ticks in {elapsed:?}",
+        ticks.load(Ordering::Relaxed)
+    );
 }
 
 async fn futures_join_all<T: Send + 'static>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {

@@ -13,7 +13,11 @@ use crate::SchedulerError;
 impl Scheduler {
     /// Carries out one action (JSON); `Ok(summary)` or `Err(message)` for the user. Store failures
     /// are the scheduler's own errors.
-    pub(super) async fn carry_out(&mut self, payload: &str, by: &str) -> Result<Result<String, String>, SchedulerError> {
+    pub(super) async fn carry_out(
+        &mut self,
+        payload: &str,
+        by: &str,
+    ) -> Result<Result<String, String>, SchedulerError> {
         let action: Action = match serde_json::from_str(payload) {
             Ok(action) => action,
             Err(e) => return Ok(Err(format!("not an action this scheduler understands: {e}"))),
@@ -24,7 +28,10 @@ impl Scheduler {
                 let mut cleared = 0;
                 let mut killed = 0;
                 for run_id in &run_ids {
-                    match self.clear_run(&dag_id, run_id, &task_ids, map_index, downstream, upstream, only_failed).await? {
+                    match self
+                        .clear_run(&dag_id, run_id, &task_ids, map_index, downstream, upstream, only_failed)
+                        .await?
+                    {
                         Ok((c, k)) => {
                             cleared += c;
                             killed += k;
@@ -40,7 +47,9 @@ impl Scheduler {
                     if killed == 1 { "y" } else { "ies" }
                 )))
             }
-            Action::Mark { dag_id, run_id, task_id, map_index, state } => self.mark(&dag_id, &run_id, task_id, map_index, state, by).await,
+            Action::Mark { dag_id, run_id, task_id, map_index, state } => {
+                self.mark(&dag_id, &run_id, task_id, map_index, state, by).await
+            }
         }
     }
 
@@ -169,7 +178,11 @@ impl Scheduler {
                 }
                 instances
                     .into_iter()
-                    .filter(|(t, i, s)| t == task_id && map_index.is_none_or(|m| m == *i || *i < 0) && (*i < 0 || !s.is_finished() || map_index.is_some()))
+                    .filter(|(t, i, s)| {
+                        t == task_id
+                            && map_index.is_none_or(|m| m == *i || *i < 0)
+                            && (*i < 0 || !s.is_finished() || map_index.is_some())
+                    })
                     .map(|(t, i, _)| (t, i))
                     .collect()
             }
@@ -195,7 +208,11 @@ impl Scheduler {
                 };
                 changes.push(Change::RunState { run_id: run_id.to_string(), state: run_state, at });
                 self.runs.remove(run_id);
-                format!("marked run {run_id} {run_state} ({} unfinished task instance{} marked {target})", chosen.len(), plural(chosen.len()))
+                format!(
+                    "marked run {run_id} {run_state} ({} unfinished task instance{} marked {target})",
+                    chosen.len(),
+                    plural(chosen.len())
+                )
             }
         };
         self.store.apply(&changes).await?;

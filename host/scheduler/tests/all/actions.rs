@@ -34,18 +34,26 @@ fn clear(run_id: &str, task: &str, downstream: bool) -> Action {
 async fn clearing_a_running_task_kills_its_try_at_once_then_runs_it_again() {
     let h = Harness::start(&[("slow", SLOW)]).await;
     let run = h.trigger("slow", json!({})).await;
-    h.until(&run.run_id, "first running", |tis| tis.iter().any(|t| t.task_id == "first" && t.state == TaskState::Running)).await;
+    h.until(&run.run_id, "first running", |tis| {
+        tis.iter().any(|t| t.task_id == "first" && t.state == TaskState::Running)
+    })
+    .await;
     let asked = chrono::Utc::now();
     let summary = h.act(clear(&run.run_id, "first", false)).await;
     assert_eq!(summary, "cleared 1 task instance in 1 run (killed 1 running try)");
-    h.until(&run.run_id, "the second try", |tis| tis.iter().any(|t| t.task_id == "first" && t.try_number == 2 && t.state == TaskState::Running))
-        .await;
+    h.until(&run.run_id, "the second try", |tis| {
+        tis.iter().any(|t| t.task_id == "first" && t.try_number == 2 && t.state == TaskState::Running)
+    })
+    .await;
     let tries = h.store.tries(&run.run_id, "first", -1).await.unwrap();
     assert_eq!(tries[0].outcome.as_deref(), Some("killed"));
     let killed_after = tries[0].ended_at.unwrap() - asked;
     assert!(killed_after < chrono::Duration::seconds(1), "killed {killed_after} after the clear was asked");
     let action = h.store.action(1).await.unwrap().unwrap();
-    assert_eq!((action.kind.as_str(), action.requested_by.as_str(), action.state.as_str()), ("clear", "tester", "done"));
+    assert_eq!(
+        (action.kind.as_str(), action.requested_by.as_str(), action.state.as_str()),
+        ("clear", "tester", "done")
+    );
 }
 
 #[tokio::test]
@@ -120,10 +128,22 @@ upstream = ["flaky"]
 async fn marking_a_running_task_failed_propagates_upstream_failed() {
     let h = Harness::start(&[("slow", SLOW)]).await;
     let run = h.trigger("slow", json!({})).await;
-    h.until(&run.run_id, "first running", |tis| tis.iter().any(|t| t.task_id == "first" && t.state == TaskState::Running)).await;
-    let action = Action::Mark { dag_id: "slow".into(), run_id: run.run_id.clone(), task_id: Some("first".into()), map_index: None, state: MarkState::Failed };
+    h.until(&run.run_id, "first running", |tis| {
+        tis.iter().any(|t| t.task_id == "first" && t.state == TaskState::Running)
+    })
+    .await;
+    let action = Action::Mark {
+        dag_id: "slow".into(),
+        run_id: run.run_id.clone(),
+        task_id: Some("first".into()),
+        map_index: None,
+        state: MarkState::Failed,
+    };
     assert_eq!(h.act(action).await, format!("marked first failed in run {}", run.run_id));
-    h.until(&run.run_id, "second upstream_failed", |tis| tis.iter().any(|t| t.task_id == "second" && t.state == TaskState::UpstreamFailed)).await;
+    h.until(&run.run_id, "second upstream_failed", |tis| {
+        tis.iter().any(|t| t.task_id == "second" && t.state == TaskState::UpstreamFailed)
+    })
+    .await;
     let first = h.ti(&run.run_id, "first").await;
     assert_eq!(first.state, TaskState::Failed);
     assert_eq!(first.reason.as_deref(), Some("marked failed by tester"));
@@ -156,7 +176,13 @@ upstream = ["broken"]
     let mut h = Harness::start(&[("fixable", dag)]).await;
     let (run, state) = h.run("fixable", json!({})).await;
     assert_eq!(state, RunState::Failed);
-    let action = Action::Mark { dag_id: "fixable".into(), run_id: run.run_id.clone(), task_id: Some("broken".into()), map_index: None, state: MarkState::Success };
+    let action = Action::Mark {
+        dag_id: "fixable".into(),
+        run_id: run.run_id.clone(),
+        task_id: Some("broken".into()),
+        map_index: None,
+        state: MarkState::Success,
+    };
     h.act(action).await;
     let clear_strict = Action::Clear {
         dag_id: "fixable".into(),
@@ -184,7 +210,10 @@ async fn an_action_on_an_unknown_run_or_task_fails_with_a_reason() {
     for _ in 0..200 {
         let row = h.store.action(id).await.unwrap().unwrap();
         if row.state != "pending" && row.state != "running" {
-            assert_eq!((row.state.as_str(), row.result.as_deref()), ("failed", Some("DAG `slow` has no run `no-such-run`")));
+            assert_eq!(
+                (row.state.as_str(), row.result.as_deref()),
+                ("failed", Some("DAG `slow` has no run `no-such-run`"))
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

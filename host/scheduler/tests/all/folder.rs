@@ -45,7 +45,11 @@ async fn a_broken_edit_keeps_the_last_good_version() {
     wait_for("recording the import error", async || !store.import_errors().await.unwrap().is_empty()).await;
     let errors = h.store.import_errors().await.unwrap();
     assert_eq!(errors[0].dag_id.as_deref(), Some("versions"));
-    assert!(errors[0].message.contains("versions.toml:3:10: tasks.say.plugin: no such file: "), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains("versions.toml:3:10: tasks.say.plugin: no such file: "),
+        "{}",
+        errors[0].message
+    );
     assert_eq!(h.store.dag("versions").await.unwrap().unwrap().active_version, good);
     let (run, state) = h.run("versions", json!({})).await;
     assert_eq!((run.version, state), (good, RunState::Success));
@@ -58,12 +62,17 @@ async fn two_versions_of_a_dag_run_side_by_side() {
     write_dag(h.path(), "versions", &V1.replace("version = 1", "version = 2"));
     let store = h.store.clone();
     let v1_clone = v1.clone();
-    wait_for("loading version 2", async || store.dag("versions").await.unwrap().unwrap().active_version != v1_clone).await;
+    wait_for("loading version 2", async || store.dag("versions").await.unwrap().unwrap().active_version != v1_clone)
+        .await;
     let v2 = h.store.dag("versions").await.unwrap().unwrap().active_version;
 
-    let pinned = trigger(&h.store, "versions", TriggerOptions { version: Some(v1.clone()), triggered_by: "alice".into(), ..Default::default() })
-        .await
-        .unwrap();
+    let pinned = trigger(
+        &h.store,
+        "versions",
+        TriggerOptions { version: Some(v1.clone()), triggered_by: "alice".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     let latest = h.trigger("versions", json!({})).await;
     assert_eq!(h.wait(&pinned.run_id).await, RunState::Success);
     assert_eq!(h.wait(&latest.run_id).await, RunState::Success);
@@ -71,6 +80,8 @@ async fn two_versions_of_a_dag_run_side_by_side() {
     assert_eq!(h.output(&latest.run_id, "say").await["params"], json!({"version": 2}));
     assert_eq!(pinned.version, v1);
     assert_eq!(latest.version, v2);
-    let err = trigger(&h.store, "versions", TriggerOptions { version: Some("v0000".into()), ..Default::default() }).await.unwrap_err();
+    let err = trigger(&h.store, "versions", TriggerOptions { version: Some("v0000".into()), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "DAG `versions` has no version `v0000`");
 }

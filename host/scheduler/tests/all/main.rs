@@ -74,9 +74,10 @@ impl Harness {
     /// Triggers a run of `dag_id` with `conf`.
     pub async fn trigger(&self, dag_id: &str, conf: Value) -> RunRow {
         let conf: Map<String, Value> = serde_json::from_value(conf).unwrap();
-        let run = trigger(&self.store, dag_id, TriggerOptions { conf, triggered_by: "test".into(), ..Default::default() })
-            .await
-            .unwrap();
+        let run =
+            trigger(&self.store, dag_id, TriggerOptions { conf, triggered_by: "test".into(), ..Default::default() })
+                .await
+                .unwrap();
         self.handle.wake();
         run
     }
@@ -96,7 +97,15 @@ impl Harness {
                 Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
                 Ok(Err(e)) => panic!("notices closed: {e}"),
                 Err(_) => {
-                    let states: Vec<String> = self.store.task_instances(run_id).await.unwrap().iter().map(|t| format!("{}[{}]={}", t.task_id, t.map_index, t.state)).take(50).collect();
+                    let states: Vec<String> = self
+                        .store
+                        .task_instances(run_id)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|t| format!("{}[{}]={}", t.task_id, t.map_index, t.state))
+                        .take(50)
+                        .collect();
                     panic!("run {run_id} did not end within 30 s: {states:?}")
                 }
             }
@@ -112,7 +121,8 @@ impl Harness {
 
     /// Asks the scheduler to carry out an action, and waits (up to 10 s) for its result.
     pub async fn act(&self, action: sandflow_scheduler::actions::Action) -> String {
-        let id = self.store.enqueue_action(action.kind(), &serde_json::to_string(&action).unwrap(), "tester").await.unwrap();
+        let id =
+            self.store.enqueue_action(action.kind(), &serde_json::to_string(&action).unwrap(), "tester").await.unwrap();
         self.handle.wake();
         for _ in 0..200 {
             let row = self.store.action(id).await.unwrap().unwrap();
@@ -133,7 +143,15 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let states: Vec<String> = self.store.task_instances(run_id).await.unwrap().iter().map(|t| format!("{}[{}]={}", t.task_id, t.map_index, t.state)).take(50).collect();
+        let states: Vec<String> = self
+            .store
+            .task_instances(run_id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| format!("{}[{}]={}", t.task_id, t.map_index, t.state))
+            .take(50)
+            .collect();
         panic!("{what} did not happen: {states:?}");
     }
 

@@ -54,7 +54,11 @@ upstream = ["each"]
     assert_eq!(children.len(), 5000);
     for child in &children {
         assert_eq!(child.state, TaskState::Success);
-        assert_eq!(child.map_item.as_deref(), Some(child.map_index.to_string().as_str()), "each instance keeps its item");
+        assert_eq!(
+            child.map_item.as_deref(),
+            Some(child.map_index.to_string().as_str()),
+            "each instance keeps its item"
+        );
     }
     assert_eq!(h.output(&run.run_id, "each").await.as_array().unwrap().len(), 5000);
     assert_eq!(h.ti(&run.run_id, "after").await.state, TaskState::Success);
@@ -104,7 +108,8 @@ map_over = "inputs.list.count"
     let mut h = Harness::start(&[("from_output", dag)]).await;
     let (run, state) = h.run("from_output", json!({})).await;
     assert_eq!(state, RunState::Failed);
-    let items: Vec<_> = h.output(&run.run_id, "per_customer").await.as_array().unwrap().iter().map(|o| o["map_item"].clone()).collect();
+    let items: Vec<_> =
+        h.output(&run.run_id, "per_customer").await.as_array().unwrap().iter().map(|o| o["map_item"].clone()).collect();
     assert_eq!(items, [json!("acme"), json!("globex")]);
     let bad = h.ti(&run.run_id, "not_a_list").await;
     assert_eq!(bad.state, TaskState::Failed);
@@ -172,7 +177,8 @@ async fn a_branch_follows_its_choice_and_a_join_still_runs() {
 
 #[tokio::test]
 async fn a_branch_naming_a_task_that_is_not_directly_downstream_fails() {
-    let dag = BRANCHY.replace("branch = [\"left\"]", "branch = [\"join\"]").replace("id = \"branchy\"", "id = \"astray\"");
+    let dag =
+        BRANCHY.replace("branch = [\"left\"]", "branch = [\"join\"]").replace("id = \"branchy\"", "id = \"astray\"");
     let mut h = Harness::start(&[("astray", &dag)]).await;
     let (run, state) = h.run("astray", json!({})).await;
     assert_eq!(state, RunState::Failed);
@@ -218,7 +224,10 @@ params = { mode = "sleep", ms = 50 }
     let outcomes: Vec<_> = pokes.iter().map(|t| t.outcome.clone().unwrap()).collect();
     assert_eq!(outcomes, ["rescheduled", "rescheduled", "success"]);
     for pair in pokes.windows(2) {
-        assert!(pair[1].started_at - pair[0].ended_at.unwrap() >= chrono::Duration::milliseconds(300), "poke interval kept");
+        assert!(
+            pair[1].started_at - pair[0].ended_at.unwrap() >= chrono::Duration::milliseconds(300),
+            "poke interval kept"
+        );
     }
     // With one slot, `other` could only run because the waiting sensor did not hold it.
     let other = &h.store.tries(&run.run_id, "other", -1).await.unwrap()[0];
@@ -241,7 +250,11 @@ params = { mode = "poke", done_on_poke = 1000 }
     let (run, state) = h.run("impatient", json!({})).await;
     assert_eq!(state, RunState::Failed);
     let wait = h.ti(&run.run_id, "wait").await;
-    assert!(wait.reason.as_deref().unwrap().starts_with("sensor timed out after 400ms (plugin sha256:"), "{:?}", wait.reason);
+    assert!(
+        wait.reason.as_deref().unwrap().starts_with("sensor timed out after 400ms (plugin sha256:"),
+        "{:?}",
+        wait.reason
+    );
     let tries = h.store.tries(&run.run_id, "wait", -1).await.unwrap();
     assert!(tries.len() >= 4, "poked every 100 ms for 400 ms: {}", tries.len());
     assert_eq!(tries.last().unwrap().outcome.as_deref(), Some("sensor_timeout"));
@@ -283,7 +296,10 @@ pool_slots = 500
         h.ti(&run.run_id, "nowhere").await.reason.as_deref(),
         Some("no pool `missing` (create it with: sandflow pools set missing SLOTS)")
     );
-    assert_eq!(h.ti(&run.run_id, "huge").await.reason.as_deref(), Some("needs 500 slots of pool `default_pool`, which has 128"));
+    assert_eq!(
+        h.ti(&run.run_id, "huge").await.reason.as_deref(),
+        Some("needs 500 slots of pool `default_pool`, which has 128")
+    );
 }
 
 #[tokio::test]
@@ -314,7 +330,9 @@ priority_weight = 5
 async fn max_active_tasks_bounds_one_dags_tries() {
     let mut dag = String::from("id = \"narrow\"\nmax_active_tasks = 1\n");
     for i in 0..3 {
-        dag.push_str(&format!("[tasks.t{i}]\nplugin = \"plugins/hostile.wasm\"\nparams = {{ mode = \"sleep\", ms = 100 }}\n"));
+        dag.push_str(&format!(
+            "[tasks.t{i}]\nplugin = \"plugins/hostile.wasm\"\nparams = {{ mode = \"sleep\", ms = 100 }}\n"
+        ));
     }
     let mut h = Harness::start(&[("narrow", &dag)]).await;
     let (run, _) = h.run("narrow", json!({})).await;

@@ -97,7 +97,12 @@ params = { mode = "result", result = { sensor = { done = true } } }
     let mut h = Harness::start(&[("confused", dag)]).await;
     let (run, _) = h.run("confused", json!({})).await;
     let reason = h.ti(&run.run_id, "branchy").await.reason.unwrap();
-    assert!(reason.starts_with("the result has `branch`, but this task is not a branch task (kind = \"branch\") (plugin sha256:"), "{reason}");
+    assert!(
+        reason.starts_with(
+            "the result has `branch`, but this task is not a branch task (kind = \"branch\") (plugin sha256:"
+        ),
+        "{reason}"
+    );
     let reason = h.ti(&run.run_id, "sensory").await.reason.unwrap();
     assert!(reason.starts_with("the result has `sensor`, but this task is not a sensor task"), "{reason}");
     let tries = h.store.tries(&run.run_id, "branchy", -1).await.unwrap();

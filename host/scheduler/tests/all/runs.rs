@@ -154,7 +154,11 @@ plugin = "plugins/hostile.wasm"
 params = { mode = "sleep", ms = 150 }
 "#;
     let mut h = Harness::start(&[("one_at_a_time", dag)]).await;
-    let runs = [h.trigger("one_at_a_time", json!({})).await, h.trigger("one_at_a_time", json!({})).await, h.trigger("one_at_a_time", json!({})).await];
+    let runs = [
+        h.trigger("one_at_a_time", json!({})).await,
+        h.trigger("one_at_a_time", json!({})).await,
+        h.trigger("one_at_a_time", json!({})).await,
+    ];
     let mut running = 0;
     let mut most = 0;
     let mut ended = 0;
