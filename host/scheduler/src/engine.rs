@@ -737,21 +737,14 @@ impl Scheduler {
 
         let run = self.runs.get_mut(&key.run_id).expect("looked up above");
         let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { return Ok(()) };
+        let mut unchosen = Vec::new();
         let (state, next_try_at, message, outcome_name, output, metrics) = match decision {
             Decision::Success { output, metrics, branch } => {
                 mem.output = Some(output.clone());
                 let metrics = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
                 if let Some(chosen) = branch {
                     mem.state = TaskState::Success;
-                    for task_id in skip_unchosen(run, &key.task_id, &chosen, at, changes) {
-                        self.unsent.push(Notice::TaskSettled {
-                            dag_id: dag_id.clone(),
-                            run_id: key.run_id.clone(),
-                            task_id,
-                            state: TaskState::Skipped,
-                            reason: Some(format!("not chosen by branch {}", key.task_id)),
-                        });
-                    }
+                    unchosen = skip_unchosen(run, &key.task_id, &chosen, at, changes);
                 }
                 (
                     TaskState::Success,
@@ -806,15 +799,25 @@ impl Scheduler {
         self.dirty.insert(key.run_id.clone());
         debug!(run_id = %key.run_id, task_id = %key.task_id, map_index = key.map_index, try_number, %state, "{message}");
         self.unsent.push(Notice::TaskFinished {
-            dag_id,
-            run_id: key.run_id,
-            task_id: key.task_id,
+            dag_id: dag_id.clone(),
+            run_id: key.run_id.clone(),
+            task_id: key.task_id.clone(),
             map_index: key.map_index,
             try_number,
             state,
             message,
             wall: report.wall_time,
         });
+        // The branch's own end first, then what it skipped.
+        for task_id in unchosen {
+            self.unsent.push(Notice::TaskSettled {
+                dag_id: dag_id.clone(),
+                run_id: key.run_id.clone(),
+                task_id,
+                state: TaskState::Skipped,
+                reason: Some(format!("not chosen by branch {}", key.task_id)),
+            });
+        }
         Ok(())
     }
 
