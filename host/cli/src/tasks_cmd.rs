@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 use clap::Subcommand;
-use sandflow_sandbox::{human_bytes, KillSwitch, Limits, Outcome};
+use sandflow_sandbox::{human_bytes, KillSwitch, Outcome};
 use sandflow_sdk::TaskContext;
 use sandflow_store::Store;
 use serde_json::json;
@@ -216,16 +216,7 @@ async fn test(
     context.conf = conf;
     context.params = task.params.clone();
     context.logical_date = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let mut limits = Limits::default();
-    if let Some(fuel) = task.fuel {
-        limits.fuel = fuel;
-    }
-    if let Some(mb) = task.memory_mb {
-        limits.memory_bytes = mb * 1024 * 1024;
-    }
-    if let Some(timeout) = task.timeout {
-        limits.timeout = timeout;
-    }
+    let limits = sandflow_scheduler::task_limits(task);
     let input = serde_json::to_vec(&context).map_err(anyhow::Error::from)?;
     let report = sandbox.run(&plugin, &input, &limits, &KillSwitch::new()).await;
     eprint!("{}", report.log);

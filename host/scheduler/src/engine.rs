@@ -214,6 +214,15 @@ impl Scheduler {
     /// when no scheduler is alive. Returns each action's id and result.
     pub async fn carry_out_pending(&mut self) -> Result<Vec<(i64, Result<String, String>)>, SchedulerError> {
         self.refresh_dags().await?;
+        let results = self.carry_out_actions().await?;
+        // Settle what the actions changed (a run whose leaf was marked failed is failed now);
+        // tries are left to the next scheduler that runs.
+        self.advance().await?;
+        Ok(results)
+    }
+
+    /// Claims and carries out every pending action, recording each result; returns them.
+    async fn carry_out_actions(&mut self) -> Result<Vec<(i64, Result<String, String>)>, SchedulerError> {
         let mut results = Vec::new();
         for row in self.store.pending_actions().await? {
             if !self.store.claim_action(row.id).await? {
@@ -227,9 +236,6 @@ impl Scheduler {
             self.store.finish_action(row.id, state, text).await?;
             results.push((row.id, result));
         }
-        // Settle what the actions changed (a run whose leaf was marked failed is failed now);
-        // tries are left to the next scheduler that runs.
-        self.advance().await?;
         Ok(results)
     }
 
@@ -360,16 +366,7 @@ impl Scheduler {
         self.refresh_dags().await?;
         self.pools =
             self.store.pools().await?.into_iter().map(|p| (p.name, u32::try_from(p.slots).unwrap_or(0))).collect();
-        for row in self.store.pending_actions().await? {
-            if !self.store.claim_action(row.id).await? {
-                continue;
-            }
-            let result = self.carry_out(&row.payload, &row.requested_by).await?;
-            match &result {
-                Ok(summary) => self.store.finish_action(row.id, "done", summary).await?,
-                Err(message) => self.store.finish_action(row.id, "failed", message).await?,
-            }
-        }
+        self.carry_out_actions().await?;
         for row in self.store.active_runs().await? {
             if !self.runs.contains_key(&row.run_id) {
                 debug!(run_id = %row.run_id, "picked up a run created elsewhere");
@@ -973,7 +970,8 @@ fn after_failure(policy: RetryPolicy, failures: u32, at: DateTime<Utc>) -> (Task
     }
 }
 
-fn task_limits(task: &sandflow_core::dag::Task) -> Limits {
+/// A task's try limits: its DAG file's fuel, memory and timeout over the sandbox defaults.
+pub fn task_limits(task: &sandflow_core::dag::Task) -> Limits {
     let mut limits = Limits::default();
     if let Some(fuel) = task.fuel {
         limits.fuel = fuel;

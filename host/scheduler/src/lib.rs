@@ -25,7 +25,7 @@ use sandflow_core::state::{RunState, TaskState};
 use sandflow_store::{NewRun, RunRow, RunType, Store};
 use serde_json::{Map, Value};
 
-pub use engine::{Scheduler, SchedulerConfig, SchedulerHandle};
+pub use engine::{task_limits, Scheduler, SchedulerConfig, SchedulerHandle};
 pub use executor::{Executor, Job};
 pub use loader::{load_file, DagFolder, LoadReport, Loaded, StoredSpec};
 

@@ -97,15 +97,7 @@ impl Harness {
                 Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
                 Ok(Err(e)) => panic!("notices closed: {e}"),
                 Err(_) => {
-                    let states: Vec<String> = self
-                        .store
-                        .task_instances(run_id)
-                        .await
-                        .unwrap()
-                        .iter()
-                        .map(|t| format!("{}[{}]={}", t.task_id, t.map_index, t.state))
-                        .take(50)
-                        .collect();
+                    let states = self.states(run_id).await;
                     panic!("run {run_id} did not end within 30 s: {states:?}")
                 }
             }
@@ -143,16 +135,14 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let states: Vec<String> = self
-            .store
-            .task_instances(run_id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|t| format!("{}[{}]={}", t.task_id, t.map_index, t.state))
-            .take(50)
-            .collect();
+        let states = self.states(run_id).await;
         panic!("{what} did not happen: {states:?}");
+    }
+
+    /// The run's instances as `task[map_index]=state`, for failure messages (at most 50).
+    async fn states(&self, run_id: &str) -> Vec<String> {
+        let tis = self.store.task_instances(run_id).await.unwrap();
+        tis.iter().map(|t| format!("{}[{}]={}", t.task_id, t.map_index, t.state)).take(50).collect()
     }
 
     /// One task instance of a run.
