@@ -144,6 +144,14 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// How many times opening retries a database that is locked for a moment (50 ms apart).
+const OPEN_RETRIES: u32 = 60;
+
+/// SQLITE_BUSY: another connection holds a lock SQLite would not wait for.
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("5") || db.message().contains("database is locked"))
+}
+
 fn is_not_a_database(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.message().contains("file is not a database"))
 }
@@ -161,17 +169,11 @@ impl Store {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| {
-            if is_not_a_database(&e) {
-                StoreError::NotADatabase { path: path.to_path_buf() }
-            } else {
-                StoreError::Database(e)
-            }
-        })?;
-        let store = Store { pool };
         // Two processes opening a new database at once (a standalone and a `sandflow tasks list`,
-        // say) would both apply the first migration; an exclusive lock on a file beside the
-        // database makes the second wait, then find nothing left to do.
+        // say) would race to switch it to WAL (SQLite answers the loser "database is locked"
+        // without waiting) and to apply the first migration. An exclusive lock on a file beside
+        // the database, held from the first connection to the end of the migrations, makes the
+        // second wait, then find nothing left to do.
         let lock_path = path.with_extension("migrate-lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -183,9 +185,34 @@ impl Store {
             .await
             .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        let migrated = store.migrate(path).await;
+        // Opening can still meet a short lock held outside it: the last connection of another
+        // process checkpoints the WAL as it closes, and SQLite answers a journal-mode pragma
+        // arriving then with "database is locked" at once, without its busy timeout. That is
+        // transient: try again for a few seconds before giving up.
+        let mut attempt = 0;
+        let opened = loop {
+            match Store::connect_and_migrate(path, options.clone()).await {
+                Err(StoreError::Database(e)) if is_busy(&e) && attempt < OPEN_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        };
         drop(lock);
-        migrated?;
+        opened
+    }
+
+    async fn connect_and_migrate(path: &Path, options: SqliteConnectOptions) -> Result<Store> {
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| {
+            if is_not_a_database(&e) {
+                StoreError::NotADatabase { path: path.to_path_buf() }
+            } else {
+                StoreError::Database(e)
+            }
+        })?;
+        let store = Store { pool };
+        store.migrate(path).await?;
         Ok(store)
     }
 

@@ -195,7 +195,7 @@ async fn in_memory_stores_are_private() {
 async fn many_processes_opening_a_new_database_at_once_all_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sandflow.db");
-    let opens: Vec<_> = (0..8)
+    let opens: Vec<_> = (0..16)
         .map(|_| {
             let path = path.clone();
             tokio::spawn(async move { Store::open(&path, Durability::Normal).await.map(|_| ()) })
