@@ -3,3 +3,4 @@
 
 pub mod dag;
 pub mod state;
+pub mod text;

@@ -27,11 +27,13 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// The field path, cut when an id in it is absurdly long (a 70,000-character task id is reported
+/// once, by its own message, not repeated in every path).
 fn field_prefix(field: &str) -> String {
     if field.is_empty() {
         String::new()
     } else {
-        format!("{field}: ")
+        format!("{}: ", crate::text::shorten(field, 300))
     }
 }
 

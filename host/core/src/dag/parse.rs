@@ -19,6 +19,7 @@ use super::flow::{self, is_id_char};
 use super::graph::DepGraph;
 use super::reader::{join, Reader, Value};
 use super::{is_plugin_id, Caps, Dag, Diagnostic, PluginRef, Schedule, Task, TaskKind, TriggerRule};
+use crate::text::{shorten, MAX_ID_LEN};
 
 /// The fields of the DAG itself, at the top of the file.
 const DAG_FIELDS: &[&str] = &[
@@ -175,6 +176,18 @@ fn is_valid_id(id: &str) -> bool {
     !id.is_empty() && id.chars().all(is_id_char)
 }
 
+/// Why `id` is not a valid id (`what`: "id", "task id", "pool name"), if it is not.
+fn id_problem(id: &str, what: &str) -> Option<String> {
+    let length = id.chars().count();
+    if length > MAX_ID_LEN {
+        Some(format!("{what} {:?} is {length} characters long; the limit is {MAX_ID_LEN}", shorten(id, 40)))
+    } else if !is_valid_id(id) {
+        Some(format!("invalid {what} {:?}: {ID_RULE}", shorten(id, 60)))
+    } else {
+        None
+    }
+}
+
 /// The DAG's own fields; `tasks` is left empty.
 fn read_dag_fields(reader: &mut Reader<'_>, root: &DeTable<'_>) -> Dag {
     let description = read_field(reader, root, "", "description", Reader::string);
@@ -205,8 +218,8 @@ fn read_dag_id(reader: &mut Reader<'_>, root: &DeTable<'_>) -> String {
         return String::new();
     };
     let id = reader.string(value, "id").unwrap_or_default();
-    if value.get_ref().is_str() && !is_valid_id(&id) {
-        reader.error(value.span(), "id", format!("invalid id {id:?}: {ID_RULE}"));
+    if let Some(problem) = id_problem(&id, "id").filter(|_| value.get_ref().is_str()) {
+        reader.error(value.span(), "id", problem);
     }
     id
 }
@@ -425,8 +438,8 @@ fn read_task(
     dependencies: &mut Vec<Dependency>,
 ) -> Task {
     let path = join("tasks", id.get_ref());
-    if !is_valid_id(id.get_ref()) {
-        reader.error(id.span(), &path, format!("invalid task id {:?}: {ID_RULE}", id.get_ref()));
+    if let Some(problem) = id_problem(id.get_ref(), "task id") {
+        reader.error(id.span(), &path, problem);
     }
     let table = reader.table(value, &path);
     let empty = DeTable::new();
@@ -567,8 +580,8 @@ fn read_extras(
     }
     let pool = read_field(reader, table, path, "pool", |reader, value, field| {
         let name = reader.string(value, field)?;
-        if !is_valid_id(&name) {
-            reader.error(value.span(), field, format!("invalid pool name {name:?}: {ID_RULE}"));
+        if let Some(problem) = id_problem(&name, "pool name") {
+            reader.error(value.span(), field, problem);
             return None;
         }
         Some(name)
