@@ -274,10 +274,7 @@ impl Scheduler {
 
     async fn load_run(&mut self, row: RunRow) -> Result<(), SchedulerError> {
         let dag = self.spec(&row.dag_id, &row.version).await?;
-        let conf = match serde_json::from_str(&row.conf) {
-            Ok(Value::Object(conf)) => conf,
-            _ => Map::new(),
-        };
+        let conf = row.conf.clone();
         let failed: HashMap<(String, i64), i64> =
             self.store.failed_tries(&row.run_id).await?.into_iter().map(|(t, m, n)| ((t, m), n)).collect();
         let mut tasks = HashMap::new();

@@ -34,7 +34,7 @@ pub use loader::{load_file, DagFolder, LoadReport, Loaded, StoredSpec};
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
     /// No DAG with that id.
-    #[error("no DAG `{dag_id}`{}", known_list(.known))]
+    #[error("no DAG `{}`{}", sandflow_core::text::shorten(.dag_id, 100), known_list(.known))]
     UnknownDag {
         /// The id asked for.
         dag_id: String,
@@ -42,7 +42,7 @@ pub enum SchedulerError {
         known: Vec<String>,
     },
     /// The DAG has no such version.
-    #[error("DAG `{dag_id}` has no version `{version}`")]
+    #[error("DAG `{dag_id}` has no version `{}`", sandflow_core::text::shorten(.version, 100))]
     UnknownVersion {
         /// The DAG.
         dag_id: String,
@@ -70,11 +70,13 @@ pub enum SchedulerError {
     Store(#[from] sandflow_store::StoreError),
 }
 
+/// The DAGs there are, for an error: the first few, and how many more.
 fn known_list(known: &[String]) -> String {
-    if known.is_empty() {
-        " (no DAGs are loaded)".to_string()
-    } else {
-        format!(" (known: {})", known.join(", "))
+    const SHOWN: usize = 20;
+    match known.len() {
+        0 => " (no DAGs are loaded)".to_string(),
+        n if n <= SHOWN => format!(" (known: {})", known.join(", ")),
+        n => format!(" (known: {}, and {} more)", known[..SHOWN].join(", "), n - SHOWN),
     }
 }
 

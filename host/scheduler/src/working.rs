@@ -57,8 +57,8 @@ impl TaskMem {
             failed_tries: 0,
             next_try_at: row.next_try_at,
             first_try_at: row.started_at,
-            output: row.output.as_deref().and_then(|o| serde_json::from_str(o).ok()),
-            map_item: row.map_item.as_deref().and_then(|o| serde_json::from_str(o).ok()),
+            output: row.output.clone(),
+            map_item: row.map_item.clone(),
         }
     }
 

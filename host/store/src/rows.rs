@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sandflow_core::state::{RunState, TaskState};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 /// A DAG known to the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -81,8 +82,9 @@ pub struct RunRow {
     pub logical_date: DateTime<Utc>,
     pub interval_start: Option<DateTime<Utc>>,
     pub interval_end: Option<DateTime<Utc>>,
-    /// JSON object.
-    pub conf: String,
+    /// The run's configuration.
+    #[sqlx(json)]
+    pub conf: Map<String, Value>,
     pub note: Option<String>,
     pub triggered_by: String,
     pub created_at: DateTime<Utc>,
@@ -105,16 +107,19 @@ pub struct TaskInstanceRow {
     /// The latest try's number (0: never tried).
     pub try_number: i64,
     pub next_try_at: Option<DateTime<Utc>>,
-    /// The latest successful try's output, JSON.
-    pub output: Option<String>,
-    /// Its metrics, a JSON object.
-    pub metrics: Option<String>,
+    /// The latest successful try's output.
+    #[sqlx(json(nullable))]
+    pub output: Option<Value>,
+    /// Its metrics, by name.
+    #[sqlx(json(nullable))]
+    pub metrics: Option<Map<String, Value>>,
     /// Why it is not a success: the last failure's message, or why it was skipped.
     pub reason: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
-    /// For a mapped instance: the element it handles (JSON).
-    pub map_item: Option<String>,
+    /// For a mapped instance: the element it handles.
+    #[sqlx(json(nullable))]
+    pub map_item: Option<Value>,
     /// The try number at the last clear: retries count from there.
     pub tries_before_clear: i64,
 }
@@ -152,8 +157,9 @@ pub struct PoolRow {
 pub struct ActionRow {
     pub id: i64,
     pub kind: String,
-    /// JSON.
-    pub payload: String,
+    /// What was asked, as the scheduler's `Action` serialises it.
+    #[sqlx(json)]
+    pub payload: Value,
     pub requested_by: String,
     pub requested_at: DateTime<Utc>,
     /// pending | done | failed

@@ -171,7 +171,7 @@ async fn changes_apply_in_one_transaction_and_read_back() {
         .unwrap();
     let ti = &store.task_instances("r1").await.unwrap()[0];
     assert_eq!(ti.state, TaskState::Success);
-    assert_eq!(ti.output.as_deref(), Some("{\"k\":1}"));
+    assert_eq!(ti.output, Some(serde_json::json!({"k": 1})), "JSON comes back as a value");
     let tries = store.tries("r1", "a", -1).await.unwrap();
     assert_eq!(tries.len(), 1);
     assert_eq!(tries[0].log.as_deref(), Some("line 1\n"));

@@ -15,10 +15,10 @@ impl Scheduler {
     /// are the scheduler's own errors.
     pub(super) async fn carry_out(
         &mut self,
-        payload: &str,
+        payload: &serde_json::Value,
         by: &str,
     ) -> Result<Result<String, String>, SchedulerError> {
-        let action: Action = match serde_json::from_str(payload) {
+        let action: Action = match serde_json::from_value(payload.clone()) {
             Ok(action) => action,
             Err(e) => return Ok(Err(format!("not an action this scheduler understands: {e}"))),
         };

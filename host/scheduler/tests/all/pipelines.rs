@@ -54,11 +54,7 @@ upstream = ["each"]
     assert_eq!(children.len(), 5000);
     for child in &children {
         assert_eq!(child.state, TaskState::Success);
-        assert_eq!(
-            child.map_item.as_deref(),
-            Some(child.map_index.to_string().as_str()),
-            "each instance keeps its item"
-        );
+        assert_eq!(child.map_item, Some(serde_json::json!(child.map_index)), "each instance keeps its item");
     }
     assert_eq!(h.output(&run.run_id, "each").await.as_array().unwrap().len(), 5000);
     assert_eq!(h.ti(&run.run_id, "after").await.state, TaskState::Success);
