@@ -16,22 +16,31 @@ pub async fn open_store(home: &Home) -> anyhow::Result<Store> {
 
 /// `--dags DIR`, checked to be a folder.
 pub fn dags_dir(dir: &Path) -> anyhow::Result<PathBuf> {
-    if !dir.is_dir() {
-        bail!("the DAG folder {} does not exist (give one with --dags DIR)", dir.display());
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(dir.to_path_buf()),
+        Ok(_) => bail!("the DAG folder {} is not a folder (give one with --dags DIR)", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("the DAG folder {} does not exist (give one with --dags DIR)", dir.display())
+        }
+        Err(e) => bail!("the DAG folder {}: {e}", dir.display()),
     }
-    Ok(dir.to_path_buf())
 }
 
-/// Loads every DAG file of `dir` into `store`; broken files are reported on stderr and recorded,
-/// and do not stop the others.
-pub async fn sync_dags(dir: &Path, store: &Store, home: &Home) -> anyhow::Result<()> {
+/// A count that must be at least 1 (`--parallelism`): 0 would accept work and never run it.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (0 would run nothing, ever)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+/// Loads every DAG file of `dir` into `store`; broken files are recorded as import errors and do
+/// not stop the others.
+pub async fn sync_dags(dir: &Path, store: &Store, home: &Home) -> anyhow::Result<sandflow_scheduler::LoadReport> {
     let sandbox = crate::plugin_cmd::sandbox(home)?;
     let mut folder = DagFolder::new(dags_dir(dir)?, store.clone(), sandbox, Caps::default(), false);
-    let report = folder.scan().await?;
-    for (path, message) in report.errors {
-        eprintln!("warning: {} was not loaded:\n{}", path.display(), indent(&message));
-    }
-    Ok(())
+    Ok(folder.scan().await?)
 }
 
 /// Loads one DAG file by DAG id from `dir` (every file is parsed until one has that id).
@@ -73,7 +82,7 @@ pub async fn unknown_dag(store: &Store, dag_id: &str) -> anyhow::Error {
         Ok(dags) => dags.into_iter().map(|d| d.dag_id).collect(),
         Err(e) => return e.into(),
     };
-    anyhow::anyhow!("no DAG `{dag_id}` (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
+    sandflow_scheduler::SchedulerError::UnknownDag { dag_id: dag_id.to_string(), known }.into()
 }
 
 /// A run by id, or `latest` for the DAG's newest run.
@@ -93,13 +102,63 @@ pub async fn find_run(store: &Store, dag_id: &str, run: &str) -> anyhow::Result<
     }
 }
 
-/// Parses `--conf` as a JSON object.
+/// Parses `--conf` (JSON, or `@FILE` to read it from a file) as a JSON object.
 pub fn conf(text: Option<&str>) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
-    let Some(text) = text else { return Ok(serde_json::Map::new()) };
-    match serde_json::from_str(text).context("--conf is not valid JSON")? {
-        serde_json::Value::Object(map) => Ok(map),
-        other => bail!("--conf must be a JSON object, not {other}"),
+    match text {
+        None => Ok(serde_json::Map::new()),
+        Some(text) => json_object_arg(text, "--conf"),
     }
+}
+
+/// The most a JSON argument read from a file may hold: far more than any conf or context needs,
+/// and a typo'd path to a large file fails at once instead of filling memory.
+const MAX_ARG_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A flag's value as a JSON object: inline JSON, or `@FILE`. Errors quote only the start of the
+/// text and the position, never all of it.
+pub fn json_object_arg(text: &str, flag: &str) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let (text, what) = match text.strip_prefix('@') {
+        Some(path) => (read_arg_file(Path::new(path), flag)?, format!("{flag} file {path}")),
+        None => (text.to_string(), flag.to_string()),
+    };
+    let start = || format!("{:?}", sandflow_core::text::shorten(text.trim_start(), 40));
+    match serde_json::from_str(&text) {
+        Err(e) => bail!("{what} is not valid JSON: {e} (it starts {})", start()),
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(other) => bail!(
+            "{what} must be a JSON object ({{\"key\": value, ...}}), not {} (it starts {})",
+            json_kind(&other),
+            start()
+        ),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Reads the file an `@FILE` argument names: a regular file of at most [`MAX_ARG_FILE_BYTES`].
+fn read_arg_file(path: &Path, flag: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).with_context(|| format!("{flag} @{}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{flag} @{}: not a regular file", path.display());
+    }
+    if meta.len() > MAX_ARG_FILE_BYTES {
+        bail!("{flag} @{}: {} bytes; the limit is {MAX_ARG_FILE_BYTES}", path.display(), meta.len());
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_ARG_FILE_BYTES).read_to_string(&mut text))
+        .with_context(|| format!("{flag} @{}", path.display()))?;
+    Ok(text)
 }
 
 /// Who is running this command, for `triggered_by`.

@@ -1,6 +1,5 @@
 //! `sandflow dags backfill`: runs for past intervals, with a progress bar and a summary.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -10,30 +9,28 @@ use sandflow_scheduler::{Scheduler, SchedulerConfig, StoredSpec};
 use sandflow_store::{NewRun, RunType};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{date, open_store, perform, sync_dags, user};
-use crate::dags_cmd::DagsArg;
+use crate::app::{date, open_store, perform, user};
+use crate::out::outln;
 use crate::{CliError, Home};
 
 /// At most this many intervals in one backfill: a typo in a date should not create a million runs.
 const MAX_INTERVALS: usize = 10_000;
 
-pub async fn run(
-    dag_id: &str,
-    from: &str,
-    to: &str,
-    rerun_failed: bool,
-    dags: &DagsArg,
-    home: &Home,
-) -> Result<(), CliError> {
+pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &Home) -> Result<(), CliError> {
     let (from, to) = (date(from, "--from")?, date(to, "--to")?);
     if to < from {
         return Err(CliError::Usage(anyhow::anyhow!("--to {to} is before --from {from}")));
     }
     let store = open_store(home).await?;
-    sync_dags(&dags.dags, &store, home).await?;
     let Some(row) = store.dag(dag_id).await.map_err(anyhow::Error::from)? else {
         return Err(CliError::Usage(crate::app::unknown_dag(&store, dag_id).await));
     };
+    if row.is_paused {
+        // A paused DAG's runs start no tasks: the backfill would wait for ever.
+        return Err(CliError::Usage(anyhow::anyhow!(
+            "DAG `{dag_id}` is paused, so its runs start no tasks: unpause it first (sandflow dags unpause {dag_id})"
+        )));
+    }
     let spec = store.dag_spec(dag_id, &row.active_version).await.map_err(anyhow::Error::from)?.unwrap_or_default();
     let spec: StoredSpec = serde_json::from_str(&spec).map_err(anyhow::Error::from)?;
     let dag = spec.to_dag(&Default::default()).map_err(anyhow::Error::from)?;
@@ -104,7 +101,7 @@ pub async fn run(
             }
         }
     }
-    println!(
+    outln!(
         "backfill of {dag_id}: {} intervals from {} to {}: {created} runs created, {rerun} failed runs cleared to rerun, {skipped} already ran",
         intervals.len(),
         intervals[0].0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -124,6 +121,12 @@ pub async fn run(
         Some(tokio::spawn(Scheduler::new(store.clone(), sandbox, config).run(shutdown.clone())))
     };
     let started = Instant::now();
+    // Drawn only for a person at a terminal; in a pipe or a file, the summary lines alone.
+    let bar = indicatif::ProgressBar::new(watched.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} runs ended ({msg}) {elapsed}")
+            .expect("a valid template")
+            .progress_chars("#>-"),
+    );
     let (success, failed) = loop {
         let mut success = 0;
         let mut failed = 0;
@@ -134,37 +137,28 @@ pub async fn run(
                 _ => {}
             }
         }
-        progress(success + failed, watched.len(), success, failed);
+        bar.set_position((success + failed) as u64);
+        bar.set_message(format!("{success} success, {failed} failed"));
         if success + failed == watched.len() {
             break (success, failed);
         }
         if let Some(task) = &own {
             if task.is_finished() {
+                bar.abandon();
                 return Err(CliError::Failed("the backfill's scheduler stopped".into()));
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    eprintln!();
+    bar.finish_and_clear();
     shutdown.cancel();
     if let Some(task) = own {
         task.await.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)?;
     }
     let elapsed = sandflow_sandbox::human_duration(started.elapsed());
-    println!("backfill of {dag_id} done in {elapsed}: {success} runs succeeded, {failed} failed");
+    outln!("backfill of {dag_id} done in {elapsed}: {success} runs succeeded, {failed} failed");
     if failed > 0 {
         return Err(CliError::Failed(format!("{failed} backfill runs failed (see: sandflow dags show {dag_id})")));
     }
     Ok(())
-}
-
-fn progress(done: usize, total: usize, success: usize, failed: usize) {
-    const WIDTH: usize = 30;
-    let filled = done * WIDTH / total.max(1);
-    eprint!(
-        "\r[{}{}] {done}/{total} runs ended ({success} success, {failed} failed)",
-        "#".repeat(filled),
-        " ".repeat(WIDTH - filled)
-    );
-    let _ = std::io::stderr().flush();
 }

@@ -9,6 +9,7 @@ use sandflow_scheduler::{trigger, Notice, Scheduler, SchedulerConfig, TriggerOpt
 use sandflow_store::{Durability, Store};
 use tokio_util::sync::CancellationToken;
 
+use crate::out::outln;
 use crate::{CliError, Home};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,11 +33,12 @@ pub struct BenchArgs {
     /// The shape of each DAG.
     #[arg(long, value_enum, default_value_t = Shape::Chain)]
     pub shape: Shape,
-    /// The noop plugin to run (built by plugins/build.sh).
-    #[arg(long, default_value = "target/plugins/noop.wasm")]
-    pub plugin: PathBuf,
-    /// Tries at once.
-    #[arg(long, default_value_t = 32)]
+    /// The noop plugin to run. Default: the first of dags/plugins/noop.wasm (where the README's
+    /// `plugins/build.sh dags/plugins` puts it) and target/plugins/noop.wasm (`plugins/build.sh`).
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
+    /// Tries at once (at least 1).
+    #[arg(long, default_value_t = 32, value_parser = crate::app::at_least_one)]
     pub parallelism: usize,
     /// Commit with synchronous=FULL instead of NORMAL.
     #[arg(long)]
@@ -67,6 +69,21 @@ fn dag_file(index: usize, tasks: usize, shape: Shape, plugin: &str) -> String {
     text
 }
 
+/// Where `plugins/build.sh` puts the noop plugin: the README's folder first, then its default.
+const NOOP_PLACES: [&str; 2] = ["dags/plugins/noop.wasm", "target/plugins/noop.wasm"];
+
+fn noop_plugin(given: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return path.canonicalize().with_context(|| format!("--plugin {}", path.display()));
+    }
+    NOOP_PLACES.iter().find_map(|place| std::path::Path::new(place).canonicalize().ok()).with_context(|| {
+        format!(
+            "no noop plugin at {} (build the example plugins first: plugins/build.sh dags/plugins, or give --plugin FILE)",
+            NOOP_PLACES.join(" or ")
+        )
+    })
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -85,10 +102,7 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
     if args.tasks == 0 || args.dag_count == 0 {
         return Err(CliError::Usage(anyhow::anyhow!("--dags and --tasks must be at least 1")));
     }
-    let plugin = args
-        .plugin
-        .canonicalize()
-        .with_context(|| format!("{} (build the example plugins first: plugins/build.sh)", args.plugin.display()))?;
+    let plugin = noop_plugin(args.plugin.as_deref())?;
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let dags = scratch.path().join("dags");
     std::fs::create_dir_all(&dags).context("creating the scratch DAG folder")?;
@@ -171,15 +185,18 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
     }
     gaps.sort_by(f64::total_cmp);
     let count = args.dag_count * args.tasks;
-    println!(
+    outln!(
         "shape {:?}, {} DAGs × {} tasks = {count} tasks, parallelism {}",
-        args.shape, args.dag_count, args.tasks, args.parallelism
+        args.shape,
+        args.dag_count,
+        args.tasks,
+        args.parallelism
     );
-    println!("loaded DAG files in {:.1} ms", load_time.as_secs_f64() * 1e3);
-    println!("total time:       {:.3} s", total.as_secs_f64());
-    println!("tasks per second: {:.0}", count as f64 / total.as_secs_f64());
+    outln!("loaded DAG files in {:.1} ms", load_time.as_secs_f64() * 1e3);
+    outln!("total time:       {:.3} s", total.as_secs_f64());
+    outln!("tasks per second: {:.0}", count as f64 / total.as_secs_f64());
     if !gaps.is_empty() {
-        println!(
+        outln!(
             "gap end → successor start: p50 {:.3} ms, p99 {:.3} ms ({} hops)",
             percentile(&gaps, 0.5),
             percentile(&gaps, 0.99),
@@ -187,7 +204,7 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
         );
     }
     if let Some(rss) = peak_rss_mib() {
-        println!("peak memory (RSS): {rss:.1} MiB");
+        outln!("peak memory (RSS): {rss:.1} MiB");
     }
     store.close().await;
     Ok(())

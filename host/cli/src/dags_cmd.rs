@@ -12,7 +12,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{conf, open_store, sync_dags, user};
+use crate::out::{errln, outln};
 use crate::{table, CliError, Home};
+use sandflow_core::text::clean;
 
 /// Where DAG files are read from.
 #[derive(Debug, clap::Args)]
@@ -24,10 +26,9 @@ pub struct DagsArg {
 
 #[derive(Debug, Subcommand)]
 pub enum DagsCmd {
-    /// List DAGs (after loading the DAG folder), with their version, schedule and last run.
+    /// List the DAGs the store knows, with their version, schedule and last run, and the files
+    /// that failed to load.
     List {
-        #[command(flatten)]
-        dags: DagsArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -35,11 +36,15 @@ pub enum DagsCmd {
     /// Show one DAG: its tasks, versions and recent runs.
     Show {
         dag_id: String,
-        #[command(flatten)]
-        dags: DagsArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Load a DAG folder into the store once, as `standalone` does at start and on every change;
+    /// exit 2 if a file failed to load (its DAG keeps its last good version).
+    Load {
+        #[command(flatten)]
+        dags: DagsArg,
     },
     /// Start a manual run (a running `sandflow standalone` picks it up).
     Trigger {
@@ -53,8 +58,6 @@ pub enum DagsCmd {
         /// Run this DAG version instead of the active one (see `dags show`).
         #[arg(long)]
         dag_version: Option<String>,
-        #[command(flatten)]
-        dags: DagsArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -77,8 +80,6 @@ pub enum DagsCmd {
         /// are left alone).
         #[arg(long)]
         rerun_failed: bool,
-        #[command(flatten)]
-        dags: DagsArg,
     },
     /// Clear every run whose logical date is in a range, so they run again.
     Clear {
@@ -112,25 +113,25 @@ pub enum DagsCmd {
 
 pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
     match cmd {
-        DagsCmd::List { dags, json } => list(&dags, json, home).await.map_err(CliError::Usage),
-        DagsCmd::Show { dag_id, dags, json } => show(&dag_id, &dags, json, home).await.map_err(CliError::Usage),
-        DagsCmd::Trigger { dag_id, conf: text, note, dag_version: version, dags, json } => {
+        DagsCmd::List { json } => list(json, home).await.map_err(CliError::Usage),
+        DagsCmd::Show { dag_id, json } => show(&dag_id, json, home).await.map_err(CliError::Usage),
+        DagsCmd::Load { dags } => load(&dags, home).await,
+        DagsCmd::Trigger { dag_id, conf: text, note, dag_version: version, json } => {
             let store = open_store(home).await?;
-            sync_dags(&dags.dags, &store, home).await?;
             let options = TriggerOptions { conf: conf(text.as_deref())?, note, triggered_by: user(), version };
             let run = trigger(&store, &dag_id, options).await.map_err(anyhow::Error::from)?;
             if json {
                 table::json(&run)?;
             } else {
-                println!("created run {} of {} (version {}, queued)", run.run_id, run.dag_id, run.version);
+                outln!("created run {} of {} (version {}, queued)", run.run_id, run.dag_id, run.version);
             }
             Ok(())
         }
         DagsCmd::Pause { dag_id } => set_paused(&dag_id, true, home).await.map_err(CliError::Usage),
         DagsCmd::Unpause { dag_id } => set_paused(&dag_id, false, home).await.map_err(CliError::Usage),
         DagsCmd::Test { dag_id, conf: text, dags } => test(&dag_id, text.as_deref(), &dags, home).await,
-        DagsCmd::Backfill { dag_id, from, to, rerun_failed, dags } => {
-            crate::backfill::run(&dag_id, &from, &to, rerun_failed, &dags, home).await
+        DagsCmd::Backfill { dag_id, from, to, rerun_failed } => {
+            crate::backfill::run(&dag_id, &from, &to, rerun_failed, home).await
         }
         DagsCmd::Clear { dag_id, from, to, only_failed } => {
             let store = open_store(home).await?;
@@ -153,7 +154,7 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
                 upstream: false,
                 only_failed,
             };
-            println!("{}", crate::app::perform(&store, home, &action).await?);
+            outln!("{}", crate::app::perform(&store, home, &action).await?);
             Ok(())
         }
         DagsCmd::Mark { dag_id, run, state } => {
@@ -166,15 +167,30 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
                 map_index: None,
                 state: state.into(),
             };
-            println!("{}", crate::app::perform(&store, home, &action).await?);
+            outln!("{}", crate::app::perform(&store, home, &action).await?);
             Ok(())
         }
     }
 }
 
-async fn list(dags: &DagsArg, json: bool, home: &Home) -> anyhow::Result<()> {
+/// `dags load`: the folder into the store, with what loaded and what did not.
+async fn load(dags: &DagsArg, home: &Home) -> Result<(), CliError> {
     let store = open_store(home).await?;
-    sync_dags(&dags.dags, &store, home).await?;
+    let report = sync_dags(&dags.dags, &store, home).await?;
+    for loaded in &report.loaded {
+        outln!("loaded DAG {} version {} ({} tasks)", loaded.dag.id, loaded.version, loaded.dag.tasks.len());
+    }
+    if report.errors.is_empty() {
+        return Ok(());
+    }
+    for (path, message) in &report.errors {
+        errln!("could not load {}:\n{}", path.display(), crate::app::indent(&clean(message, true)));
+    }
+    Err(CliError::Usage(anyhow::anyhow!("{} of the DAG files did not load", report.errors.len())))
+}
+
+async fn list(json: bool, home: &Home) -> anyhow::Result<()> {
+    let store = open_store(home).await?;
     let mut rows = Vec::new();
     let mut out = Vec::new();
     for dag in store.dags().await? {
@@ -198,7 +214,11 @@ async fn list(dags: &DagsArg, json: bool, home: &Home) -> anyhow::Result<()> {
     }
     table::print(&["dag_id", "version", "schedule", "paused", "last run"], &rows);
     for error in errors {
-        println!("\nimport error in {}:\n{}", error.file_path, crate::app::indent(&error.message));
+        outln!(
+            "\nimport error in {}:\n{}",
+            clean(&error.file_path, false),
+            crate::app::indent(&clean(&error.message, true))
+        );
     }
     Ok(())
 }
@@ -213,9 +233,8 @@ async fn schedule_of(store: &Store, dag_id: &str, version: &str) -> String {
     dag.and_then(|d| d.schedule.expr().map(String::from)).unwrap_or_else(|| "manual".into())
 }
 
-async fn show(dag_id: &str, dags: &DagsArg, json: bool, home: &Home) -> anyhow::Result<()> {
+async fn show(dag_id: &str, json: bool, home: &Home) -> anyhow::Result<()> {
     let store = open_store(home).await?;
-    sync_dags(&dags.dags, &store, home).await?;
     let Some(row) = store.dag(dag_id).await? else {
         return Err(crate::app::unknown_dag(&store, dag_id).await);
     };
@@ -234,15 +253,15 @@ async fn show(dag_id: &str, dags: &DagsArg, json: bool, home: &Home) -> anyhow::
         return table::json(&json!({"dag": row, "schedule": dag.schedule.expr(), "tasks": tasks,
             "versions": versions.iter().map(|(v, at)| json!({"version": v, "created_at": at})).collect::<Vec<_>>(), "runs": runs}));
     }
-    println!("dag:      {}", row.dag_id);
-    println!("version:  {} ({} in all)", row.active_version, versions.len());
-    println!("file:     {}", row.file_path.as_deref().unwrap_or("-"));
-    println!("schedule: {}", dag.schedule.expr().unwrap_or("manual"));
-    println!("paused:   {}", if row.is_paused { "yes" } else { "no" });
+    outln!("dag:      {}", row.dag_id);
+    outln!("version:  {} ({} in all)", row.active_version, versions.len());
+    outln!("file:     {}", clean(row.file_path.as_deref().unwrap_or("-"), false));
+    outln!("schedule: {}", dag.schedule.expr().unwrap_or("manual"));
+    outln!("paused:   {}", if row.is_paused { "yes" } else { "no" });
     if let Some(description) = &dag.description {
-        println!("about:    {description}");
+        outln!("about:    {}", clean(description, false));
     }
-    println!();
+    outln!();
     let tasks: Vec<Vec<String>> = dag
         .tasks
         .iter()
@@ -252,12 +271,12 @@ async fn show(dag_id: &str, dags: &DagsArg, json: bool, home: &Home) -> anyhow::
                 t.upstream.join(","),
                 t.trigger_rule.as_str().to_string(),
                 t.retries.to_string(),
-                t.plugin_id[..19].to_string(),
+                t.plugin_id.chars().take(19).collect(),
             ]
         })
         .collect();
     table::print(&["task", "upstream", "trigger_rule", "retries", "plugin"], &tasks);
-    println!();
+    outln!();
     let runs: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
@@ -280,7 +299,7 @@ async fn set_paused(dag_id: &str, paused: bool, home: &Home) -> anyhow::Result<(
     if !store.set_paused(dag_id, paused).await? {
         return Err(crate::app::unknown_dag(&store, dag_id).await);
     }
-    println!("{dag_id} is {}", if paused { "paused" } else { "unpaused" });
+    outln!("{dag_id} is {}", if paused { "paused" } else { "unpaused" });
     Ok(())
 }
 
@@ -301,7 +320,7 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     )
     .await
     .map_err(anyhow::Error::from)?;
-    println!("testing {dag_id} (version {}, {total} tasks), run {}", loaded.version, run.run_id);
+    outln!("testing {dag_id} (version {}, {total} tasks), run {}", loaded.version, run.run_id);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(scheduler.run(shutdown.clone()));
     let started = Instant::now();
@@ -311,7 +330,7 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
             Ok(Notice::TaskSettled { task_id, state, reason, .. }) => {
                 done += 1;
                 let detail = reason.map(|r| format!(" ({r})")).unwrap_or_default();
-                println!("[{done}/{total}] {task_id} {state}{detail}");
+                outln!("[{done}/{total}] {task_id} {state}{detail}");
             }
             Ok(Notice::TaskFinished { task_id, map_index, try_number, state, message, wall, .. }) => {
                 if map_index < 0 && state.is_finished() {
@@ -319,7 +338,7 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
                 }
                 let task_id = if map_index < 0 { task_id } else { format!("{task_id}[{map_index}]") };
                 let detail = if message == "success" { String::new() } else { format!(": {message}") };
-                println!(
+                outln!(
                     "[{done}/{total}] {task_id} {state} (try {try_number}, {}){detail}",
                     sandflow_sandbox::human_duration(wall)
                 );
@@ -335,7 +354,7 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     let elapsed = sandflow_sandbox::human_duration(started.elapsed());
     match state {
         RunState::Success => {
-            println!("run {} success in {elapsed}", run.run_id);
+            outln!("run {} success in {elapsed}", run.run_id);
             Ok(())
         }
         other => Err(CliError::Failed(format!("run {} {other} after {elapsed}", run.run_id))),

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 use crate::app::open_store;
+use crate::out::outln;
 use crate::{CliError, Home};
 
 #[derive(Debug, Subcommand)]
@@ -24,7 +25,7 @@ pub async fn run(cmd: DbCmd, home: &Home) -> Result<(), CliError> {
     match cmd {
         DbCmd::Init | DbCmd::Migrate => {
             open_store(home).await?.close().await;
-            println!("database ready at {}", path.display());
+            outln!("database ready at {}", path.display());
         }
         DbCmd::Reset { yes } => {
             if !yes {
@@ -44,7 +45,7 @@ pub async fn run(cmd: DbCmd, home: &Home) -> Result<(), CliError> {
                 }
             }
             open_store(home).await?.close().await;
-            println!("database reset at {}", path.display());
+            outln!("database reset at {}", path.display());
         }
     }
     Ok(())

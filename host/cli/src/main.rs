@@ -2,6 +2,9 @@
 //!
 //! Configuration lives in [`GlobalArgs`] (flags with environment fallbacks); each subcommand is a
 //! module that turns its arguments into calls on the library crates and prints the result.
+//! Output goes through [`out`]'s macros, never `println!` (which panics on a closed pipe).
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod app;
 mod backfill;
@@ -9,6 +12,7 @@ mod bench_cmd;
 mod dags_cmd;
 mod db_cmd;
 mod home;
+mod out;
 mod plugin_cmd;
 mod pools_cmd;
 mod standalone;
@@ -18,6 +22,9 @@ mod tasks_cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sandflow_core::text::clean;
+
+use crate::out::errln;
 
 pub use home::Home;
 
@@ -88,7 +95,9 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only for a person at a terminal: WARN lines in a file or a pipe stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
 fn main() -> ExitCode {
@@ -97,14 +106,14 @@ fn main() -> ExitCode {
     let home = match Home::resolve(cli.global.home.clone()) {
         Ok(home) => home,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {}", clean(&format!("{e:#}"), true));
             return ExitCode::from(2);
         }
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
+            errln!("error: could not start the async runtime: {e}");
             return ExitCode::from(2);
         }
     };
@@ -122,11 +131,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(e)) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {}", clean(&format!("{e:#}"), true));
             ExitCode::from(2)
         }
         Err(CliError::Failed(reason)) => {
-            eprintln!("sandflow: {reason}");
+            errln!("sandflow: {}", clean(&reason, true));
             ExitCode::from(1)
         }
     }

@@ -11,8 +11,8 @@ use sandflow_sandbox::{
     SandboxConfig,
 };
 use sandflow_sdk::TaskContext;
-use serde_json::Value;
 
+use crate::out::{err, errln, outln};
 use crate::{CliError, Home};
 
 #[derive(Debug, Subcommand)]
@@ -101,7 +101,7 @@ fn add(file: &PathBuf, home: &Home) -> Result<(), CliError> {
         sandbox(home)?.check(&bytes).with_context(|| format!("{} is not a plugin Sandflow can run", file.display()))?;
     let id = store(home)?.put(&bytes).map_err(anyhow::Error::from)?;
     debug_assert_eq!(id, info.id);
-    println!("{id}");
+    outln!("{id}");
     Ok(())
 }
 
@@ -109,26 +109,26 @@ fn inspect(target: &str, json: bool, home: &Home) -> Result<(), CliError> {
     let (_, plugin) = load(target, home)?;
     let info = &plugin.info;
     if json {
-        println!("{}", serde_json::to_string_pretty(info).map_err(anyhow::Error::from)?);
+        outln!("{}", serde_json::to_string_pretty(info).map_err(anyhow::Error::from)?);
         return Ok(());
     }
-    println!("id:      {}", info.id);
-    println!("kind:    {}", info.kind);
-    println!("size:    {} bytes", info.size);
-    println!("imports: {}", info.imports.len());
+    outln!("id:      {}", info.id);
+    outln!("kind:    {}", info.kind);
+    outln!("size:    {} bytes", info.size);
+    outln!("imports: {}", info.imports.len());
     for import in &info.imports {
-        println!("  {import}");
+        outln!("  {import}");
     }
-    println!("exports: {}", info.exports.len());
+    outln!("exports: {}", info.exports.len());
     for export in &info.exports {
-        println!("  {export}");
+        outln!("  {export}");
     }
     Ok(())
 }
 
 fn list(home: &Home) -> Result<(), CliError> {
     for id in store(home)?.list().map_err(anyhow::Error::from)? {
-        println!("{id}");
+        outln!("{id}");
     }
     Ok(())
 }
@@ -155,12 +155,7 @@ fn limits(fuel: Option<u64>, memory_mb: Option<u64>, timeout: Option<f64>) -> an
 
 /// The task context: the defaults, overlaid with the fields the user gave.
 fn context(input: &str) -> anyhow::Result<Vec<u8>> {
-    let text = match input.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading --input file {path}"))?,
-        None => input.to_string(),
-    };
-    let given: Value = serde_json::from_str(&text).context("--input is not valid JSON")?;
-    let Value::Object(given) = given else { bail!("--input must be a JSON object (the task context), not {given}") };
+    let given = crate::app::json_object_arg(input, "--input")?;
     let mut context = serde_json::to_value(TaskContext::empty())?;
     let fields = context.as_object_mut().expect("a struct serialises to an object");
     fields.extend(given);
@@ -172,9 +167,9 @@ async fn run_once(target: &str, input: &str, limits: Limits, home: &Home) -> Res
     let (sandbox, plugin) = load(target, home)?;
     let kill = KillSwitch::new();
     let report = sandbox.run(&plugin, &input, &limits, &kill).await;
-    eprint!("{}", report.log);
+    err!("{}", sandflow_core::text::clean(&report.log, true));
     if !report.log.is_empty() && !report.log.ends_with('\n') {
-        eprintln!();
+        errln!();
     }
     let code = match plugin.source {
         CodeSource::Compiled => "compiled now",
@@ -188,8 +183,8 @@ async fn run_once(target: &str, input: &str, limits: Limits, home: &Home) -> Res
     );
     match &report.outcome {
         Outcome::Success { result } => {
-            println!("{}", serde_json::to_string(result).map_err(anyhow::Error::from)?);
-            eprintln!("sandflow: success ({usage})");
+            outln!("{}", serde_json::to_string(result).map_err(anyhow::Error::from)?);
+            errln!("sandflow: success ({usage})");
             Ok(())
         }
         failure => Err(CliError::Failed(format!("{failure} (plugin {}; {usage})", report.plugin))),

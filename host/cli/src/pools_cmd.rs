@@ -4,6 +4,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::app::open_store;
+use crate::out::outln;
 use crate::{table, CliError, Home};
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +40,7 @@ pub async fn run(cmd: PoolsCmd, home: &Home) -> Result<(), CliError> {
                 return Err(CliError::Usage(anyhow::anyhow!("slots must be between 0 and 1000000, not {slots}")));
             }
             store.set_pool(&name, slots, description.as_deref()).await.map_err(anyhow::Error::from)?;
-            println!("pool {name}: {slots} slots");
+            outln!("pool {name}: {slots} slots");
         }
         PoolsCmd::List { json: as_json } => {
             let pools = store.pools().await.map_err(anyhow::Error::from)?;
@@ -63,7 +64,7 @@ pub async fn run(cmd: PoolsCmd, home: &Home) -> Result<(), CliError> {
                     store.pools().await.map_err(anyhow::Error::from)?.into_iter().map(|p| p.name).collect();
                 return Err(CliError::Usage(anyhow::anyhow!("no pool `{name}` (pools: {})", known.join(", "))));
             }
-            println!("pool {name} deleted");
+            outln!("pool {name} deleted");
         }
     }
     Ok(())

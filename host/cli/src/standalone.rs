@@ -7,6 +7,7 @@ use sandflow_scheduler::{trigger, Notice, Scheduler, SchedulerConfig, TriggerOpt
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{dags_dir, open_store, user};
+use crate::out::sayln;
 use crate::{CliError, Home};
 
 #[derive(Debug, clap::Args)]
@@ -14,8 +15,8 @@ pub struct StandaloneArgs {
     /// The folder of DAG files (watched: new and changed files are loaded within a second).
     #[arg(long, default_value = "dags")]
     pub dags: PathBuf,
-    /// Tries running at once.
-    #[arg(long, default_value_t = 32, env = "SANDFLOW_PARALLELISM")]
+    /// Tries running at once (at least 1).
+    #[arg(long, default_value_t = 32, env = "SANDFLOW_PARALLELISM", value_parser = crate::app::at_least_one)]
     pub parallelism: usize,
     /// New DAGs start paused (a DAG file's is_paused_upon_creation overrides it).
     #[arg(long, env = "SANDFLOW_DAGS_PAUSED_AT_CREATION")]
@@ -39,7 +40,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
         dags_dir: Some(dir.clone()),
         ..SchedulerConfig::default()
     };
-    println!(
+    sayln!(
         "sandflow standalone: home {}, DAGs from {}, parallelism {}",
         home.root().display(),
         dir.display(),
@@ -48,10 +49,10 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
     let mut scheduler = Scheduler::new(store.clone(), sandbox, config);
     let report = scheduler.load_dags().await.map_err(anyhow::Error::from)?;
     for loaded in &report.loaded {
-        println!("loaded DAG {} version {} ({} tasks)", loaded.dag.id, loaded.version, loaded.dag.tasks.len());
+        sayln!("loaded DAG {} version {} ({} tasks)", loaded.dag.id, loaded.version, loaded.dag.tasks.len());
     }
     for (path, message) in &report.errors {
-        println!("could not load {}:\n{}", path.display(), crate::app::indent(message));
+        sayln!("could not load {}:\n{}", path.display(), crate::app::indent(message));
     }
     let handle = scheduler.handle();
     let mut notices = handle.subscribe();
@@ -61,7 +62,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
         let run = trigger(&store, dag_id, TriggerOptions { triggered_by: user(), ..TriggerOptions::default() })
             .await
             .map_err(anyhow::Error::from)?;
-        println!("triggered {} run {}", run.dag_id, run.run_id);
+        sayln!("triggered {} run {}", run.dag_id, run.run_id);
         waiting.insert(run.run_id);
     }
     let shutdown = CancellationToken::new();
@@ -69,7 +70,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
     handle.wake();
     let mut failed = false;
     if args.exit_when_done && waiting.is_empty() {
-        println!("no runs to wait for");
+        sayln!("no runs to wait for");
         shutdown.cancel();
     }
     loop {
@@ -80,22 +81,22 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
                 Err(e) => Err(CliError::Failed(format!("the scheduler crashed: {e}"))),
             },
             _ = tokio::signal::ctrl_c() => {
-                println!("stopping");
+                sayln!("stopping");
                 break;
             }
             notice = notices.recv() => match notice {
-                Ok(Notice::RunStarted { dag_id, run_id }) => println!("{dag_id} {run_id}: started"),
+                Ok(Notice::RunStarted { dag_id, run_id }) => sayln!("{dag_id} {run_id}: started"),
                 Ok(Notice::TaskFinished { dag_id, run_id, task_id, map_index, try_number, state, message, wall }) => {
-                    let detail = if message == "success" { String::new() } else { format!(": {message}") };
+                    let detail = if message == "success" { String::new() } else { format!(": {}", shown(&message)) };
                     let task = if map_index < 0 { task_id } else { format!("{task_id}[{map_index}]") };
-                    println!("{dag_id} {run_id} {task}: {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));
+                    sayln!("{dag_id} {run_id} {task}: {state} (try {try_number}, {}){detail}", sandflow_sandbox::human_duration(wall));
                 }
                 Ok(Notice::TaskSettled { dag_id, run_id, task_id, state, reason }) => {
-                    let detail = reason.map(|r| format!(" ({r})")).unwrap_or_default();
-                    println!("{dag_id} {run_id} {task_id}: {state}{detail}");
+                    let detail = reason.map(|r| format!(" ({})", shown(&r))).unwrap_or_default();
+                    sayln!("{dag_id} {run_id} {task_id}: {state}{detail}");
                 }
                 Ok(Notice::RunFinished { dag_id, run_id, state }) => {
-                    println!("{dag_id} {run_id}: {state}");
+                    sayln!("{dag_id} {run_id}: {state}");
                     if waiting.remove(&run_id) {
                         failed |= state != sandflow_core::state::RunState::Success;
                         if args.exit_when_done && waiting.is_empty() {
@@ -103,7 +104,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
                         }
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("({n} notices skipped)"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => sayln!("({n} notices skipped)"),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
         }
@@ -119,4 +120,9 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
         return Err(CliError::Failed("a triggered run failed".into()));
     }
     Ok(())
+}
+
+/// A plugin's or a file's text on one line of the server's output: cleaned and cut.
+fn shown(text: &str) -> String {
+    sandflow_core::text::shorten(&sandflow_core::text::clean(text, false), 500).into_owned()
 }

@@ -2,13 +2,18 @@
 
 use anyhow::bail;
 use clap::Subcommand;
-use sandflow_sandbox::{human_bytes, KillSwitch, Outcome};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sandflow_core::text::clean;
+use sandflow_sandbox::{human_bytes, human_duration, KillSwitch, Outcome};
 use sandflow_sdk::TaskContext;
-use sandflow_store::Store;
+use sandflow_store::{RunRow, Store, TryRow};
 use serde_json::json;
 
 use crate::app::{conf, find_run, open_store, perform, user};
 use crate::dags_cmd::DagsArg;
+use crate::out::{err, errln, out, outln};
 use crate::{table, CliError, Home};
 use sandflow_scheduler::actions::{Action, MarkState};
 
@@ -18,6 +23,18 @@ pub enum TasksCmd {
     List {
         dag_id: String,
         run: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every try of a task instance: outcome, message, plugin, fuel, peak memory, wall time.
+    Tries {
+        dag_id: String,
+        run: String,
+        task_id: String,
+        /// One instance of a mapped task.
+        #[arg(long, default_value_t = -1)]
+        map_index: i64,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -106,7 +123,7 @@ pub async fn run(cmd: TasksCmd, home: &Home) -> Result<(), CliError> {
                 upstream,
                 only_failed,
             };
-            println!("{}", perform(&store, home, &action).await?);
+            outln!("{}", perform(&store, home, &action).await?);
             Ok(())
         }
         TasksCmd::Mark { dag_id, run, task_id, state, map_index } => {
@@ -114,10 +131,13 @@ pub async fn run(cmd: TasksCmd, home: &Home) -> Result<(), CliError> {
             let run = find_run(&store, &dag_id, &run).await?;
             let action =
                 Action::Mark { dag_id, run_id: run.run_id, task_id: Some(task_id), map_index, state: state.into() };
-            println!("{}", perform(&store, home, &action).await?);
+            outln!("{}", perform(&store, home, &action).await?);
             Ok(())
         }
         TasksCmd::List { dag_id, run, json } => list(&dag_id, &run, json, home).await.map_err(CliError::Usage),
+        TasksCmd::Tries { dag_id, run, task_id, map_index, json } => {
+            tries(&dag_id, &run, &task_id, map_index, json, home).await.map_err(CliError::Usage)
+        }
         TasksCmd::Logs { dag_id, run, task_id, try_number, map_index } => {
             logs(&dag_id, &run, &task_id, try_number, map_index, home).await.map_err(CliError::Usage)
         }
@@ -129,25 +149,99 @@ async fn list(dag_id: &str, run: &str, json: bool, home: &Home) -> anyhow::Resul
     let store = open_store(home).await?;
     let run = find_run(&store, dag_id, run).await?;
     let tis = store.task_instances(&run.run_id).await?;
+    let mut latest: HashMap<(String, i64), TryRow> = HashMap::new();
+    for t in store.run_tries(&run.run_id).await? {
+        let key = (t.task_id.clone(), t.map_index);
+        if latest.get(&key).is_none_or(|seen| seen.try_number < t.try_number) {
+            latest.insert(key, t);
+        }
+    }
     if json {
+        let tis: Vec<_> = tis
+            .iter()
+            .map(|ti| {
+                let last = latest.get(&(ti.task_id.clone(), ti.map_index));
+                let mut value = serde_json::to_value(ti).unwrap_or_default();
+                value["latest_try"] = json!(last.map(try_json));
+                value
+            })
+            .collect();
         return table::json(&json!({"run": run, "task_instances": tis}));
     }
-    println!("run {} of {}: {}", run.run_id, run.dag_id, run.state);
+    outln!("run {} of {}: {}", run.run_id, run.dag_id, run.state);
     let rows: Vec<Vec<String>> = tis
         .iter()
         .map(|ti| {
+            let last = latest.get(&(ti.task_id.clone(), ti.map_index));
             vec![
                 if ti.map_index < 0 { ti.task_id.clone() } else { format!("{}[{}]", ti.task_id, ti.map_index) },
                 ti.state.to_string(),
                 ti.try_number.to_string(),
                 table::opt_time(&ti.started_at),
                 table::opt_time(&ti.ended_at),
+                last.and_then(|t| t.fuel_used).map_or("-".into(), |f| f.to_string()),
+                last.and_then(|t| t.peak_memory).map_or("-".into(), |m| human_bytes(m.max(0) as u64)),
                 ti.reason.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    table::print(&["task", "state", "tries", "started", "ended", "reason"], &rows);
+    table::print(&["task", "state", "tries", "started", "ended", "fuel", "memory", "reason"], &rows);
     Ok(())
+}
+
+/// A try for scripts: its row without the log, with its wall time in seconds.
+fn try_json(t: &TryRow) -> serde_json::Value {
+    json!({
+        "try_number": t.try_number, "plugin_id": t.plugin_id, "outcome": t.outcome, "message": t.message,
+        "fuel_used": t.fuel_used, "peak_memory_bytes": t.peak_memory,
+        "wall_seconds": t.wall_us.map(|us| us as f64 / 1e6),
+        "started_at": t.started_at, "ended_at": t.ended_at,
+    })
+}
+
+/// `tasks tries`: what each try of one task instance did and used.
+async fn tries(dag_id: &str, run: &str, task_id: &str, map_index: i64, json: bool, home: &Home) -> anyhow::Result<()> {
+    let store = open_store(home).await?;
+    let run = find_run(&store, dag_id, run).await?;
+    known_task(&store, &run, task_id).await?;
+    let tries = store.tries(&run.run_id, task_id, map_index).await?;
+    if json {
+        return table::json(&json!({"run_id": run.run_id, "task_id": task_id, "map_index": map_index,
+            "tries": tries.iter().map(try_json).collect::<Vec<_>>()}));
+    }
+    if tries.is_empty() {
+        outln!("task `{task_id}` of run {} has not run yet", run.run_id);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = tries
+        .iter()
+        .map(|t| {
+            vec![
+                t.try_number.to_string(),
+                t.outcome.clone().unwrap_or_else(|| "running".into()),
+                t.plugin_id.chars().take(19).collect(),
+                t.fuel_used.map_or("-".into(), |f| f.to_string()),
+                t.peak_memory.map_or("-".into(), |m| human_bytes(m.max(0) as u64)),
+                t.wall_us.map_or("-".into(), |us| human_duration(Duration::from_micros(us.max(0) as u64))),
+                table::time(&t.started_at),
+                table::opt_time(&t.ended_at),
+                t.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::print(&["try", "outcome", "plugin", "fuel", "memory", "wall", "started", "ended", "message"], &rows);
+    Ok(())
+}
+
+/// Fails unless `task_id` is a task of `run`, naming the tasks it has.
+async fn known_task(store: &Store, run: &RunRow, task_id: &str) -> anyhow::Result<()> {
+    let tis = store.task_instances(&run.run_id).await?;
+    if tis.iter().any(|ti| ti.task_id == task_id) {
+        return Ok(());
+    }
+    let mut known: Vec<&str> = tis.iter().map(|ti| ti.task_id.as_str()).collect();
+    known.dedup();
+    bail!("run {} has no task `{task_id}` (tasks: {})", run.run_id, known.join(", "))
 }
 
 async fn logs(
@@ -160,9 +254,7 @@ async fn logs(
 ) -> anyhow::Result<()> {
     let store = open_store(home).await?;
     let run = find_run(&store, dag_id, run).await?;
-    if !store.task_instances(&run.run_id).await?.iter().any(|ti| ti.task_id == task_id) {
-        bail!("run {} has no task `{task_id}`", run.run_id);
-    }
+    known_task(&store, &run, task_id).await?;
     let tries = store.tries(&run.run_id, task_id, map_index).await?;
     let chosen = match try_number {
         Some(n) => tries.iter().find(|t| t.try_number == n),
@@ -174,13 +266,14 @@ async fn logs(
         }
         bail!("task `{task_id}` of run {} has no try {} (it has {})", run.run_id, try_number.unwrap_or(0), tries.len());
     };
-    eprintln!(
+    errln!(
         "try {} of {task_id} ({}): {}",
         chosen.try_number,
         chosen.plugin_id,
-        chosen.message.as_deref().unwrap_or("running")
+        clean(chosen.message.as_deref().unwrap_or("running"), false)
     );
-    print!("{}", chosen.log.as_deref().unwrap_or(""));
+    // The plugin wrote this log: its escape sequences and carriage returns are shown, not obeyed.
+    out!("{}", clean(chosen.log.as_deref().unwrap_or(""), true));
     Ok(())
 }
 
@@ -219,7 +312,7 @@ async fn test(
     let limits = sandflow_scheduler::task_limits(task);
     let input = serde_json::to_vec(&context).map_err(anyhow::Error::from)?;
     let report = sandbox.run(&plugin, &input, &limits, &KillSwitch::new()).await;
-    eprint!("{}", report.log);
+    err!("{}", clean(&report.log, true));
     let usage = format!(
         "fuel {}, peak memory {}, {}",
         report.fuel_used,
@@ -228,8 +321,8 @@ async fn test(
     );
     match report.outcome {
         Outcome::Success { result } => {
-            println!("{}", serde_json::to_string_pretty(&result).map_err(anyhow::Error::from)?);
-            eprintln!("sandflow: {task_id} success ({usage})");
+            outln!("{}", serde_json::to_string_pretty(&result).map_err(anyhow::Error::from)?);
+            errln!("sandflow: {task_id} success ({usage})");
             Ok(())
         }
         failure => Err(CliError::Failed(format!("{task_id}: {failure} (plugin {}; {usage})", report.plugin))),

@@ -88,8 +88,7 @@ fn kill_9_mid_run_loses_nothing_and_retries_the_interrupted_try() {
     assert_eq!(state_of(&json, "first"), "success");
     assert_eq!(state_of(&json, "slow"), "running", "the store still says running: nobody recorded the end");
     let first_ti = json["task_instances"].as_array().unwrap().iter().find(|t| t["task_id"] == "first").unwrap().clone();
-    let output: Value = serde_json::from_str(first_ti["output"].as_str().unwrap()).unwrap();
-    assert_eq!(output["params"]["n"], 1);
+    assert_eq!(first_ti["output"]["params"]["n"], 1, "{first_ti}");
     assert!(env.run(&["tasks", "logs", "crashy", "latest", "first"]).ok().ends_with("Z echo: task first try 1\n"));
 
     // Start again: the interrupted try is recorded, retried, and the run finishes.

@@ -90,11 +90,11 @@ fn standalone_runs_a_triggered_dag_and_the_tools_read_it_back() {
         run.reason()
     );
 
-    let shown = env.run(&["dags", "show", "chain", "--dags", &dags]).ok();
+    let shown = env.run(&["dags", "show", "chain"]).ok();
     assert!(shown.contains("about:    three echoes"), "{shown}");
     assert!(shown.contains("\nc     b "), "{shown}");
 
-    let listed = env.run(&["dags", "list", "--dags", &dags]).ok();
+    let listed = env.run(&["dags", "list"]).ok();
     assert!(listed.lines().nth(1).unwrap().starts_with("chain   v"), "{listed}");
     assert!(listed.contains("success manual__"), "{listed}");
 }
@@ -103,19 +103,20 @@ fn standalone_runs_a_triggered_dag_and_the_tools_read_it_back() {
 fn unknown_dags_runs_and_tasks_are_clear_errors() {
     let env = Env::new();
     let dags = env.dags(&[("chain", CHAIN)]);
+    env.load(&dags).ok();
     let cases: [(&[&str], &str); 7] = [
-        (&["dags", "trigger", "nope", "--dags", &dags], "error: no DAG `nope` (known: chain)"),
+        (&["dags", "trigger", "nope"], "error: no DAG `nope` (known: chain)"),
         (&["dags", "pause", "nope"], "error: no DAG `nope` (known: chain)"),
         (&["tasks", "list", "chain", "latest"], "error: DAG `chain` has no runs yet"),
         (&["tasks", "list", "chain", "nope"], "error: DAG `chain` has no run `nope` (see: sandflow dags show chain)"),
         (&["tasks", "list", "nope", "latest"], "error: no DAG `nope` (known: chain)"),
         (
-            &["dags", "trigger", "chain", "--conf", "[1]", "--dags", &dags],
-            "error: --conf must be a JSON object, not [1]",
+            &["dags", "trigger", "chain", "--conf", "[1]"],
+            r#"error: --conf must be a JSON object ({"key": value, ...}), not an array (it starts "[1]")"#,
         ),
         (
-            &["dags", "trigger", "chain", "--conf", "{oops", "--dags", &dags],
-            "error: --conf is not valid JSON: key must be a string at line 1 column 2",
+            &["dags", "trigger", "chain", "--conf", "{oops"],
+            r#"error: --conf is not valid JSON: key must be a string at line 1 column 2 (it starts "{oops")"#,
         ),
     ];
     for (args, expected) in cases {
@@ -131,14 +132,15 @@ fn unknown_dags_runs_and_tasks_are_clear_errors() {
 fn trigger_pause_and_unpause_write_to_the_store() {
     let env = Env::new();
     let dags = env.dags(&[("chain", CHAIN)]);
-    let out = env.run(&["dags", "trigger", "chain", "--dags", &dags, "--conf", r#"{"k":1}"#, "--note", "try 2"]).ok();
+    env.load(&dags).ok();
+    let out = env.run(&["dags", "trigger", "chain", "--conf", r#"{"k":1}"#, "--note", "try 2"]).ok();
     assert!(out.starts_with("created run manual__") && out.trim_end().ends_with(", queued)"), "{out}");
     let json: Value = serde_json::from_str(&env.run(&["tasks", "list", "chain", "latest", "--json"]).ok()).unwrap();
     assert_eq!(json["run"]["state"], "queued");
     assert_eq!(json["run"]["note"], "try 2");
-    assert_eq!(json["run"]["conf"], r#"{"k":1}"#);
+    assert_eq!(json["run"]["conf"], serde_json::json!({"k": 1}), "conf is an object, not JSON in a string");
     assert_eq!(env.run(&["dags", "pause", "chain"]).ok(), "chain is paused\n");
-    let listed = env.run(&["dags", "list", "--dags", &dags, "--json"]).ok();
+    let listed = env.run(&["dags", "list", "--json"]).ok();
     let json: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(json["dags"][0]["paused"], true);
     assert_eq!(env.run(&["dags", "unpause", "chain"]).ok(), "chain is unpaused\n");
@@ -155,13 +157,17 @@ fn broken_dag_files_are_reported_with_file_line_and_field() {
         ("cron", "id = \"cron\"\nschedule = \"61 * * * *\"\n[tasks.a]\nplugin = \"plugins/noop.wasm\"\n"),
     ];
     let dags = env.dags(&broken);
-    let run = env.run(&["dags", "list", "--dags", &dags]);
+    let load = env.load(&dags);
+    assert_eq!(load.code(), 2, "{}", load.stderr());
+    assert_eq!(load.reason(), "error: 5 of the DAG files did not load");
+    let run = env.run(&["dags", "list"]);
     let out = run.ok();
-    let err = run.stderr();
     for (name, _) in broken {
         assert!(out.contains(&format!("import error in {dags}/{name}.toml:")), "{name}: {out}");
-        assert!(err.contains(&format!("warning: {dags}/{name}.toml was not loaded:")), "{name}: {err}");
+        assert!(load.stderr().contains(&format!("could not load {dags}/{name}.toml:")), "{name}: {}", load.stderr());
+        assert_eq!(out.matches(&format!("import error in {dags}/{name}.toml:")).count(), 1, "{name} once: {out}");
     }
+    assert!(run.stderr().is_empty(), "`dags list` reads the store and says each import error once: {}", run.stderr());
     assert!(
         out.contains("unknown_field.toml:4:1: tasks.a.retrys: unknown field \"retrys\", expected one of \"plugin\""),
         "{out}"
@@ -199,7 +205,8 @@ fn db_init_and_reset() {
     let env = Env::new();
     let dags = env.dags(&[("chain", CHAIN)]);
     assert!(env.run(&["db", "init"]).ok().starts_with("database ready at "));
-    env.run(&["dags", "trigger", "chain", "--dags", &dags]).ok();
+    env.load(&dags).ok();
+    env.run(&["dags", "trigger", "chain"]).ok();
     assert!(env.run(&["db", "reset", "--yes"]).ok().starts_with("database reset at "));
-    assert_eq!(env.run(&["tasks", "list", "chain", "latest"]).reason(), "error: no DAG `chain` (known: none)");
+    assert_eq!(env.run(&["tasks", "list", "chain", "latest"]).reason(), "error: no DAG `chain` (no DAGs are loaded)");
 }

@@ -2,6 +2,7 @@
 
 mod crash;
 mod dags;
+mod output;
 mod pipelines;
 mod plugin;
 
@@ -33,6 +34,12 @@ impl Env {
     /// Runs `sandflow ARGS` to the end.
     pub fn run(&self, args: &[&str]) -> Run {
         Run(self.command().args(args).output().unwrap())
+    }
+
+    /// Loads the DAG folder `dags` into the home's store (`sandflow dags load`), as a standalone
+    /// would at start.
+    pub fn load(&self, dags: &str) -> Run {
+        self.run(&["dags", "load", "--dags", dags])
     }
 
     pub fn home(&self) -> &Path {

@@ -113,14 +113,17 @@ fn bad_arguments_exit_2_with_a_clear_error() {
     let env = Env::new();
     let noop = plugin("noop");
     let cases: [(&[&str], &str); 5] = [
-        (&["--input", "{not json"], "error: --input is not valid JSON: key must be a string at line 1 column 2"),
-        (&["--input", "[1]"], "error: --input must be a JSON object (the task context), not [1]"),
+        (
+            &["--input", "{not json"],
+            "error: --input is not valid JSON: key must be a string at line 1 column 2 (it starts \"{not json\")",
+        ),
+        (
+            &["--input", "[1]"],
+            r#"error: --input must be a JSON object ({"key": value, ...}), not an array (it starts "[1]")"#,
+        ),
         (&["--timeout", "0"], "error: --timeout must be a positive number of seconds, not 0"),
         (&["--memory-mb", "999999"], "error: memory 999999 MiB is over the cap of 4096 MiB"),
-        (
-            &["--input", "@/no/such.json"],
-            "error: reading --input file /no/such.json: No such file or directory (os error 2)",
-        ),
+        (&["--input", "@/no/such.json"], "error: --input @/no/such.json: No such file or directory (os error 2)"),
     ];
     for (args, expected) in cases {
         let mut all = vec!["plugin", "run", noop.as_str()];

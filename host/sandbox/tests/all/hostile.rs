@@ -11,12 +11,11 @@ use crate::{output, quick, run, run_bytes};
 async fn an_infinite_loop_runs_out_of_fuel_quickly() {
     let limits = Limits { fuel: 1_000_000, ..quick() };
     for stem in ["hostile", "hostile-p2"] {
-        let started = Instant::now();
         let report = run(stem, json!({"mode": "loop"}), &limits).await;
         assert_eq!(report.outcome, Outcome::FuelExhausted { limit: 1_000_000 }, "{stem}");
         assert_eq!(report.outcome.to_string(), "fuel exhausted after 1000000 units");
+        // Stopped by its fuel, not by the clock (no timing here: CI machines are shared and noisy).
         assert_eq!(report.fuel_used, 1_000_000);
-        assert!(started.elapsed() < Duration::from_secs(2), "{stem}: {:?}", started.elapsed());
     }
 }
 
