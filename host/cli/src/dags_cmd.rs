@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Subcommand;
-use sandflow_core::state::RunState;
+use sandflow_core::state::{RunState, TaskState};
 use sandflow_scheduler::{trigger, Notice, Scheduler, SchedulerConfig, TriggerOptions};
 use sandflow_store::Store;
 use serde_json::json;
@@ -99,13 +99,20 @@ pub enum DagsCmd {
         #[arg(value_enum)]
         state: crate::tasks_cmd::MarkArg,
     },
-    /// Run one DAG run in this process, printing each task as it ends; the home's store is not
-    /// touched.
+    /// Run one DAG run in this process, printing each task as it ends (and the end of a failed
+    /// try's log); the home's store is not touched.
     Test {
         dag_id: String,
         /// The run's configuration, a JSON object.
         #[arg(long)]
         conf: Option<String>,
+        /// After the run, print every task's output and the logs of its tries.
+        #[arg(long)]
+        show_output: bool,
+        /// Print the run as JSON at the end: every task instance with its output and its tries
+        /// (logs included). Progress lines go to stderr.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dags: DagsArg,
     },
@@ -129,7 +136,10 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
         }
         DagsCmd::Pause { dag_id } => set_paused(&dag_id, true, home).await.map_err(CliError::Usage),
         DagsCmd::Unpause { dag_id } => set_paused(&dag_id, false, home).await.map_err(CliError::Usage),
-        DagsCmd::Test { dag_id, conf: text, dags } => test(&dag_id, text.as_deref(), &dags, home).await,
+        DagsCmd::Test { dag_id, conf: text, show_output, json, dags } => {
+            let show = TestShow { output: show_output, json };
+            test(&dag_id, text.as_deref(), show, &dags, home).await
+        }
         DagsCmd::Backfill { dag_id, from, to, rerun_failed } => {
             crate::backfill::run(&dag_id, &from, &to, rerun_failed, home).await
         }
@@ -303,8 +313,26 @@ async fn set_paused(dag_id: &str, paused: bool, home: &Home) -> anyhow::Result<(
     Ok(())
 }
 
+/// What `dags test` prints besides its progress lines.
+#[derive(Debug, Clone, Copy)]
+struct TestShow {
+    /// Every task's output and logs, after the run.
+    output: bool,
+    /// The run as JSON on stdout, progress on stderr.
+    json: bool,
+}
+
+/// Lines of a failed try's log that `dags test` prints under it.
+const LOG_TAIL_LINES: usize = 20;
+
 /// One run in this process on an in-memory store.
-async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home) -> Result<(), CliError> {
+async fn test(
+    dag_id: &str,
+    conf_text: Option<&str>,
+    show: TestShow,
+    dags: &DagsArg,
+    home: &Home,
+) -> Result<(), CliError> {
     let conf = conf(conf_text)?;
     let store = Store::in_memory().await.map_err(anyhow::Error::from)?;
     let loaded = crate::app::load_one(&dags.dags, dag_id, &store, home).await?;
@@ -320,7 +348,9 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     )
     .await
     .map_err(anyhow::Error::from)?;
-    outln!("testing {dag_id} (version {}, {total} tasks), run {}", loaded.version, run.run_id);
+    // With --json, stdout is the JSON document alone.
+    let say = |line: String| if show.json { errln!("{line}") } else { outln!("{line}") };
+    say(format!("testing {dag_id} (version {}, {total} tasks), run {}", loaded.version, run.run_id));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(scheduler.run(shutdown.clone()));
     let started = Instant::now();
@@ -330,18 +360,24 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
             Ok(Notice::TaskSettled { task_id, state, reason, .. }) => {
                 done += 1;
                 let detail = reason.map(|r| format!(" ({r})")).unwrap_or_default();
-                outln!("[{done}/{total}] {task_id} {state}{detail}");
+                say(format!("[{done}/{total}] {task_id} {state}{detail}"));
             }
             Ok(Notice::TaskFinished { task_id, map_index, try_number, state, message, wall, .. }) => {
                 if map_index < 0 && state.is_finished() {
                     done += 1;
                 }
-                let task_id = if map_index < 0 { task_id } else { format!("{task_id}[{map_index}]") };
+                let name = if map_index < 0 { task_id.clone() } else { format!("{task_id}[{map_index}]") };
                 let detail = if message == "success" { String::new() } else { format!(": {message}") };
-                outln!(
-                    "[{done}/{total}] {task_id} {state} (try {try_number}, {}){detail}",
+                say(format!(
+                    "[{done}/{total}] {name} {state} (try {try_number}, {}){detail}",
                     sandflow_sandbox::human_duration(wall)
-                );
+                ));
+                if matches!(state, TaskState::Failed | TaskState::UpForRetry) {
+                    let tries = store.tries(&run.run_id, &task_id, map_index).await.map_err(anyhow::Error::from)?;
+                    if let Some(failed) = tries.iter().find(|t| t.try_number == i64::from(try_number)) {
+                        say(log_tail(failed.log.as_deref().unwrap_or(""), try_number));
+                    }
+                }
             }
             Ok(Notice::RunFinished { run_id, state, .. }) if run_id == run.run_id => break state,
             Ok(_) => {}
@@ -352,11 +388,75 @@ async fn test(dag_id: &str, conf_text: Option<&str>, dags: &DagsArg, home: &Home
     shutdown.cancel();
     task.await.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)?;
     let elapsed = sandflow_sandbox::human_duration(started.elapsed());
+    if show.json {
+        outln!("{}", serde_json::to_string_pretty(&run_json(&store, &run.run_id).await?).map_err(anyhow::Error::from)?);
+    } else if show.output {
+        print_outputs(&store, &run.run_id).await?;
+    }
     match state {
         RunState::Success => {
-            outln!("run {} success in {elapsed}", run.run_id);
+            say(format!("run {} success in {elapsed}", run.run_id));
             Ok(())
         }
         other => Err(CliError::Failed(format!("run {} {other} after {elapsed}", run.run_id))),
     }
+}
+
+/// The last lines of a failed try's log, indented under its progress line.
+fn log_tail(log: &str, try_number: u32) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    if lines.is_empty() {
+        return format!("    (try {try_number} wrote no log)");
+    }
+    let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+    let header = if from == 0 {
+        format!("    log of try {try_number}:")
+    } else {
+        format!("    log of try {try_number} (last {} of {} lines):", lines.len() - from, lines.len())
+    };
+    let body: Vec<String> = lines[from..].iter().map(|l| format!("    | {}", clean(l, false))).collect();
+    format!("{header}\n{}", body.join("\n"))
+}
+
+/// The run, every task instance with its output, and every try with its log, for `--json`.
+async fn run_json(store: &Store, run_id: &str) -> anyhow::Result<serde_json::Value> {
+    let run = store.run(run_id).await?;
+    let mut tasks = Vec::new();
+    for ti in store.task_instances(run_id).await? {
+        let tries = store.tries(run_id, &ti.task_id, ti.map_index).await?;
+        tasks.push(json!({
+            "task_id": ti.task_id,
+            "map_index": ti.map_index,
+            "state": ti.state,
+            "reason": ti.reason,
+            "output": ti.output,
+            "metrics": ti.metrics,
+            "tries": tries,
+        }));
+    }
+    Ok(json!({"run": run, "tasks": tasks}))
+}
+
+/// Every task instance's output and the logs of its tries, for `--show-output`.
+async fn print_outputs(store: &Store, run_id: &str) -> anyhow::Result<()> {
+    for ti in store.task_instances(run_id).await? {
+        let name = if ti.map_index < 0 { ti.task_id.clone() } else { format!("{}[{}]", ti.task_id, ti.map_index) };
+        outln!("\n== {name} ({})", ti.state);
+        if let Some(output) = &ti.output {
+            outln!("output: {output}");
+        }
+        for t in store.tries(run_id, &ti.task_id, ti.map_index).await? {
+            let message = t.message.as_deref().unwrap_or("running");
+            outln!("try {}: {}", t.try_number, clean(message, false));
+            let log = t.log.as_deref().unwrap_or("");
+            if log.is_empty() {
+                outln!("  (no log)");
+            }
+            for line in log.lines() {
+                outln!("  {}", clean(line, false));
+            }
+        }
+    }
+    outln!();
+    Ok(())
 }

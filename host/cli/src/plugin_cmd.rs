@@ -22,7 +22,7 @@ pub enum PluginCmd {
         /// The .wasm file.
         file: PathBuf,
     },
-    /// Show a plugin's id, kind, size, imports and exports.
+    /// Show a plugin's id, kind, size, initial memory, imports and exports.
     Inspect {
         /// A .wasm file, or the sha256: id of a stored plugin.
         plugin: String,
@@ -115,6 +115,7 @@ fn inspect(target: &str, json: bool, home: &Home) -> Result<(), CliError> {
     outln!("id:      {}", info.id);
     outln!("kind:    {}", info.kind);
     outln!("size:    {} bytes", info.size);
+    outln!("memory:  {} at start (counts toward the memory limit)", human_bytes(info.initial_memory_bytes));
     outln!("imports: {}", info.imports.len());
     for import in &info.imports {
         outln!("  {import}");

@@ -1,6 +1,6 @@
 //! `sandflow tasks list|logs|test`.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Subcommand;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -81,13 +81,21 @@ pub enum TasksCmd {
         #[arg(long)]
         map_index: Option<i64>,
     },
-    /// Run one task now, alone (no upstream inputs), printing its result; nothing is stored.
+    /// Run one task now, alone, printing its result; nothing is stored. Its upstream outputs come
+    /// from --inputs and --from-run (without them it has no inputs).
     Test {
         dag_id: String,
         task_id: String,
         /// The run configuration the task sees, a JSON object.
         #[arg(long)]
         conf: Option<String>,
+        /// The upstream outputs the task sees: a JSON object of upstream task id -> its output, or
+        /// @FILE to read it. Laid over those of --from-run.
+        #[arg(long, value_name = "JSON|@FILE")]
+        inputs: Option<String>,
+        /// Take the upstream outputs that a run in the home's store recorded (a run id or `latest`).
+        #[arg(long, value_name = "RUN")]
+        from_run: Option<String>,
         #[command(flatten)]
         dags: DagsArg,
     },
@@ -141,7 +149,10 @@ pub async fn run(cmd: TasksCmd, home: &Home) -> Result<(), CliError> {
         TasksCmd::Logs { dag_id, run, task_id, try_number, map_index } => {
             logs(&dag_id, &run, &task_id, try_number, map_index, home).await.map_err(CliError::Usage)
         }
-        TasksCmd::Test { dag_id, task_id, conf, dags } => test(&dag_id, &task_id, conf.as_deref(), &dags, home).await,
+        TasksCmd::Test { dag_id, task_id, conf, inputs, from_run, dags } => {
+            let upstream = UpstreamArgs { inputs, from_run };
+            test(&dag_id, &task_id, conf.as_deref(), &upstream, &dags, home).await
+        }
     }
 }
 
@@ -277,10 +288,90 @@ async fn logs(
     Ok(())
 }
 
+/// Where `tasks test` takes the task's upstream outputs from.
+struct UpstreamArgs {
+    /// `--inputs`: a JSON object, or @FILE.
+    inputs: Option<String>,
+    /// `--from-run`: a run id or `latest`.
+    from_run: Option<String>,
+}
+
+/// The task's `inputs`: the outputs `--from-run` recorded, with `--inputs` laid over them.
+async fn upstream_inputs(
+    dag_id: &str,
+    task: &sandflow_core::dag::Task,
+    args: &UpstreamArgs,
+    home: &Home,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut inputs = serde_json::Map::new();
+    if let Some(run) = &args.from_run {
+        inputs = outputs_of_run(dag_id, task, run, home).await?;
+    }
+    if let Some(text) = &args.inputs {
+        let given = inputs_arg(text)?;
+        if let Some(stranger) = given.keys().find(|id| !task.upstream.contains(id)) {
+            let upstream = if task.upstream.is_empty() { "none".to_string() } else { task.upstream.join(", ") };
+            bail!(
+                "--inputs names `{stranger}`, which is not an upstream task of `{}` (its upstream tasks: {upstream})",
+                task.id
+            );
+        }
+        inputs.extend(given);
+    }
+    Ok(inputs)
+}
+
+/// Parses `--inputs` (or reads it from @FILE) as a JSON object.
+fn inputs_arg(text: &str) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading --inputs file {path}"))?,
+        None => text.to_string(),
+    };
+    match serde_json::from_str(&text).context("--inputs is not valid JSON")? {
+        serde_json::Value::Object(map) => Ok(map),
+        other => bail!("--inputs must be a JSON object of upstream task id -> its output, not {other}"),
+    }
+}
+
+/// The outputs the task's direct upstream tasks recorded in `run` of the home's store; an upstream
+/// without one is named on stderr (the task then runs without it, as the scheduler would run it).
+async fn outputs_of_run(
+    dag_id: &str,
+    task: &sandflow_core::dag::Task,
+    run: &str,
+    home: &Home,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let store = open_store(home).await?;
+    let run = find_run(&store, dag_id, run).await?;
+    let instances = store.task_instances(&run.run_id).await?;
+    let mut inputs = serde_json::Map::new();
+    for up in &task.upstream {
+        let instance = instances.iter().find(|ti| &ti.task_id == up && ti.map_index < 0);
+        match instance.and_then(|ti| ti.output.clone()) {
+            Some(output) => {
+                inputs.insert(up.clone(), output);
+            }
+            None => {
+                let why = match instance {
+                    Some(ti) => format!("it is {}", ti.state),
+                    None => "it is not in that run".to_string(),
+                };
+                errln!(
+                    "warning: upstream task `{up}` has no output in run {} ({why}); `{}` runs without inputs.{up}",
+                    run.run_id,
+                    task.id
+                );
+            }
+        }
+    }
+    Ok(inputs)
+}
+
 async fn test(
     dag_id: &str,
     task_id: &str,
     conf_text: Option<&str>,
+    upstream: &UpstreamArgs,
     dags: &DagsArg,
     home: &Home,
 ) -> Result<(), CliError> {
@@ -294,6 +385,7 @@ async fn test(
             known.join(", ")
         )));
     };
+    let inputs = upstream_inputs(dag_id, task, upstream, home).await?;
     let bytes = store
         .plugin_bytes(&task.plugin_id)
         .await
@@ -308,6 +400,7 @@ async fn test(
     context.task_id = task_id.to_string();
     context.conf = conf;
     context.params = task.params.clone();
+    context.inputs = inputs;
     context.logical_date = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     let limits = sandflow_scheduler::task_limits(task);
     let input = serde_json::to_vec(&context).map_err(anyhow::Error::from)?;

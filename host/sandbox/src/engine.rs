@@ -185,6 +185,28 @@ fn fingerprint(engine: &Engine) -> String {
     format!("{:016x}", hasher.finish())
 }
 
+/// Replaces wasmtime-wasi's `proc_exit`, which refuses a status of 126 or more as an error of its own
+/// (so AssemblyScript's `abort`, exit 255, read as a host error). Any status a plugin asks for is its
+/// exit code; the u32 status is read as an `i32`, as wasmtime-wasi does below 126.
+fn define_proc_exit(linker: &mut wasmtime::Linker<P1Host>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker.func_wrap("wasi_snapshot_preview1", "proc_exit", |status: i32| -> wasmtime::Result<()> {
+        Err(I32Exit(status).into())
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Bytes in a wasm page. Custom page sizes are rare: the initial memory a plugin reports counts
+/// pages of 64 KiB.
+const WASM_PAGE_BYTES: u64 = 64 * 1024;
+
+/// The initial size in bytes of the largest linear memory that `resources` asks for.
+fn largest_initial_memory(resources: Option<wasmtime::ResourcesRequired>) -> u64 {
+    let pages = resources.and_then(|r| r.max_initial_memory_size).unwrap_or(0);
+    pages.saturating_mul(WASM_PAGE_BYTES)
+}
+
 fn engine_error(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Engine(e.to_string())
 }
@@ -205,6 +227,7 @@ impl Sandbox {
         let mut p1_linker = wasmtime::Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |host: &mut P1Host| &mut host.wasi)
             .map_err(engine_error)?;
+        define_proc_exit(&mut p1_linker).map_err(engine_error)?;
         let mut p2_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(engine_error)?;
 
@@ -274,7 +297,7 @@ impl Sandbox {
         });
         let size = bytes.len() as u64;
         let mut source = CodeSource::Compiled;
-        let (pre, imports, exports, kind) = match encoding {
+        let (pre, imports, exports, kind, initial_memory_bytes) = match encoding {
             Encoding::Module => {
                 let module = match from_disk {
                     // SAFETY: files in the code directory are written only by `cache_code` below, from
@@ -319,7 +342,8 @@ impl Sandbox {
                 if source == CodeSource::Compiled {
                     self.cache_code(cached.as_ref(), module.serialize());
                 }
-                (Pre::Core(pre), imports, exports, PluginKind::P1Command)
+                let initial = largest_initial_memory(Some(module.resources_required()));
+                (Pre::Core(pre), imports, exports, PluginKind::P1Command, initial)
             }
             Encoding::Component => {
                 let component = match from_disk {
@@ -355,11 +379,12 @@ impl Sandbox {
                 if source == CodeSource::Compiled {
                     self.cache_code(cached.as_ref(), component.serialize());
                 }
-                (Pre::Component(pre), imports, exports, PluginKind::P2Command)
+                let initial = largest_initial_memory(component.resources_required());
+                (Pre::Component(pre), imports, exports, PluginKind::P2Command, initial)
             }
         };
         debug!(plugin = %id, ?source, "plugin loaded");
-        Ok(Plugin { info: PluginInfo { id, kind, size, imports, exports }, source, pre })
+        Ok(Plugin { info: PluginInfo { id, kind, size, imports, exports, initial_memory_bytes }, source, pre })
     }
 
     fn cache_code(&self, path: Option<&PathBuf>, code: wasmtime::Result<Vec<u8>>) {
@@ -417,6 +442,7 @@ impl Sandbox {
                 self.prepare(&mut store, limits);
                 let call = async {
                     let instance = pre.instantiate_async(&mut store).await?;
+                    store.data_mut().limiter.started();
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                     start.call_async(&mut store, ()).await
                 };
@@ -431,6 +457,7 @@ impl Sandbox {
                 self.prepare(&mut store, limits);
                 let call = async {
                     let command = pre.instantiate_async(&mut store).await?;
+                    store.data_mut().limiter.started();
                     match command.wasi_cli_run().call_run(&mut store).await? {
                         Ok(()) => Ok(()),
                         // wasi:cli/run 0.2 reports failure without a code: it reads as exit code 1.
@@ -541,7 +568,9 @@ fn classify(ended: Ended, stdout: &CappedPipe, limiter: &Limiter, limits: &Limit
     }
     if limiter.refused {
         // A refused growth makes most guests abort (Rust: "memory allocation failed", then a trap).
-        return Outcome::MemoryLimit { limit_bytes: limits.memory_bytes };
+        // Refused before the instance existed, the plugin's initial memory alone is over the limit.
+        let needed_at_start = limiter.refused_at_start.map(|bytes| bytes as u64);
+        return Outcome::MemoryLimit { limit_bytes: limits.memory_bytes, needed_at_start };
     }
     if let Some(I32Exit(code)) = error.downcast_ref::<I32Exit>() {
         return Outcome::ExitCode { code: *code };

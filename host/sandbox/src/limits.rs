@@ -99,17 +99,36 @@ pub(crate) struct Limiter {
     current: usize,
     pub(crate) peak: usize,
     pub(crate) refused: bool,
+    /// Whether instantiation is over: growths before it are the plugin's initial memories and tables.
+    running: bool,
+    /// When a growth was refused during instantiation: the bytes the plugin needed at that point.
+    pub(crate) refused_at_start: Option<usize>,
 }
 
 impl Limiter {
     pub(crate) fn new(limit: u64) -> Self {
-        Limiter { limit: usize::try_from(limit).unwrap_or(usize::MAX), current: 0, peak: 0, refused: false }
+        Limiter {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            current: 0,
+            peak: 0,
+            refused: false,
+            running: false,
+            refused_at_start: None,
+        }
+    }
+
+    /// Marks the end of instantiation: later growths are the plugin's own.
+    pub(crate) fn started(&mut self) {
+        self.running = true;
     }
 
     fn grow(&mut self, current: usize, desired: usize) -> bool {
         let total = self.current - current.min(self.current) + desired;
         if total > self.limit {
             self.refused = true;
+            if !self.running {
+                self.refused_at_start = Some(total);
+            }
             return false;
         }
         self.current = total;
@@ -142,6 +161,19 @@ mod tests {
         assert_eq!(limiter.peak, 90);
         assert!(limiter.grow(30, 40));
         assert_eq!(limiter.peak, 100);
+    }
+
+    #[test]
+    fn a_refusal_before_the_start_says_what_was_needed() {
+        let mut limiter = Limiter::new(100);
+        assert!(!limiter.grow(0, 160));
+        assert_eq!(limiter.refused_at_start, Some(160));
+        let mut limiter = Limiter::new(100);
+        assert!(limiter.grow(0, 60));
+        limiter.started();
+        assert!(!limiter.grow(60, 160));
+        assert!(limiter.refused);
+        assert_eq!(limiter.refused_at_start, None);
     }
 
     #[test]

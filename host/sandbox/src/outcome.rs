@@ -35,10 +35,14 @@ pub enum Outcome {
         /// The fuel it was given.
         limit: u64,
     },
-    /// A memory or table growth was refused and the plugin then failed.
+    /// A memory or table growth was refused and the plugin then failed, or its initial memory alone
+    /// is over the limit, so it could not start.
     MemoryLimit {
         /// The limit in bytes.
         limit_bytes: u64,
+        /// When the try could not start: the bytes of initial memory (and tables) the plugin needed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        needed_at_start: Option<u64>,
     },
     /// The wall-clock deadline passed.
     Timeout {
@@ -95,7 +99,15 @@ impl fmt::Display for Outcome {
             Outcome::ExitCode { code } => write!(f, "exit code {code}"),
             Outcome::Trap { message, .. } => write!(f, "trap: {message}"),
             Outcome::FuelExhausted { limit } => write!(f, "fuel exhausted after {limit} units"),
-            Outcome::MemoryLimit { limit_bytes } => write!(f, "memory limit of {} reached", human_bytes(*limit_bytes)),
+            Outcome::MemoryLimit { limit_bytes, needed_at_start: None } => {
+                write!(f, "memory limit of {} reached", human_bytes(*limit_bytes))
+            }
+            Outcome::MemoryLimit { limit_bytes, needed_at_start: Some(needed) } => write!(
+                f,
+                "this plugin needs {} at start; the limit is {}",
+                human_bytes(*needed),
+                human_bytes(*limit_bytes)
+            ),
             Outcome::Timeout { limit } => write!(f, "timed out after {}", human_duration(*limit)),
             Outcome::OutputTooLarge { limit_bytes } => {
                 write!(f, "output too large: more than {} on stdout", human_bytes(*limit_bytes))
@@ -172,7 +184,14 @@ mod tests {
     #[test]
     fn outcomes_read_as_one_line_with_the_figure() {
         assert_eq!(Outcome::FuelExhausted { limit: 1_000_000 }.to_string(), "fuel exhausted after 1000000 units");
-        assert_eq!(Outcome::MemoryLimit { limit_bytes: 256 << 20 }.to_string(), "memory limit of 256 MiB reached");
+        assert_eq!(
+            Outcome::MemoryLimit { limit_bytes: 256 << 20, needed_at_start: None }.to_string(),
+            "memory limit of 256 MiB reached"
+        );
+        assert_eq!(
+            Outcome::MemoryLimit { limit_bytes: 16 << 20, needed_at_start: Some(17 << 20) }.to_string(),
+            "this plugin needs 17 MiB at start; the limit is 16 MiB"
+        );
         assert_eq!(Outcome::Timeout { limit: Duration::from_millis(1500) }.to_string(), "timed out after 1.5s");
         assert_eq!(Outcome::Timeout { limit: Duration::from_secs(600) }.to_string(), "timed out after 10m");
         assert_eq!(
@@ -190,5 +209,7 @@ mod tests {
     fn outcomes_serialise_with_a_kind_tag() {
         let json = serde_json::to_value(Outcome::ExitCode { code: 3 }).unwrap();
         assert_eq!(json, serde_json::json!({"kind": "exit_code", "code": 3}));
+        let json = serde_json::to_value(Outcome::MemoryLimit { limit_bytes: 1 << 20, needed_at_start: None }).unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "memory_limit", "limit_bytes": 1 << 20}), "unchanged when running");
     }
 }

@@ -123,6 +123,11 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
     /// Exports, likewise.
     pub exports: Vec<String>,
+    /// Bytes of linear memory the plugin has before it runs a single instruction (its largest
+    /// memory's initial size; a stack linked into memory, as Zig's, counts here). It counts toward
+    /// the memory limit: a limit below it stops the try before it starts.
+    #[serde(default)]
+    pub initial_memory_bytes: u64,
 }
 
 #[cfg(test)]

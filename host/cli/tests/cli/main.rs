@@ -1,5 +1,6 @@
 //! The `sandflow` binary, run as a user runs it: a real process, a fresh home per test.
 
+mod authoring;
 mod crash;
 mod dags;
 mod output;

@@ -31,7 +31,12 @@ async fn growing_memory_hits_the_memory_limit() {
     let limits = Limits { memory_bytes: 64 << 20, ..quick() };
     for stem in ["hostile", "hostile-p2"] {
         let report = run(stem, json!({"mode": "grow"}), &limits).await;
-        assert_eq!(report.outcome, Outcome::MemoryLimit { limit_bytes: 64 << 20 }, "{stem}: {}", report.log);
+        assert_eq!(
+            report.outcome,
+            Outcome::MemoryLimit { limit_bytes: 64 << 20, needed_at_start: None },
+            "{stem}: {}",
+            report.log
+        );
         assert_eq!(report.outcome.to_string(), "memory limit of 64 MiB reached");
         assert!(report.peak_memory_bytes <= 64 << 20, "{stem}: peak {}", report.peak_memory_bytes);
         assert!(report.peak_memory_bytes > 32 << 20, "{stem}: peak {}", report.peak_memory_bytes);
@@ -48,7 +53,7 @@ async fn memory_grow_in_a_wat_loop_hits_the_memory_limit() {
     )
     .unwrap();
     let report = run_bytes(&bytes, json!({}), &Limits { memory_bytes: 16 << 20, ..quick() }).await;
-    assert_eq!(report.outcome, Outcome::MemoryLimit { limit_bytes: 16 << 20 });
+    assert_eq!(report.outcome, Outcome::MemoryLimit { limit_bytes: 16 << 20, needed_at_start: None });
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The sandbox's integration tests: real plugins built from source, a real engine, real limits.
 //! One binary for the whole area (link time on two cores).
 
+mod authoring;
 mod hostile;
 mod loading;
 mod running;

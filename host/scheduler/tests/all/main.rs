@@ -3,6 +3,7 @@
 
 mod actions;
 mod folder;
+mod numbers;
 mod pipelines;
 mod rules;
 mod runs;

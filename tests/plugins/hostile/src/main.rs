@@ -2,7 +2,7 @@
 //! The "escape" modes report what the sandbox answered as their output, so a test can check that
 //! the attempt was denied inside the plugin.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use sandflow_sdk::{json, Context, TaskResult};
@@ -34,7 +34,8 @@ fn deliberate_trap() -> ! {
     std::process::abort();
 }
 
-fn misbehave(ctx: Context) -> Result<TaskResult, String> {
+/// `stdin` is the task context as the host sent it, before the plugin parses it.
+fn misbehave(ctx: Context, stdin: &str) -> Result<TaskResult, String> {
     let mode = ctx.params.get("mode").and_then(|v| v.as_str()).unwrap_or("").to_string();
     match mode.as_str() {
         "loop" => {
@@ -94,6 +95,14 @@ fn misbehave(ctx: Context) -> Result<TaskResult, String> {
             std::process::exit(0)
         }
         "exit" => std::process::exit(param_u64(&ctx, "code", 3) as i32),
+        // Prints the string params.text verbatim as the result: bytes no JSON library has touched.
+        "raw" => {
+            print!("{}", ctx.params.get("text").and_then(|v| v.as_str()).unwrap_or_default());
+            std::io::stdout().flush().map_err(|e| e.to_string())?;
+            std::process::exit(0)
+        }
+        // Returns the task context exactly as it arrived on stdin, as a string: what the host sent.
+        "context" => Ok(TaskResult::with_output(json!(stdin))),
         // Prints params.result verbatim as the result: any result a test needs, valid or not.
         "result" => {
             let result = ctx.params.get("result").cloned().unwrap_or_default();
@@ -120,5 +129,17 @@ fn misbehave(ctx: Context) -> Result<TaskResult, String> {
 }
 
 fn main() {
-    sandflow_sdk::run(misbehave)
+    let mut stdin = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut stdin) {
+        eprintln!("error: reading stdin: {e}");
+        std::process::exit(sandflow_sdk::EXIT_BAD_CONTEXT);
+    }
+    let ended = sandflow_sdk::run_with(stdin.as_bytes(), std::io::stdout().lock(), |ctx| misbehave(ctx, &stdin));
+    match ended {
+        Ok(()) => std::process::exit(0),
+        Err(failure) => {
+            eprintln!("{failure}");
+            std::process::exit(failure.exit_code())
+        }
+    }
 }
