@@ -2,6 +2,7 @@
 
 mod crash;
 mod dags;
+mod home;
 mod pipelines;
 mod plugin;
 
