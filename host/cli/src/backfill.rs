@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sandflow_core::state::RunState;
-use sandflow_scheduler::actions::{Action, HEARTBEAT_VALID_FOR};
-use sandflow_scheduler::{Scheduler, SchedulerConfig, StoredSpec};
-use sandflow_store::{NewRun, RunType};
+use sandflow_scheduler::actions::Action;
+use sandflow_scheduler::{Scheduler, SchedulerConfig, SchedulerError, StoredSpec};
+use sandflow_store::{NewRun, RunType, SchedulingGuard, Store, StoreError};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{date, open_store, perform, user};
@@ -111,15 +112,11 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
         return Ok(());
     }
 
-    // With no scheduler alive, this process runs one until the backfill's runs end.
+    // When no scheduler owns the home (now, or later if the owner stops), this process runs one
+    // until the backfill's runs end.
     let shutdown = CancellationToken::new();
-    let own = if store.live_scheduler(HEARTBEAT_VALID_FOR).await.map_err(anyhow::Error::from)? {
-        None
-    } else {
-        let sandbox = crate::plugin_cmd::sandbox_with(home, 32)?;
-        let config = SchedulerConfig { create_scheduled_runs: false, ..SchedulerConfig::default() };
-        Some(tokio::spawn(Scheduler::new(store.clone(), sandbox, config).run(shutdown.clone())))
-    };
+    let mut own = own_scheduler(&store, home, &shutdown).await?;
+    let mut asked_at = Instant::now();
     let started = Instant::now();
     // Drawn only for a person at a terminal; in a pipe or a file, the summary lines alone.
     let bar = indicatif::ProgressBar::new(watched.len() as u64).with_style(
@@ -142,17 +139,23 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
         if success + failed == watched.len() {
             break (success, failed);
         }
-        if let Some(task) = &own {
-            if task.is_finished() {
+        match &own {
+            Some((_, task)) if task.is_finished() => {
                 bar.abandon();
                 return Err(CliError::Failed("the backfill's scheduler stopped".into()));
             }
+            Some(_) => {}
+            None if asked_at.elapsed() >= OWNER_CHECK => {
+                own = own_scheduler(&store, home, &shutdown).await?;
+                asked_at = Instant::now();
+            }
+            None => {}
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     bar.finish_and_clear();
     shutdown.cancel();
-    if let Some(task) = own {
+    if let Some((_scheduling, task)) = own {
         task.await.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)?;
     }
     let elapsed = sandflow_sandbox::human_duration(started.elapsed());
@@ -161,4 +164,25 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
         return Err(CliError::Failed(format!("{failed} backfill runs failed (see: sandflow dags show {dag_id})")));
     }
     Ok(())
+}
+
+/// How often a backfill that leaves its runs to another scheduler checks that one still owns the home.
+const OWNER_CHECK: Duration = Duration::from_secs(1);
+
+/// A scheduler for the backfill's runs in this process, owning the home while it runs; `None` when
+/// another process owns it (and runs them).
+async fn own_scheduler(
+    store: &Store,
+    home: &Home,
+    shutdown: &CancellationToken,
+) -> Result<Option<(SchedulingGuard, JoinHandle<Result<(), SchedulerError>>)>, CliError> {
+    let scheduling = match store.own_scheduling("dags backfill").await {
+        Ok(guard) => guard,
+        Err(StoreError::SchedulerRunning { .. }) => return Ok(None),
+        Err(e) => return Err(anyhow::Error::from(e).into()),
+    };
+    let sandbox = crate::plugin_cmd::sandbox_with(home, 32)?;
+    let config = SchedulerConfig { create_scheduled_runs: false, ..SchedulerConfig::default() };
+    let task = tokio::spawn(Scheduler::new(store.clone(), sandbox, config).run(shutdown.clone()));
+    Ok(Some((scheduling, task)))
 }

@@ -1,6 +1,8 @@
 //! `sandflow db init|migrate|reset`.
 
 use clap::Subcommand;
+use sandflow_scheduler::actions::HEARTBEAT_VALID_FOR;
+use sandflow_store::{Durability, SchedulingGuard, Store, StoreError};
 
 use crate::app::open_store;
 use crate::out::outln;
@@ -12,11 +14,16 @@ pub enum DbCmd {
     Init,
     /// Bring the database to this build's schema.
     Migrate,
-    /// Delete every DAG, run and plugin in the database and start afresh.
+    /// Delete every DAG, run and plugin in the database and start afresh. Refused while a
+    /// scheduler runs on the home.
     Reset {
         /// Confirm: the data is gone for good.
         #[arg(long)]
         yes: bool,
+        /// Reset although a scheduler's heartbeat is fresh, when you know that process is dead (a
+        /// scheduler still running is refused all the same).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -27,15 +34,30 @@ pub async fn run(cmd: DbCmd, home: &Home) -> Result<(), CliError> {
             open_store(home).await?.close().await;
             outln!("database ready at {}", path.display());
         }
-        DbCmd::Reset { yes } => {
+        DbCmd::Reset { yes, force } => {
             if !yes {
                 return Err(CliError::Usage(anyhow::anyhow!(
                     "this deletes every DAG, run and log in {}: run again with --yes",
                     path.display()
                 )));
             }
-            // Refuse to delete what is not ours.
-            open_store(home).await?.close().await;
+            // Owning the home keeps a scheduler from running on the file being deleted, and one
+            // from starting on it halfway through; a live owner is refused, --force or not.
+            let lock_for = path.clone();
+            let _scheduling = tokio::task::spawn_blocking(move || SchedulingGuard::acquire(&lock_for, "db reset"))
+                .await
+                .map_err(anyhow::Error::from)?
+                .map_err(anyhow::Error::from)?;
+            // Refuse to delete what is not ours (an empty file is nobody's: it may go).
+            match Store::open(&path, Durability::Normal).await {
+                Ok(store) => {
+                    let fresh = refuse_a_fresh_heartbeat(&store, force).await;
+                    store.close().await;
+                    fresh?;
+                }
+                Err(StoreError::EmptyFile { .. }) => {}
+                Err(e) => return Err(anyhow::Error::from(e).into()),
+            }
             for suffix in ["", "-wal", "-shm"] {
                 let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
                 match std::fs::remove_file(&file) {
@@ -49,4 +71,20 @@ pub async fn run(cmd: DbCmd, home: &Home) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// A scheduler that beat its heart a moment ago may still be running (on another machine sharing
+/// the home, say, where the lock does not reach): refused unless `force`.
+async fn refuse_a_fresh_heartbeat(store: &Store, force: bool) -> Result<(), CliError> {
+    let live = store.live_schedulers(HEARTBEAT_VALID_FOR).await.map_err(anyhow::Error::from)?;
+    match live.first() {
+        Some(latest) if !force => Err(CliError::Usage(anyhow::anyhow!(
+            "a scheduler (pid {}, started {}) said it was alive {} ago, though it holds no lock on this home: \
+             if that process is gone, run again with --force",
+            latest.pid,
+            latest.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            sandflow_sandbox::human_duration((chrono::Utc::now() - latest.heartbeat_at).to_std().unwrap_or_default()),
+        ))),
+        _ => Ok(()),
+    }
 }

@@ -33,6 +33,8 @@ pub struct StandaloneArgs {
 pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
     let dir = dags_dir(&args.dags)?;
     let store = open_store(home).await?;
+    // Held until this process ends: a second standalone on this home is refused, naming this one.
+    let _scheduling = store.own_scheduling("standalone").await.map_err(anyhow::Error::from)?;
     let sandbox = crate::plugin_cmd::sandbox_with(home, args.parallelism)?;
     let config = SchedulerConfig {
         parallelism: args.parallelism,

@@ -116,6 +116,10 @@ pub struct Scheduler {
     dirty: BTreeSet<String>,
     /// Notices wait here until what they tell is committed.
     unsent: Vec<Notice>,
+    /// Runs that tasks' results triggered, to load once the batch creating them is committed.
+    created: Vec<String>,
+    /// When the last run a task triggered was created: each gets a later microsecond (its id).
+    last_created_at: DateTime<Utc>,
     id: String,
     started_at: DateTime<Utc>,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -149,6 +153,8 @@ impl Scheduler {
             pools: HashMap::new(),
             dirty: BTreeSet::new(),
             unsent: Vec::new(),
+            created: Vec::new(),
+            last_created_at: DateTime::<Utc>::MIN_UTC,
             id: format!("{}-{}", std::process::id(), Utc::now().timestamp_micros()),
             started_at: Utc::now(),
             events_tx,
@@ -201,12 +207,23 @@ impl Scheduler {
                 pending = self.events_rx.try_recv().ok();
             }
             self.store.apply(&changes).await?;
+            self.load_created_runs().await?;
             self.send_notices();
         }
         for running in self.running.values() {
             running.kill.kill();
         }
         self.store.remove_scheduler(&self.id).await?;
+        Ok(())
+    }
+
+    /// Loads the runs that the batch just committed created (runs triggered by tasks' results).
+    async fn load_created_runs(&mut self) -> Result<(), SchedulerError> {
+        for run_id in std::mem::take(&mut self.created) {
+            if let Some(row) = self.store.run(&run_id).await? {
+                self.load_run(row).await?;
+            }
+        }
         Ok(())
     }
 
@@ -716,15 +733,16 @@ impl Scheduler {
             failed => Decision::Fail { message: failed.to_string(), retry: true, outcome: None },
         };
         let mut decision = decision;
+        let mut triggered = Vec::new();
         if let (Decision::Success { .. }, Outcome::Success { result }) = (&decision, &report.outcome) {
-            for request in &result.trigger {
-                if let Err(e) = self.trigger_from_task(&key, &dag_id, request).await {
+            match self.runs_triggered_by(&key, &dag_id, &result.trigger, at).await {
+                Ok(runs) => triggered = runs,
+                Err(e) => {
                     decision = Decision::Fail {
                         message: format!("trigger: {e}"),
                         retry: true,
                         outcome: Some("trigger_failed"),
-                    };
-                    break;
+                    }
                 }
             }
         }
@@ -790,6 +808,14 @@ impl Scheduler {
             metrics,
             next_try_at,
         })));
+        // The runs the result triggered are created in the same transaction as the try's end: a
+        // crash between the two can neither lose them nor, by retrying the try, trigger them twice.
+        for change in triggered {
+            if let Change::CreateRun { run, .. } = &change {
+                self.created.push(run.run_id.clone());
+            }
+            changes.push(change);
+        }
         self.dirty.insert(key.run_id.clone());
         debug!(run_id = %key.run_id, task_id = %key.task_id, map_index = key.map_index, try_number, %state, "{message}");
         self.unsent.push(Notice::TaskFinished {
@@ -867,20 +893,32 @@ impl Scheduler {
         }
     }
 
-    async fn trigger_from_task(
+    /// The runs a try's result asks for, as changes to commit with the try's end; an unknown DAG
+    /// or version is an error, and then nothing is created.
+    async fn runs_triggered_by(
         &mut self,
         key: &TaskKey,
         dag_id: &str,
-        request: &sandflow_sdk::TriggerRequest,
-    ) -> Result<(), SchedulerError> {
+        requests: &[sandflow_sdk::TriggerRequest],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Change>, SchedulerError> {
         let by = format!("task:{dag_id}/{}/{}", key.run_id, key.task_id);
-        let row = crate::trigger(
-            &self.store,
-            &request.dag_id,
-            crate::TriggerOptions { conf: request.conf.clone(), note: None, triggered_by: by, version: None },
-        )
-        .await?;
-        self.load_run(row).await
+        let mut changes = Vec::new();
+        for request in requests {
+            let options = crate::TriggerOptions {
+                conf: request.conf.clone(),
+                note: None,
+                triggered_by: by.clone(),
+                version: None,
+            };
+            let planned = crate::plan_manual_run(&self.store, &request.dag_id, options).await?;
+            // Created when the try ended, or a microsecond after the last run this process
+            // created, so that two runs triggered in one batch never share an id.
+            let at = at.max(self.last_created_at + chrono::Duration::microseconds(1));
+            self.last_created_at = at;
+            changes.push(Change::CreateRun { run: Box::new(planned.at(at)), task_ids: planned.task_ids });
+        }
+        Ok(changes)
     }
 }
 

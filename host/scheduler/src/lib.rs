@@ -20,7 +20,7 @@ mod working;
 
 use std::path::PathBuf;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sandflow_core::state::{RunState, TaskState};
 use sandflow_store::{NewRun, RunRow, RunType, Store};
 use serde_json::{Map, Value};
@@ -150,6 +150,55 @@ pub struct TriggerOptions {
 /// Creates a queued manual run of `dag_id`. A running scheduler picks it up at its next poll (or at
 /// once after [`SchedulerHandle::wake`]).
 pub async fn trigger(store: &Store, dag_id: &str, options: TriggerOptions) -> Result<RunRow, SchedulerError> {
+    let planned = plan_manual_run(store, dag_id, options).await?;
+    loop {
+        let run = planned.at(Utc::now());
+        // Two triggers in the same microsecond: the second takes the next one.
+        if store.create_run(&run, &planned.task_ids).await? {
+            return store
+                .run(&run.run_id)
+                .await?
+                .ok_or_else(|| SchedulerError::UnknownDag { dag_id: dag_id.to_string(), known: vec![] });
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A manual run whose DAG and version are checked, ready to be created at a given time.
+pub(crate) struct PlannedRun {
+    pub(crate) dag_id: String,
+    pub(crate) version: String,
+    pub(crate) task_ids: Vec<String>,
+    conf: String,
+    note: Option<String>,
+    triggered_by: String,
+}
+
+impl PlannedRun {
+    /// The run as created at `at`: its id is `manual__<at>`.
+    pub(crate) fn at(&self, at: DateTime<Utc>) -> NewRun {
+        NewRun {
+            run_id: format!("manual__{}", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            dag_id: self.dag_id.clone(),
+            version: self.version.clone(),
+            run_type: RunType::Manual,
+            logical_date: at,
+            interval: None,
+            conf: self.conf.clone(),
+            note: self.note.clone(),
+            triggered_by: self.triggered_by.clone(),
+            created_at: at,
+        }
+    }
+}
+
+/// Checks that `dag_id` (and the pinned version, if any) can run, writing nothing: an unknown DAG
+/// or version, or a stored spec that no longer parses, is an error here.
+pub(crate) async fn plan_manual_run(
+    store: &Store,
+    dag_id: &str,
+    options: TriggerOptions,
+) -> Result<PlannedRun, SchedulerError> {
     let Some(dag) = store.dag(dag_id).await? else {
         let known = store.dags().await?.into_iter().map(|d| d.dag_id).collect();
         return Err(SchedulerError::UnknownDag { dag_id: dag_id.to_string(), known });
@@ -162,29 +211,12 @@ pub async fn trigger(store: &Store, dag_id: &str, options: TriggerOptions) -> Re
     let spec: StoredSpec = serde_json::from_str(&spec)
         .map_err(|e| SchedulerError::BadStoredSpec { file: dag_id.to_string(), detail: e.to_string() })?;
     let parsed = spec.to_dag(&sandflow_core::dag::Caps::default())?;
-    let task_ids: Vec<String> = parsed.tasks.iter().map(|t| t.id.clone()).collect();
-    let conf = serde_json::to_string(&options.conf).unwrap_or_else(|_| "{}".into());
-    loop {
-        let at = Utc::now();
-        let run = NewRun {
-            run_id: format!("manual__{}", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-            dag_id: dag_id.to_string(),
-            version: version.clone(),
-            run_type: RunType::Manual,
-            logical_date: at,
-            interval: None,
-            conf: conf.clone(),
-            note: options.note.clone(),
-            triggered_by: options.triggered_by.clone(),
-            created_at: at,
-        };
-        // Two triggers in the same microsecond: the second takes the next one.
-        if store.create_run(&run, &task_ids).await? {
-            return store
-                .run(&run.run_id)
-                .await?
-                .ok_or_else(|| SchedulerError::UnknownDag { dag_id: dag_id.to_string(), known: vec![] });
-        }
-        tokio::task::yield_now().await;
-    }
+    Ok(PlannedRun {
+        dag_id: dag_id.to_string(),
+        version,
+        task_ids: parsed.tasks.iter().map(|t| t.id.clone()).collect(),
+        conf: serde_json::to_string(&options.conf).unwrap_or_else(|_| "{}".into()),
+        note: options.note,
+        triggered_by: options.triggered_by,
+    })
 }

@@ -10,8 +10,11 @@
 //!   that was committed; a power cut may lose the last few commits. `synchronous = FULL` (about 14×
 //!   slower per commit here) is [`Durability::Full`], for those who need it.
 //! - **Migrations are embedded** and run at open; a database written by a newer Sandflow is refused
-//!   with a clear message instead of being half-understood.
+//!   with a clear message instead of being half-understood, and so is an empty file where a database
+//!   was (SQLite would take it for a new database and all history would silently be gone).
+//! - **One scheduler per SQLite home**, held by an OS file lock ([`Store::own_scheduling`]).
 
+mod ownership;
 mod rows;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +25,10 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-pub use rows::{ActionRow, DagRow, ImportErrorRow, NewRun, PoolRow, RunRow, RunType, TaskInstanceRow, TryRow};
+pub use ownership::{lock_path, SchedulingGuard, SchedulingOwner};
+pub use rows::{
+    ActionRow, DagRow, ImportErrorRow, NewRun, PoolRow, RunRow, RunType, SchedulerRow, TaskInstanceRow, TryRow,
+};
 use sandflow_core::state::{RunState, TaskState};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -49,6 +55,36 @@ pub enum StoreError {
         /// The newest migration this build has.
         known: i64,
     },
+    /// The database file is empty (0 bytes): it held a database once, or something else made it.
+    #[error(
+        "{path} is empty (0 bytes), so it holds no Sandflow history: restore it from a backup, or delete it (`sandflow db reset --yes`) to start with a new database"
+    )]
+    EmptyFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Another process runs a scheduler on this SQLite store.
+    #[error("{}", scheduler_running(owner.as_ref(), lock))]
+    SchedulerRunning {
+        /// The owner, as it wrote itself into the lock file (`None` if it had not yet).
+        owner: Option<SchedulingOwner>,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The lock file beside the database could not be opened, read or written.
+    #[error("could not use the lock file {}", path.display())]
+    LockFile {
+        /// The lock file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A run to create in a batch already exists: nothing of the batch is committed.
+    #[error("a run `{run_id}` already exists")]
+    RunExists {
+        /// The run.
+        run_id: String,
+    },
     /// A stored value this build cannot read.
     #[error("corrupt row in {table}: {detail}")]
     Corrupt {
@@ -63,6 +99,22 @@ pub enum StoreError {
     /// A migration failed.
     #[error("could not migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+fn scheduler_running(owner: Option<&SchedulingOwner>, lock: &Path) -> String {
+    let who = match owner {
+        Some(o) => format!(
+            "pid {} ({}, since {})",
+            o.pid,
+            o.role,
+            o.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        None => format!("a process that has not yet written its pid into {}", lock.display()),
+    };
+    format!(
+        "a scheduler already runs on this home: {who}. Only one may run on the embedded SQLite store \
+         at a time: stop it first, or leave the work to it"
+    )
 }
 
 /// Result of store operations.
@@ -110,6 +162,10 @@ pub enum Change {
     },
     /// A try ends, and the task instance moves to `state`.
     TryEnded(Box<TryEnd>),
+    /// A run is created, queued, with its task instances (state none); committed with the rest of
+    /// the batch (a run a task's result triggers, with that try's end). A run of that id already
+    /// there fails the whole batch with [`StoreError::RunExists`].
+    CreateRun { run: Box<NewRun>, task_ids: Vec<String> },
 }
 
 /// The end of a try (boxed in [`Change`]: it is the large variant).
@@ -142,6 +198,8 @@ pub struct TryEnd {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// The database file; `None` in memory.
+    path: Option<PathBuf>,
 }
 
 /// How many times opening retries a database that is locked for a moment (50 ms apart).
@@ -154,6 +212,18 @@ fn is_busy(e: &sqlx::Error) -> bool {
 
 fn is_not_a_database(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.message().contains("file is not a database"))
+}
+
+/// A database file of 0 bytes, with no write-ahead log holding its pages, is refused: SQLite would
+/// take it for a new database, and every run, log and plugin would be silently gone. A file that
+/// does not exist is a new database.
+fn refuse_an_empty_file(path: &Path) -> Result<()> {
+    let empty = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.len() == 0);
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    match (empty(path), empty(&wal)) {
+        (Ok(true), Ok(true) | Err(_)) => Err(StoreError::EmptyFile { path: path.to_path_buf() }),
+        _ => Ok(()),
+    }
 }
 
 impl Store {
@@ -185,6 +255,9 @@ impl Store {
             .await
             .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        // Under the lock, a file that exists is one another opener has finished with: a new
+        // database is never seen half-created, so an empty one is a lost one.
+        refuse_an_empty_file(path)?;
         // Opening can still meet a short lock held outside it: the last connection of another
         // process checkpoints the WAL as it closes, and SQLite answers a journal-mode pragma
         // arriving then with "database is locked" at once, without its busy timeout. That is
@@ -211,7 +284,7 @@ impl Store {
                 StoreError::Database(e)
             }
         })?;
-        let store = Store { pool };
+        let store = Store { pool, path: Some(path.to_path_buf()) };
         store.migrate(path).await?;
         Ok(store)
     }
@@ -221,7 +294,7 @@ impl Store {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
         // One connection: each in-memory connection would be a database of its own.
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-        let store = Store { pool };
+        let store = Store { pool, path: None };
         store.migrate(Path::new(":memory:")).await?;
         Ok(store)
     }
@@ -247,6 +320,17 @@ impl Store {
             other => other.into(),
         })?;
         Ok(())
+    }
+
+    /// Takes scheduling on this store for this process, as `role` (shown to a process refused
+    /// meanwhile): on SQLite only one process may run a scheduler at a time. Hold the guard for as
+    /// long as the scheduler runs. Refused with [`StoreError::SchedulerRunning`].
+    pub async fn own_scheduling(&self, role: &str) -> Result<SchedulingGuard> {
+        let Some(path) = self.path.clone() else { return Ok(SchedulingGuard::private()) };
+        let role = role.to_string();
+        tokio::task::spawn_blocking(move || SchedulingGuard::acquire(&path, &role))
+            .await
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
     }
 
     /// Closes the pool, waiting for connections to finish.
@@ -404,41 +488,14 @@ impl Store {
     /// scheduled run whose interval already has a run, returns `false` and creates nothing.
     pub async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO dag_runs (run_id, dag_id, version, run_type, state, logical_date, interval_start, interval_end,
-                                   conf, note, triggered_by, created_at)
-             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&run.run_id)
-        .bind(&run.dag_id)
-        .bind(&run.version)
-        .bind(run.run_type.as_str())
-        .bind(run.logical_date)
-        .bind(run.interval.map(|i| i.0))
-        .bind(run.interval.map(|i| i.1))
-        .bind(&run.conf)
-        .bind(&run.note)
-        .bind(&run.triggered_by)
-        .bind(run.created_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !inserted {
+        if !insert_run(&mut tx, run, task_ids).await? {
             return Ok(false);
-        }
-        for task_id in task_ids {
-            sqlx::query("INSERT INTO task_instances (run_id, task_id, map_index, state, updated_at) VALUES (?, ?, -1, 'none', ?)")
-                .bind(&run.run_id)
-                .bind(task_id)
-                .bind(run.created_at)
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         Ok(true)
     }
 
+    /// One run.
     /// One run.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
         Ok(sqlx::query_as(&format!("{} WHERE run_id = ?", rows::RUN_SELECT))
@@ -656,12 +713,18 @@ impl Store {
 
     /// Whether a scheduler has said it is alive within `max_age`.
     pub async fn live_scheduler(&self, max_age: Duration) -> Result<bool> {
+        Ok(!self.live_schedulers(max_age).await?.is_empty())
+    }
+
+    /// The schedulers that have said they are alive within `max_age`, latest heartbeat first.
+    pub async fn live_schedulers(&self, max_age: Duration) -> Result<Vec<SchedulerRow>> {
         let since = Utc::now() - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::zero());
-        Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM schedulers WHERE heartbeat_at >= ?")
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?
-            > 0)
+        Ok(sqlx::query_as(
+            "SELECT id, pid, started_at, heartbeat_at FROM schedulers WHERE heartbeat_at >= ? ORDER BY heartbeat_at DESC",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Commits `changes` in one transaction, in order.
@@ -803,11 +866,55 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                Change::CreateRun { run, task_ids } => {
+                    if !insert_run(&mut tx, run, task_ids).await? {
+                        return Err(StoreError::RunExists { run_id: run.run_id.clone() });
+                    }
+                }
             }
         }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Inserts a queued run and its task instances (state none) in `tx`; `false` when the run (or its
+/// interval, for a scheduled run) is already there, and nothing is inserted.
+async fn insert_run(tx: &mut sqlx::SqliteConnection, run: &NewRun, task_ids: &[String]) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO dag_runs (run_id, dag_id, version, run_type, state, logical_date, interval_start, interval_end,
+                               conf, note, triggered_by, created_at)
+         VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&run.run_id)
+    .bind(&run.dag_id)
+    .bind(&run.version)
+    .bind(run.run_type.as_str())
+    .bind(run.logical_date)
+    .bind(run.interval.map(|i| i.0))
+    .bind(run.interval.map(|i| i.1))
+    .bind(&run.conf)
+    .bind(&run.note)
+    .bind(&run.triggered_by)
+    .bind(run.created_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if !inserted {
+        return Ok(false);
+    }
+    for task_id in task_ids {
+        sqlx::query(
+            "INSERT INTO task_instances (run_id, task_id, map_index, state, updated_at) VALUES (?, ?, -1, 'none', ?)",
+        )
+        .bind(&run.run_id)
+        .bind(task_id)
+        .bind(run.created_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -19,6 +19,15 @@ pub struct DagRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A scheduler's last heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct SchedulerRow {
+    pub id: String,
+    pub pid: i64,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
 /// A DAG file that failed to load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct ImportErrorRow {

@@ -205,3 +205,129 @@ async fn many_processes_opening_a_new_database_at_once_all_succeed() {
         open.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_empty_database_file_is_refused_not_taken_for_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sandflow.db");
+    std::fs::write(&path, b"").unwrap();
+    let err = Store::open(&path, Durability::Normal).await.unwrap_err();
+    assert!(matches!(err, StoreError::EmptyFile { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is empty (0 bytes), so it holds no Sandflow history: restore it from a backup, or delete it (`sandflow db reset --yes`) to start with a new database",
+            path.display()
+        )
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the file is left as it was");
+    assert!(!dir.path().join("sandflow.db-wal").exists(), "nothing was created beside it");
+
+    std::fs::remove_file(&path).unwrap();
+    Store::open(&path, Durability::Normal).await.unwrap().close().await;
+    assert!(std::fs::metadata(&path).unwrap().len() > 0, "a missing file is a new database, written at once");
+    Store::open(&path, Durability::Normal).await.unwrap();
+}
+
+fn child_run(run_id: &str) -> Change {
+    let mut run = new_run(run_id, RunType::Manual, 100);
+    run.interval = None;
+    Change::CreateRun { run: Box::new(run), task_ids: vec!["a".into(), "b".into()] }
+}
+
+fn success_end(at: chrono::DateTime<Utc>) -> Change {
+    Change::TryEnded(Box::new(TryEnd {
+        run_id: "r1".into(),
+        task_id: "a".into(),
+        map_index: -1,
+        try_number: 1,
+        outcome: "success".into(),
+        message: "success".into(),
+        log: String::new(),
+        fuel_used: 1,
+        peak_memory: 1,
+        wall: Duration::from_millis(1),
+        at,
+        state: Some(TaskState::Success),
+        output: Some("{}".into()),
+        metrics: Some("{}".into()),
+        next_try_at: None,
+    }))
+}
+
+#[tokio::test]
+async fn a_run_created_in_a_batch_commits_with_it_or_not_at_all() {
+    let (_dir, store) = fresh().await;
+    with_dag(&store).await;
+    store.create_run(&new_run("r1", RunType::Manual, 0), &["a".to_string()]).await.unwrap();
+    let at = Utc::now();
+    let started = Change::TryStarted {
+        run_id: "r1".into(),
+        task_id: "a".into(),
+        map_index: -1,
+        try_number: 1,
+        plugin_id: "sha256:abc".into(),
+        at,
+    };
+    store.apply(&[started]).await.unwrap();
+
+    // The try's end, a triggered run, then a change that fails: none of it is committed.
+    let err = store.apply(&[success_end(at), child_run("c1"), child_run("c1")]).await.unwrap_err();
+    assert!(matches!(&err, StoreError::RunExists { run_id } if run_id == "c1"), "{err:?}");
+    assert_eq!(store.task_instances("r1").await.unwrap()[0].state, TaskState::Running);
+    assert_eq!(store.tries("r1", "a", -1).await.unwrap()[0].outcome, None);
+    assert_eq!(store.run("c1").await.unwrap(), None);
+    assert!(store.task_instances("c1").await.unwrap().is_empty());
+
+    store.apply(&[success_end(at), child_run("c1")]).await.unwrap();
+    assert_eq!(store.task_instances("r1").await.unwrap()[0].state, TaskState::Success);
+    let child = store.run("c1").await.unwrap().unwrap();
+    assert_eq!((child.state, child.triggered_by.as_str()), (RunState::Queued, "tester"));
+    let states: Vec<_> = store.task_instances("c1").await.unwrap().into_iter().map(|t| (t.task_id, t.state)).collect();
+    assert_eq!(states, [("a".to_string(), TaskState::None), ("b".to_string(), TaskState::None)]);
+}
+
+#[tokio::test]
+async fn one_process_at_a_time_owns_scheduling_on_a_file() {
+    let (dir, store) = fresh().await;
+    let guard = store.own_scheduling("standalone").await.unwrap();
+    let lock = dir.path().join("sandflow.scheduler-lock");
+    assert!(lock.exists());
+    // A second open of the lock file is refused as another process would be, and told who owns it.
+    let other = Store::open(&dir.path().join("sandflow.db"), Durability::Normal).await.unwrap();
+    let err = other.own_scheduling("dags backfill").await.unwrap_err();
+    let StoreError::SchedulerRunning { owner: Some(owner), .. } = &err else { panic!("{err:?}") };
+    assert_eq!((owner.pid, owner.role.as_str()), (std::process::id(), "standalone"));
+    assert!(
+        err.to_string().starts_with(&format!(
+            "a scheduler already runs on this home: pid {} (standalone, since ",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    drop(guard);
+    let again = other.own_scheduling("dags backfill").await.unwrap();
+    assert!(std::fs::read_to_string(&lock).unwrap().contains("\"role\":\"dags backfill\""));
+    drop(again);
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "", "a gone owner's details are wiped");
+}
+
+#[tokio::test]
+async fn in_memory_stores_need_no_lock() {
+    let store = Store::in_memory().await.unwrap();
+    let _first = store.own_scheduling("dags test").await.unwrap();
+    let _second = store.own_scheduling("dags test").await.unwrap();
+}
+
+#[tokio::test]
+async fn live_schedulers_are_those_with_a_fresh_heartbeat() {
+    let (_dir, store) = fresh().await;
+    let started = Utc::now();
+    store.heartbeat("s1", 4242, started).await.unwrap();
+    let live = store.live_schedulers(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].id.as_str(), live[0].pid), ("s1", 4242));
+    assert!(store.live_scheduler(Duration::from_secs(60)).await.unwrap());
+    store.remove_scheduler("s1").await.unwrap();
+    assert!(store.live_schedulers(Duration::from_secs(60)).await.unwrap().is_empty());
+}

@@ -3,6 +3,7 @@
 mod authoring;
 mod crash;
 mod dags;
+mod home;
 mod output;
 mod pipelines;
 mod plugin;

@@ -130,6 +130,34 @@ params = { mode = "result", result = { output = "kicked", trigger = [{ dag_id = 
 }
 
 #[tokio::test]
+async fn runs_a_result_triggers_are_committed_with_the_try_that_asked_for_them() {
+    let dag = r#"
+id = "parent"
+[tasks.kick]
+plugin = "plugins/hostile.wasm"
+params = { mode = "result", result = { trigger = [{ dag_id = "chain", conf = { n = 1 } }, { dag_id = "chain", conf = { n = 2 } }] } }
+"#;
+    let mut h = Harness::start(&[("parent", dag), ("chain", CHAIN)]).await;
+    let (run, state) = h.run("parent", json!({})).await;
+    assert_eq!(state, RunState::Success);
+    let tries = h.store.tries(&run.run_id, "kick", -1).await.unwrap();
+    assert_eq!(tries.len(), 1);
+    let ended_at = tries[0].ended_at.unwrap();
+    let mut children = h.store.runs(Some("chain"), 10).await.unwrap();
+    children.reverse();
+    assert_eq!(children.len(), 2, "each request made exactly one run: {children:?}");
+    // One decision, one transaction: the runs carry the time of the try's end (a microsecond
+    // apart, so that their ids differ).
+    assert_eq!(children[0].created_at, ended_at);
+    assert_eq!(children[1].created_at, ended_at + chrono::Duration::microseconds(1));
+    for (child, n) in children.iter().zip([1, 2]) {
+        assert_eq!(child.triggered_by, format!("task:parent/{}/kick", run.run_id));
+        assert_eq!(h.wait(&child.run_id).await, RunState::Success);
+        assert_eq!(h.output(&child.run_id, "c").await["conf"], json!({ "n": n }));
+    }
+}
+
+#[tokio::test]
 async fn triggering_an_unknown_dag_fails_the_task() {
     let dag = r#"
 id = "lost"
@@ -142,6 +170,25 @@ params = { mode = "result", result = { trigger = [{ dag_id = "nowhere" }] } }
     assert_eq!(state, RunState::Failed);
     let reason = h.ti(&run.run_id, "kick").await.reason.unwrap();
     assert!(reason.starts_with("trigger: no DAG `nowhere` (known: lost) (plugin sha256:"), "{reason}");
+    let tries = h.store.tries(&run.run_id, "kick", -1).await.unwrap();
+    assert_eq!(tries[0].outcome.as_deref(), Some("trigger_failed"));
+    assert_eq!(h.store.runs(None, 10).await.unwrap().len(), 1, "no run but the one that failed");
+}
+
+#[tokio::test]
+async fn one_bad_request_among_several_fails_the_task_and_creates_no_run() {
+    let dag = r#"
+id = "kicker"
+[tasks.kick]
+plugin = "plugins/hostile.wasm"
+params = { mode = "result", result = { trigger = [{ dag_id = "chain" }, { dag_id = "nowhere" }] } }
+"#;
+    let mut h = Harness::start(&[("kicker", dag), ("chain", CHAIN)]).await;
+    let (run, state) = h.run("kicker", json!({})).await;
+    assert_eq!(state, RunState::Failed);
+    let tries = h.store.tries(&run.run_id, "kick", -1).await.unwrap();
+    assert_eq!(tries[0].outcome.as_deref(), Some("trigger_failed"));
+    assert!(h.store.runs(Some("chain"), 10).await.unwrap().is_empty(), "the first request's run is not created alone");
 }
 
 #[tokio::test]
