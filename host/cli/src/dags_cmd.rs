@@ -177,9 +177,18 @@ async fn list(dags: &DagsArg, json: bool, home: &Home) -> anyhow::Result<()> {
     sync_dags(&dags.dags, &store, home).await?;
     let mut rows = Vec::new();
     let mut out = Vec::new();
+    let mut stale = Vec::new();
     for dag in store.dags().await? {
         let last = store.runs(Some(&dag.dag_id), 1).await?.into_iter().next();
         let schedule = schedule_of(&store, &dag.dag_id, &dag.active_version).await;
+        if let Some(since) = dag.stale_since {
+            stale.push(format!(
+                "{} (since {}; last file {})",
+                dag.dag_id,
+                table::time(&since),
+                dag.file_path.as_deref().unwrap_or("-")
+            ));
+        }
         rows.push(vec![
             dag.dag_id.clone(),
             dag.active_version.clone(),
@@ -189,7 +198,7 @@ async fn list(dags: &DagsArg, json: bool, home: &Home) -> anyhow::Result<()> {
         ]);
         out.push(
             json!({"dag_id": dag.dag_id, "version": dag.active_version, "schedule": schedule, "paused": dag.is_paused,
-            "file": dag.file_path, "last_run": last}),
+            "stale": dag.is_stale(), "file": dag.file_path, "last_run": last}),
         );
     }
     let errors = store.import_errors().await?;
@@ -197,6 +206,9 @@ async fn list(dags: &DagsArg, json: bool, home: &Home) -> anyhow::Result<()> {
         return table::json(&json!({"dags": out, "import_errors": errors}));
     }
     table::print(&["dag_id", "version", "schedule", "paused", "last run"], &rows);
+    for line in stale {
+        println!("\nstale: {line}: no file declares it any more, so it gets no scheduled runs");
+    }
     for error in errors {
         println!("\nimport error in {}:\n{}", error.file_path, crate::app::indent(&error.message));
     }
@@ -231,14 +243,22 @@ async fn show(dag_id: &str, dags: &DagsArg, json: bool, home: &Home) -> anyhow::
             .map(|t| json!({"task_id": t.id, "plugin_id": t.plugin_id, "upstream": t.upstream, "trigger_rule": t.trigger_rule,
                 "retries": t.retries}))
             .collect();
-        return table::json(&json!({"dag": row, "schedule": dag.schedule.expr(), "tasks": tasks,
-            "versions": versions.iter().map(|(v, at)| json!({"version": v, "created_at": at})).collect::<Vec<_>>(), "runs": runs}));
+        return table::json(
+            &json!({"dag": row, "stale": row.is_stale(), "schedule": dag.schedule.expr(), "tasks": tasks,
+            "versions": versions.iter().map(|(v, at)| json!({"version": v, "created_at": at})).collect::<Vec<_>>(), "runs": runs}),
+        );
     }
     println!("dag:      {}", row.dag_id);
     println!("version:  {} ({} in all)", row.active_version, versions.len());
     println!("file:     {}", row.file_path.as_deref().unwrap_or("-"));
     println!("schedule: {}", dag.schedule.expr().unwrap_or("manual"));
     println!("paused:   {}", if row.is_paused { "yes" } else { "no" });
+    if let Some(since) = row.stale_since {
+        println!(
+            "stale:    since {}: its file is gone or declares another DAG; no scheduled runs",
+            table::time(&since)
+        );
+    }
     if let Some(description) = &dag.description {
         println!("about:    {description}");
     }

@@ -11,7 +11,7 @@ use crate::{CliError, Home};
 
 #[derive(Debug, clap::Args)]
 pub struct StandaloneArgs {
-    /// The folder of DAG files (watched: new and changed files are loaded within a second).
+    /// The folder of DAG files (watched: new and changed files are loaded once written).
     #[arg(long, default_value = "dags")]
     pub dags: PathBuf,
     /// Tries running at once.
@@ -52,6 +52,9 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
     }
     for (path, message) in &report.errors {
         println!("could not load {}:\n{}", path.display(), crate::app::indent(message));
+    }
+    for dag_id in &report.stale {
+        println!("DAG {dag_id} is stale: no file declares it any more (no scheduled runs until one does)");
     }
     let handle = scheduler.handle();
     let mut notices = handle.subscribe();

@@ -2,6 +2,7 @@
 
 mod crash;
 mod dags;
+mod loading;
 mod pipelines;
 mod plugin;
 

@@ -3,6 +3,7 @@
 
 mod actions;
 mod folder;
+mod loading;
 mod pipelines;
 mod rules;
 mod runs;
