@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use sandflow_core::dag::Caps;
-use sandflow_scheduler::{load_file, DagFolder};
+use sandflow_scheduler::{load_file, DagFolder, LoadContext};
 use sandflow_store::{Durability, RunRow, Store, StoreError};
 
 use crate::Home;
@@ -35,15 +35,16 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Loads every DAG file of `dir` into `store`; broken files are recorded as import errors and do
-/// not stop the others.
+/// Loads every DAG file of `dir` into `store` once it has settled; broken files are recorded as
+/// import errors and do not stop the others.
 pub async fn sync_dags(dir: &Path, store: &Store, home: &Home) -> anyhow::Result<sandflow_scheduler::LoadReport> {
     let sandbox = crate::plugin_cmd::sandbox(home)?;
-    let mut folder = DagFolder::new(dags_dir(dir)?, store.clone(), sandbox, Caps::default(), false);
-    Ok(folder.scan().await?)
+    let cx = LoadContext::new(store.clone(), sandbox, Caps::default(), false);
+    Ok(DagFolder::new(dags_dir(dir)?, cx).load_settled().await?)
 }
 
-/// Loads one DAG file by DAG id from `dir` (every file is parsed until one has that id).
+/// Loads one DAG file by DAG id from `dir` into `store` (every file is parsed until one has that
+/// id). `store` may be in memory: `sha256:` plugin ids are then copied from the home's store.
 pub async fn load_one(
     dir: &Path,
     dag_id: &str,
@@ -51,15 +52,19 @@ pub async fn load_one(
     home: &Home,
 ) -> anyhow::Result<sandflow_scheduler::Loaded> {
     let sandbox = crate::plugin_cmd::sandbox(home)?;
+    let mut cx = LoadContext::new(store.clone(), sandbox, Caps::default(), false);
+    if home.database().exists() {
+        cx.plugin_source = Some(open_store(home).await?);
+    }
     let mut errors = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dags_dir(dir)?)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && !p.is_dir())
         .collect();
     files.sort();
     for path in files {
-        match load_file(&path, store, &sandbox, &Caps::default(), false).await {
+        match load_file(&path, &cx).await {
             Ok(loaded) if loaded.dag.id == dag_id => return Ok(loaded),
             Ok(_) => {}
             Err(message) => errors.push(message),

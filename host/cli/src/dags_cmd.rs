@@ -190,22 +190,38 @@ async fn load(dags: &DagsArg, home: &Home) -> Result<(), CliError> {
     for loaded in &report.loaded {
         outln!("loaded DAG {} version {} ({} tasks)", loaded.dag.id, loaded.version, loaded.dag.tasks.len());
     }
-    if report.errors.is_empty() {
-        return Ok(());
+    for dag_id in &report.stale {
+        outln!("DAG {dag_id} is stale: no file declares it any more (no scheduled runs until one does)");
+    }
+    for path in &report.unsettled {
+        errln!("could not load {}: it is still being written", clean(&path.display().to_string(), false));
     }
     for (path, message) in &report.errors {
-        errln!("could not load {}:\n{}", path.display(), crate::app::indent(&clean(message, true)));
+        let path = path.display().to_string();
+        errln!("could not load {}:\n{}", clean(&path, false), crate::app::indent(&clean(message, true)));
     }
-    Err(CliError::Usage(anyhow::anyhow!("{} of the DAG files did not load", report.errors.len())))
+    match report.errors.len() + report.unsettled.len() {
+        0 => Ok(()),
+        n => Err(CliError::Usage(anyhow::anyhow!("{n} of the DAG files did not load"))),
+    }
 }
 
 async fn list(json: bool, home: &Home) -> anyhow::Result<()> {
     let store = open_store(home).await?;
     let mut rows = Vec::new();
     let mut out = Vec::new();
+    let mut stale = Vec::new();
     for dag in store.dags().await? {
         let last = store.runs(Some(&dag.dag_id), 1).await?.into_iter().next();
         let schedule = schedule_of(&store, &dag.dag_id, &dag.active_version).await;
+        if let Some(since) = dag.stale_since {
+            stale.push(format!(
+                "{} (since {}; last file {})",
+                dag.dag_id,
+                table::time(&since),
+                dag.file_path.as_deref().unwrap_or("-")
+            ));
+        }
         rows.push(vec![
             dag.dag_id.clone(),
             dag.active_version.clone(),
@@ -215,7 +231,7 @@ async fn list(json: bool, home: &Home) -> anyhow::Result<()> {
         ]);
         out.push(
             json!({"dag_id": dag.dag_id, "version": dag.active_version, "schedule": schedule, "paused": dag.is_paused,
-            "file": dag.file_path, "last_run": last}),
+            "stale": dag.is_stale(), "file": dag.file_path, "last_run": last}),
         );
     }
     let errors = store.import_errors().await?;
@@ -223,6 +239,9 @@ async fn list(json: bool, home: &Home) -> anyhow::Result<()> {
         return table::json(&json!({"dags": out, "import_errors": errors}));
     }
     table::print(&["dag_id", "version", "schedule", "paused", "last run"], &rows);
+    for line in stale {
+        outln!("\nstale: {line}: no file declares it any more, so it gets no scheduled runs");
+    }
     for error in errors {
         outln!(
             "\nimport error in {}:\n{}",
@@ -260,14 +279,19 @@ async fn show(dag_id: &str, json: bool, home: &Home) -> anyhow::Result<()> {
             .map(|t| json!({"task_id": t.id, "plugin_id": t.plugin_id, "upstream": t.upstream, "trigger_rule": t.trigger_rule,
                 "retries": t.retries}))
             .collect();
-        return table::json(&json!({"dag": row, "schedule": dag.schedule.expr(), "tasks": tasks,
-            "versions": versions.iter().map(|(v, at)| json!({"version": v, "created_at": at})).collect::<Vec<_>>(), "runs": runs}));
+        return table::json(
+            &json!({"dag": row, "stale": row.is_stale(), "schedule": dag.schedule.expr(), "tasks": tasks,
+            "versions": versions.iter().map(|(v, at)| json!({"version": v, "created_at": at})).collect::<Vec<_>>(), "runs": runs}),
+        );
     }
     outln!("dag:      {}", row.dag_id);
     outln!("version:  {} ({} in all)", row.active_version, versions.len());
     outln!("file:     {}", clean(row.file_path.as_deref().unwrap_or("-"), false));
     outln!("schedule: {}", dag.schedule.expr().unwrap_or("manual"));
     outln!("paused:   {}", if row.is_paused { "yes" } else { "no" });
+    if let Some(since) = row.stale_since {
+        outln!("stale:    since {}: its file is gone or declares another DAG; no scheduled runs", table::time(&since));
+    }
     if let Some(description) = &dag.description {
         outln!("about:    {}", clean(description, false));
     }

@@ -1,4 +1,5 @@
-//! `$SANDFLOW_HOME`: where this machine keeps plugins, compiled code and the embedded database.
+//! `$SANDFLOW_HOME`: where this machine keeps the embedded database (DAGs, runs, plugin bytes) and
+//! compiled code.
 
 use std::path::{Path, PathBuf};
 
@@ -28,11 +29,6 @@ impl Home {
     /// The home itself.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Plugin bytes by id.
-    pub fn plugins(&self) -> PathBuf {
-        self.root.join("plugins")
     }
 
     /// The embedded database.

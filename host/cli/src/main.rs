@@ -41,7 +41,7 @@ struct Cli {
 /// Flags every subcommand takes.
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
-    /// Sandflow's home: plugin store, compiled-code cache, database. Default: ~/.sandflow.
+    /// Sandflow's home: the database (DAGs, runs, plugins), the compiled-code cache. Default: ~/.sandflow.
     #[arg(long, env = "SANDFLOW_HOME", global = true)]
     home: Option<std::path::PathBuf>,
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.

@@ -7,17 +7,19 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use sandflow_sandbox::{
-    human_bytes, human_duration, CodeSource, KillSwitch, Limits, Outcome, Plugin, PluginId, PluginStore, Sandbox,
-    SandboxConfig,
+    human_bytes, human_duration, CodeSource, KillSwitch, Limits, Outcome, Plugin, PluginId, Sandbox, SandboxConfig,
+    MAX_PLUGIN_BYTES,
 };
 use sandflow_sdk::TaskContext;
+use sandflow_store::Store;
 
+use crate::app::open_store;
 use crate::out::{err, errln, outln};
-use crate::{CliError, Home};
+use crate::{table, CliError, Home};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCmd {
-    /// Check a wasm file and add it to the plugin store; prints its id.
+    /// Check a wasm file and add it to the store (the home's database); prints its id.
     Add {
         /// The .wasm file.
         file: PathBuf,
@@ -47,19 +49,23 @@ pub enum PluginCmd {
         #[arg(long)]
         timeout: Option<f64>,
     },
-    /// List the plugins in the store.
-    List,
+    /// List the plugins in the store: id, kind, size, when added.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(cmd: PluginCmd, home: &Home) -> Result<(), CliError> {
     match cmd {
-        PluginCmd::Add { file } => add(&file, home),
-        PluginCmd::Inspect { plugin, json } => inspect(&plugin, json, home),
+        PluginCmd::Add { file } => add(&file, home).await,
+        PluginCmd::Inspect { plugin, json } => inspect(&plugin, json, home).await,
         PluginCmd::Run { plugin, input, fuel, memory_mb, timeout } => {
             let limits = limits(fuel, memory_mb, timeout)?;
             run_once(&plugin, &input, limits, home).await
         }
-        PluginCmd::List => list(home),
+        PluginCmd::List { json } => list(json, home).await,
     }
 }
 
@@ -75,38 +81,44 @@ pub fn sandbox_with(home: &Home, concurrent: usize) -> anyhow::Result<Sandbox> {
     Ok(Sandbox::new(config)?)
 }
 
-fn store(home: &Home) -> anyhow::Result<PluginStore> {
-    Ok(PluginStore::open(home.plugins())?)
-}
-
-/// Reads a plugin named by path or by id.
-fn plugin_bytes(target: &str, home: &Home) -> anyhow::Result<Vec<u8>> {
+/// Reads a plugin named by path or by id (from the store, checked against the id).
+async fn plugin_bytes(target: &str, home: &Home) -> anyhow::Result<Vec<u8>> {
     if target.starts_with("sha256:") {
         let id: PluginId = target.parse()?;
-        return Ok(store(home)?.get(&id)?);
+        let store = open_store(home).await?;
+        return store
+            .plugin_bytes(id.as_str())
+            .await?
+            .ok_or_else(|| anyhow!("no plugin {id} in the store (add it with: sandflow plugin add FILE.wasm)"));
     }
-    std::fs::read(target).with_context(|| format!("reading {target}"))
+    read_file(&PathBuf::from(target))
 }
 
-fn load(target: &str, home: &Home) -> anyhow::Result<(Sandbox, Arc<Plugin>)> {
-    let bytes = plugin_bytes(target, home)?;
+/// A plugin file, read as the DAG loader reads one: a regular file, at most the sandbox's limit.
+fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    sandflow_scheduler::read_regular_file(path, MAX_PLUGIN_BYTES, "a plugin").map_err(|message| anyhow!(message))
+}
+
+async fn load(target: &str, home: &Home) -> anyhow::Result<(Sandbox, Arc<Plugin>)> {
+    let bytes = plugin_bytes(target, home).await?;
     let sandbox = sandbox(home)?;
     let plugin = sandbox.load(&bytes).with_context(|| format!("{target} is not a plugin Sandflow can run"))?;
     Ok((sandbox, plugin))
 }
 
-fn add(file: &PathBuf, home: &Home) -> Result<(), CliError> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+async fn add(file: &std::path::Path, home: &Home) -> Result<(), CliError> {
+    let bytes = read_file(file)?;
     let info =
         sandbox(home)?.check(&bytes).with_context(|| format!("{} is not a plugin Sandflow can run", file.display()))?;
-    let id = store(home)?.put(&bytes).map_err(anyhow::Error::from)?;
-    debug_assert_eq!(id, info.id);
-    outln!("{id}");
+    let kind = serde_json::to_value(info.kind).map_err(anyhow::Error::from)?;
+    let store = open_store(home).await?;
+    store.put_plugin(info.id.as_str(), &bytes, kind.as_str().unwrap_or_default()).await.map_err(anyhow::Error::from)?;
+    outln!("{}", info.id);
     Ok(())
 }
 
-fn inspect(target: &str, json: bool, home: &Home) -> Result<(), CliError> {
-    let (_, plugin) = load(target, home)?;
+async fn inspect(target: &str, json: bool, home: &Home) -> Result<(), CliError> {
+    let (_, plugin) = load(target, home).await?;
     let info = &plugin.info;
     if json {
         outln!("{}", serde_json::to_string_pretty(info).map_err(anyhow::Error::from)?);
@@ -127,10 +139,20 @@ fn inspect(target: &str, json: bool, home: &Home) -> Result<(), CliError> {
     Ok(())
 }
 
-fn list(home: &Home) -> Result<(), CliError> {
-    for id in store(home)?.list().map_err(anyhow::Error::from)? {
-        outln!("{id}");
+async fn list(json: bool, home: &Home) -> Result<(), CliError> {
+    let store: Store = open_store(home).await?;
+    let plugins = store.plugins().await.map_err(anyhow::Error::from)?;
+    if json {
+        return Ok(table::json(&plugins)?);
     }
+    let rows: Vec<Vec<String>> = plugins
+        .iter()
+        .map(|p| {
+            let size = human_bytes(u64::try_from(p.size).unwrap_or(0));
+            vec![p.id.clone(), p.kind.clone(), size, table::time(&p.created_at)]
+        })
+        .collect();
+    table::print(&["id", "kind", "size", "added"], &rows);
     Ok(())
 }
 
@@ -165,7 +187,7 @@ fn context(input: &str) -> anyhow::Result<Vec<u8>> {
 
 async fn run_once(target: &str, input: &str, limits: Limits, home: &Home) -> Result<(), CliError> {
     let input = context(input)?;
-    let (sandbox, plugin) = load(target, home)?;
+    let (sandbox, plugin) = load(target, home).await?;
     let kill = KillSwitch::new();
     let report = sandbox.run(&plugin, &input, &limits, &kill).await;
     err!("{}", sandflow_core::text::clean(&report.log, true));

@@ -9,10 +9,11 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{dags_dir, open_store, user};
 use crate::out::sayln;
 use crate::{CliError, Home};
+use sandflow_core::text::clean;
 
 #[derive(Debug, clap::Args)]
 pub struct StandaloneArgs {
-    /// The folder of DAG files (watched: new and changed files are loaded within a second).
+    /// The folder of DAG files (watched: new and changed files are loaded once written).
     #[arg(long, default_value = "dags")]
     pub dags: PathBuf,
     /// Tries running at once (at least 1).
@@ -54,7 +55,10 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
         sayln!("loaded DAG {} version {} ({} tasks)", loaded.dag.id, loaded.version, loaded.dag.tasks.len());
     }
     for (path, message) in &report.errors {
-        sayln!("could not load {}:\n{}", path.display(), crate::app::indent(message));
+        sayln!("could not load {}:\n{}", shown(&path.display().to_string()), crate::app::indent(&clean(message, true)));
+    }
+    for dag_id in &report.stale {
+        sayln!("DAG {dag_id} is stale: no file declares it any more (no scheduled runs until one does)");
     }
     let handle = scheduler.handle();
     let mut notices = handle.subscribe();

@@ -26,8 +26,9 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::limits::Limiter;
 use crate::pipes::{CappedPipe, OutputLimitExceeded, WhenFull};
 use crate::plugin::{encoding, Encoding};
-use crate::plugin_store::write_atomically;
-use crate::{Caps, Limits, Outcome, PluginError, PluginId, PluginInfo, PluginKind, SandboxError, TryReport};
+use crate::{
+    Caps, Limits, Outcome, PluginError, PluginId, PluginInfo, PluginKind, SandboxError, TryReport, MAX_PLUGIN_BYTES,
+};
 
 /// How the sandbox is set up; one per process.
 #[derive(Debug, Clone)]
@@ -271,6 +272,10 @@ impl Sandbox {
     /// Compiles (or fetches from the caches) and links a plugin. CPU-heavy on a cache miss: from async
     /// code, call it in `spawn_blocking`.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        let size = bytes.len() as u64;
+        if size > MAX_PLUGIN_BYTES {
+            return Err(PluginError::TooLarge { size, limit: MAX_PLUGIN_BYTES });
+        }
         let id = PluginId::of(bytes);
         if let Some(plugin) = self.lock_loaded().get(&id) {
             return Ok(plugin.clone());
@@ -609,4 +614,16 @@ fn extern_kind(ty: &ExternType) -> &'static str {
         ExternType::Memory(_) => "memory",
         ExternType::Tag(_) => "tag",
     }
+}
+
+/// Writes to a temporary file beside `path`, syncs, then renames: readers see all or nothing, and a
+/// crash leaves at worst a stray temporary file.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
 }

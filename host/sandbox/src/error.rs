@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::PluginId;
-
 /// Why a plugin was refused or could not be found. Each message says which rule it broke.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -20,28 +18,17 @@ pub enum PluginError {
     /// It imports something the host does not provide.
     #[error("imports what the host does not provide: {0}")]
     UnknownImport(String),
+    /// Larger than [`crate::MAX_PLUGIN_BYTES`].
+    #[error("{} of wasm, over the {} limit for a plugin", crate::human_bytes(*size), crate::human_bytes(*limit))]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Not a `sha256:` id.
     #[error("`{0}` is not a plugin id: expected sha256: and 64 lowercase hex digits")]
     BadId(String),
-    /// No plugin with that id on this machine.
-    #[error("no plugin {0} in the plugin store")]
-    NotFound(PluginId),
-    /// The stored bytes do not hash to their id (disk corruption or tampering).
-    #[error("plugin bytes stored as {expected} hash to {actual}: refusing to run them")]
-    HashMismatch {
-        /// The id the bytes were stored under.
-        expected: PluginId,
-        /// What they hash to now.
-        actual: PluginId,
-    },
-    /// Reading or writing the plugin store failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
 }
 
 /// The sandbox could not be set up.

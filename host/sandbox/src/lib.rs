@@ -2,7 +2,7 @@
 //!
 //! Why it is shaped this way:
 //! - **It knows nothing of DAGs or storage.** Bytes and a context go in, a [`TryReport`] comes out.
-//!   The scheduler decides what a failure means; the store decides where the bytes live.
+//!   The scheduler decides what a failure means; the store (the database) keeps the bytes by id.
 //! - **Only this crate touches wasmtime.** wasmtime's API moves between majors; keeping it behind
 //!   [`Sandbox`], [`Plugin`] and [`Outcome`] keeps an upgrade to one crate.
 //! - **One engine and two linkers per process; a fresh store per try.** Compilation and linking are
@@ -24,11 +24,9 @@ mod limits;
 mod outcome;
 mod pipes;
 mod plugin;
-mod plugin_store;
 
 pub use engine::{CodeSource, KillSwitch, Plugin, Sandbox, SandboxConfig};
 pub use error::{PluginError, SandboxError};
-pub use limits::{Caps, Limits};
+pub use limits::{Caps, Limits, MAX_PLUGIN_BYTES};
 pub use outcome::{human_bytes, human_duration, Outcome, TryReport};
 pub use plugin::{PluginId, PluginInfo, PluginKind};
-pub use plugin_store::PluginStore;

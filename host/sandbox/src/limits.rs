@@ -7,6 +7,13 @@ use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1024 * 1024;
 
+/// The largest plugin, in wasm bytes, that the sandbox accepts. A plugin is read whole into memory,
+/// compiled, and stored in the database, so one bound keeps a hostile or mistaken file (a disk image,
+/// `/dev/zero`) from exhausting any of them. 64 MiB is well above real plugins: a Python component
+/// built with componentize-py, the largest common kind, is about 40 MB; the Rust plugins here are
+/// under 2 MB.
+pub const MAX_PLUGIN_BYTES: u64 = 64 * MIB;
+
 /// What one try may use. Each field has a default (DESIGN.md §3) and a cap in [`Caps`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::executor::{Executor, Job};
-use crate::loader::{DagFolder, StoredSpec};
+use crate::folder::DagFolder;
+use crate::loader::{LoadContext, StoredSpec};
 use crate::timetable::due_intervals;
 use crate::working::{advance_run, outcome, skip_unchosen, ReadyQueue, RunMem, TaskKey, TaskMem};
 use crate::{Notice, SchedulerError};
@@ -40,12 +41,13 @@ pub struct SchedulerConfig {
     /// Whether DAGs seen for the first time start paused (a DAG file's `is_paused_upon_creation`
     /// overrides it).
     pub paused_at_creation: bool,
-    /// How often the store (runs triggered by other processes, pauses) and the DAG folder are
-    /// looked at.
+    /// How often the store is looked at (runs triggered by other processes, pauses). The DAG folder
+    /// is watched by its own task, which wakes the scheduler when it has loaded something.
     pub poll_interval: Duration,
     /// The server's caps on what a DAG may ask for.
     pub caps: Caps,
-    /// The DAG folder to load and watch, if any.
+    /// The DAG folder to load and watch, if any: a task of its own loads its files into the store
+    /// (the scheduler's loop never reads a file).
     pub dags_dir: Option<PathBuf>,
     /// Whether this scheduler creates runs from schedules (off for a backfill's own scheduler).
     pub create_scheduled_runs: bool,
@@ -136,10 +138,12 @@ impl Scheduler {
     pub fn new(store: Store, sandbox: sandflow_sandbox::Sandbox, config: SchedulerConfig) -> Scheduler {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (notices, _) = broadcast::channel(65_536);
-        let folder = config
-            .dags_dir
-            .clone()
-            .map(|dir| DagFolder::new(dir, store.clone(), sandbox.clone(), config.caps, config.paused_at_creation));
+        let folder = config.dags_dir.clone().map(|dir| {
+            DagFolder::new(
+                dir,
+                LoadContext::new(store.clone(), sandbox.clone(), config.caps, config.paused_at_creation),
+            )
+        });
         Scheduler {
             executor: Arc::new(Executor::new(store.clone(), sandbox)),
             store,
@@ -168,10 +172,11 @@ impl Scheduler {
         SchedulerHandle { events: self.events_tx.clone(), notices: self.notices.clone() }
     }
 
-    /// Loads the DAG folder once (if any): for callers that want DAGs in the store before running.
+    /// Loads the DAG folder once (if any), waiting for files being written to settle: for callers
+    /// that want DAGs in the store before running.
     pub async fn load_dags(&mut self) -> Result<crate::LoadReport, SchedulerError> {
         match &mut self.folder {
-            Some(folder) => folder.scan().await,
+            Some(folder) => folder.load_settled().await,
             None => Ok(crate::LoadReport::default()),
         }
     }
@@ -179,6 +184,16 @@ impl Scheduler {
     /// Runs until `shutdown` is cancelled. Tries still running then are left to the next start,
     /// which records them as interrupted and retries them per their policy.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+        // The folder's watcher stops with the loop, however the loop ends.
+        let _stop_watching = self.folder.take().map(|folder| {
+            let stop = shutdown.child_token();
+            let events = self.events_tx.clone();
+            let wake = move || {
+                let _ = events.send(Event::Wake);
+            };
+            tokio::spawn(folder.watch(wake, stop.clone()));
+            stop.drop_guard()
+        });
         self.recover().await?;
         let mut next_poll = Instant::now();
         loop {
@@ -367,16 +382,10 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Looks at the store and the DAG folder: DAG changes, pauses, runs created elsewhere, and
-    /// scheduled runs that are due.
+    /// Looks at the store: DAG changes (loaded by the folder's watcher), pauses, runs created
+    /// elsewhere, and scheduled runs that are due.
     async fn poll(&mut self) -> Result<(), SchedulerError> {
         self.store.heartbeat(&self.id, std::process::id(), self.started_at).await?;
-        if let Some(folder) = &mut self.folder {
-            let report = folder.scan().await?;
-            for loaded in report.loaded {
-                self.specs.insert((loaded.dag.id.clone(), loaded.version.clone()), loaded.dag.clone());
-            }
-        }
         self.refresh_dags().await?;
         self.pools =
             self.store.pools().await?.into_iter().map(|p| (p.name, u32::try_from(p.slots).unwrap_or(0))).collect();
@@ -417,11 +426,13 @@ impl Scheduler {
         let at = now();
         let dag_ids: Vec<String> = self.dags.keys().cloned().collect();
         for dag_id in dag_ids {
-            let (paused, version, created_at, last_end) = {
+            let (paused, stale, version, created_at, last_end) = {
                 let mem = &self.dags[&dag_id];
-                (mem.row.is_paused, mem.row.active_version.clone(), mem.row.created_at, mem.last_scheduled_end)
+                let row = &mem.row;
+                (row.is_paused, row.is_stale(), row.active_version.clone(), row.created_at, mem.last_scheduled_end)
             };
-            if paused {
+            // A stale DAG's file is gone: no new scheduled runs until it is back.
+            if paused || stale {
                 continue;
             }
             let dag = self.spec(&dag_id, &version).await?;

@@ -14,6 +14,7 @@
 pub mod actions;
 mod engine;
 mod executor;
+mod folder;
 mod loader;
 pub mod timetable;
 mod working;
@@ -27,7 +28,8 @@ use serde_json::{Map, Value};
 
 pub use engine::{task_limits, Scheduler, SchedulerConfig, SchedulerHandle};
 pub use executor::{Executor, Job};
-pub use loader::{load_file, DagFolder, LoadReport, Loaded, StoredSpec};
+pub use folder::{DagFolder, LoadReport, SETTLE};
+pub use loader::{load_file, read_regular_file, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES};
 
 /// What can stop the scheduler or a trigger. Callers tell apart the user's mistakes (an unknown DAG
 /// or version) from failures of the store.

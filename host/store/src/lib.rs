@@ -27,7 +27,8 @@ use sqlx::{Row, SqlitePool};
 
 pub use ownership::{lock_path, SchedulingGuard, SchedulingOwner};
 pub use rows::{
-    ActionRow, DagRow, ImportErrorRow, NewRun, PoolRow, RunRow, RunType, SchedulerRow, TaskInstanceRow, TryRow,
+    ActionRow, DagRow, ImportErrorRow, NewRun, PluginRow, PoolRow, RunRow, RunType, SchedulerRow, TaskInstanceRow,
+    TryRow,
 };
 use sandflow_core::state::{RunState, TaskState};
 
@@ -92,6 +93,14 @@ pub enum StoreError {
         table: &'static str,
         /// What was wrong.
         detail: String,
+    },
+    /// Plugin bytes that do not hash to the id they are stored under (corruption or tampering).
+    #[error("plugin bytes stored as {id} hash to {actual}: refusing to use them")]
+    PluginMismatch {
+        /// The id they are stored under.
+        id: String,
+        /// What they hash to.
+        actual: String,
     },
     /// Any other database error.
     #[error("database error: {0}")]
@@ -208,6 +217,12 @@ const OPEN_RETRIES: u32 = 60;
 /// SQLITE_BUSY: another connection holds a lock SQLite would not wait for.
 fn is_busy(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("5") || db.message().contains("database is locked"))
+}
+
+/// A plugin's id: `sha256:` and the hex SHA-256 of its bytes (as the sandbox computes it).
+fn plugin_id_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 fn is_not_a_database(e: &sqlx::Error) -> bool {
@@ -353,9 +368,24 @@ impl Store {
         Ok(())
     }
 
-    /// The bytes stored under `id`, if any. The caller checks them against the id.
+    /// The bytes stored under `id`, if any, checked against it: bytes that hash to anything else are
+    /// [`StoreError::PluginMismatch`]. The one way plugin bytes are read.
     pub async fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar("SELECT bytes FROM plugins WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        let bytes: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT bytes FROM plugins WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        let actual = plugin_id_of(&bytes);
+        if actual != id {
+            return Err(StoreError::PluginMismatch { id: id.to_string(), actual });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Every stored plugin (without its bytes), oldest first.
+    pub async fn plugins(&self) -> Result<Vec<PluginRow>> {
+        Ok(sqlx::query_as("SELECT id, kind, size, created_at FROM plugins ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Whether `id` is stored.
@@ -385,6 +415,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO dags (dag_id, active_version, file_path, is_paused, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (dag_id) DO UPDATE SET active_version = excluded.active_version, file_path = excluded.file_path,
+             stale_since = NULL,
              updated_at = CASE WHEN dags.active_version = excluded.active_version THEN dags.updated_at ELSE excluded.updated_at END",
         )
         .bind(dag_id)
@@ -411,20 +442,38 @@ impl Store {
         Ok(inserted)
     }
 
-    /// Records that `file_path` failed to load (its DAG, if known, keeps its active version).
-    pub async fn record_import_error(&self, file_path: &str, message: &str) -> Result<()> {
+    /// Records that `file_path` failed to load: `dag_id` is the DAG it declares when that is known,
+    /// else the DAG last loaded from that file, if any (it keeps its active version).
+    pub async fn record_import_error(&self, file_path: &str, dag_id: Option<&str>, message: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO import_errors (file_path, dag_id, message, at)
-             VALUES (?, (SELECT dag_id FROM dags WHERE file_path = ?), ?, ?)
+             VALUES (?, COALESCE(?, (SELECT dag_id FROM dags WHERE file_path = ?)), ?, ?)
              ON CONFLICT (file_path) DO UPDATE SET message = excluded.message, at = excluded.at, dag_id = excluded.dag_id",
         )
         .bind(file_path)
+        .bind(dag_id)
         .bind(file_path)
         .bind(message)
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Forgets `file_path`'s import error (the file is gone).
+    pub async fn clear_import_error(&self, file_path: &str) -> Result<()> {
+        sqlx::query("DELETE FROM import_errors WHERE file_path = ?").bind(file_path).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Marks a DAG stale: no file declares it any more. Returns whether it was not stale before.
+    pub async fn mark_stale(&self, dag_id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE dags SET stale_since = ? WHERE dag_id = ? AND stale_since IS NULL")
+            .bind(Utc::now())
+            .bind(dag_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Every file that failed to load, with its message.
@@ -436,21 +485,15 @@ impl Store {
 
     /// Every DAG, by id.
     pub async fn dags(&self) -> Result<Vec<DagRow>> {
-        Ok(sqlx::query_as(
-            "SELECT dag_id, active_version, file_path, is_paused, created_at, updated_at FROM dags ORDER BY dag_id",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(&format!("{} ORDER BY dag_id", rows::DAG_SELECT)).fetch_all(&self.pool).await?)
     }
 
     /// One DAG.
     pub async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
-        Ok(sqlx::query_as(
-            "SELECT dag_id, active_version, file_path, is_paused, created_at, updated_at FROM dags WHERE dag_id = ?",
-        )
-        .bind(dag_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(&format!("{} WHERE dag_id = ?", rows::DAG_SELECT))
+            .bind(dag_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// The stored spec (JSON) of a DAG version.

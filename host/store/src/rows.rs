@@ -17,6 +17,32 @@ pub struct DagRow {
     pub created_at: DateTime<Utc>,
     /// When the active version last changed.
     pub updated_at: DateTime<Utc>,
+    /// Since when no file declares it (deleted, or now declaring another DAG): a stale DAG gets no
+    /// new scheduled runs and keeps its history. `None` while its file is there.
+    pub stale_since: Option<DateTime<Utc>>,
+}
+
+impl DagRow {
+    /// Whether no file declares it any more.
+    pub fn is_stale(&self) -> bool {
+        self.stale_since.is_some()
+    }
+}
+
+pub(crate) const DAG_SELECT: &str =
+    "SELECT dag_id, active_version, file_path, is_paused, created_at, updated_at, stale_since FROM dags";
+
+/// A stored plugin, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct PluginRow {
+    /// `sha256:` of its bytes.
+    pub id: String,
+    /// `p1_command` or `p2_command`.
+    pub kind: String,
+    /// Bytes of wasm.
+    pub size: i64,
+    /// When it was first stored.
+    pub created_at: DateTime<Utc>,
 }
 
 /// A scheduler's last heartbeat.

@@ -63,7 +63,7 @@ async fn a_database_from_a_newer_sandflow_is_refused_clearly() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{} was written by a newer Sandflow (schema version 9999; this build knows up to 2): upgrade Sandflow",
+            "{} was written by a newer Sandflow (schema version 9999; this build knows up to 3): upgrade Sandflow",
             path.display()
         )
     );
@@ -75,12 +75,50 @@ async fn reopening_keeps_everything() {
     let path = dir.path().join("sandflow.db");
     let store = Store::open(&path, Durability::Full).await.unwrap();
     with_dag(&store).await;
-    store.put_plugin("sha256:abc", b"bytes", "p1_command").await.unwrap();
+    let id = plugin_id_of(b"bytes");
+    store.put_plugin(&id, b"bytes", "p1_command").await.unwrap();
     store.close().await;
     let store = Store::open(&path, Durability::Normal).await.unwrap();
     assert_eq!(store.dags().await.unwrap().len(), 1);
-    assert_eq!(store.plugin_bytes("sha256:abc").await.unwrap().as_deref(), Some(&b"bytes"[..]));
-    assert_eq!(store.plugin_bytes("sha256:def").await.unwrap(), None);
+    assert_eq!(store.plugin_bytes(&id).await.unwrap().as_deref(), Some(&b"bytes"[..]));
+    assert_eq!(store.plugin_bytes(&plugin_id_of(b"other")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn plugin_bytes_are_checked_against_their_id_on_read() {
+    let (_dir, store) = fresh().await;
+    let id = plugin_id_of(b"good bytes");
+    store.put_plugin(&id, b"good bytes", "p1_command").await.unwrap();
+    let listed = store.plugins().await.unwrap();
+    assert_eq!(
+        (listed.len(), listed[0].id.as_str(), listed[0].size, listed[0].kind.as_str()),
+        (1, id.as_str(), 10, "p1_command")
+    );
+    sqlx::query("UPDATE plugins SET bytes = ? WHERE id = ?")
+        .bind(&b"tampered"[..])
+        .bind(&id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let err = store.plugin_bytes(&id).await.unwrap_err();
+    assert!(matches!(err, StoreError::PluginMismatch { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("plugin bytes stored as {id} hash to {}: refusing to use them", plugin_id_of(b"tampered"))
+    );
+}
+
+#[tokio::test]
+async fn a_stale_dag_is_fresh_again_when_its_file_loads() {
+    let (_dir, store) = fresh().await;
+    with_dag(&store).await;
+    assert!(!store.dag("d").await.unwrap().unwrap().is_stale());
+    assert!(store.mark_stale("d").await.unwrap());
+    assert!(!store.mark_stale("d").await.unwrap(), "already stale");
+    let row = store.dag("d").await.unwrap().unwrap();
+    assert!(row.is_stale() && row.active_version == "v1");
+    store.record_dag_version("d", "v1", "{}", "dags/d.toml", false).await.unwrap();
+    assert!(!store.dag("d").await.unwrap().unwrap().is_stale());
 }
 
 #[tokio::test]
@@ -100,13 +138,17 @@ async fn versions_are_recorded_once_and_the_latest_is_active() {
 async fn an_import_error_keeps_the_last_good_version() {
     let (_dir, store) = fresh().await;
     with_dag(&store).await;
-    store.record_import_error("dags/d.toml", "dags/d.toml:3:1: bad").await.unwrap();
+    store.record_import_error("dags/d.toml", None, "dags/d.toml:3:1: bad").await.unwrap();
     let errors = store.import_errors().await.unwrap();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].dag_id.as_deref(), Some("d"));
     assert_eq!(store.dag("d").await.unwrap().unwrap().active_version, "v1");
     store.record_dag_version("d", "v1", "{}", "dags/d.toml", false).await.unwrap();
     assert!(store.import_errors().await.unwrap().is_empty(), "a good load clears the error");
+    store.record_import_error("dags/e.toml", Some("d"), "declared twice").await.unwrap();
+    assert_eq!(store.import_errors().await.unwrap()[0].dag_id.as_deref(), Some("d"), "the DAG it declares");
+    store.clear_import_error("dags/e.toml").await.unwrap();
+    assert!(store.import_errors().await.unwrap().is_empty());
 }
 
 #[tokio::test]

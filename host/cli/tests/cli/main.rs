@@ -4,6 +4,7 @@ mod authoring;
 mod crash;
 mod dags;
 mod home;
+mod loading;
 mod output;
 mod pipelines;
 mod plugin;

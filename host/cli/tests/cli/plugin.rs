@@ -11,7 +11,11 @@ fn add_prints_the_id_and_stores_the_plugin_once() {
     let id = id.trim();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
     assert_eq!(env.run(&["plugin", "add", &plugin("echo")]).ok().trim(), id);
-    assert_eq!(env.run(&["plugin", "list"]).ok().trim(), id);
+    let listed: Value = serde_json::from_str(&env.run(&["plugin", "list", "--json"]).ok()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!((listed[0]["id"].as_str(), listed[0]["kind"].as_str()), (Some(id), Some("p1_command")));
+    let table = env.run(&["plugin", "list"]).ok();
+    assert!(table.starts_with("id ") && table.contains(id) && table.contains("p1_command"), "{table}");
     // A stored plugin runs by id.
     let out = env.run(&["plugin", "run", id, "--input", r#"{"params":{"k":"v"}}"#]).ok();
     let result: Value = serde_json::from_str(&out).unwrap();
@@ -29,8 +33,8 @@ fn add_refuses_what_is_not_a_plugin() {
     );
     let run = env.run(&["plugin", "add", "/no/such/file.wasm"]);
     assert_eq!(run.code(), 2);
-    assert!(run.reason().starts_with("error: reading /no/such/file.wasm: No such file"), "{}", run.reason());
-    assert_eq!(env.run(&["plugin", "list"]).ok(), "", "nothing was stored");
+    assert_eq!(run.reason(), "error: no such file: /no/such/file.wasm");
+    assert_eq!(env.run(&["plugin", "list", "--json"]).ok().trim(), "[]", "nothing was stored");
 }
 
 #[test]
@@ -135,7 +139,10 @@ fn bad_arguments_exit_2_with_a_clear_error() {
     let unknown = format!("sha256:{}", "0".repeat(64));
     let run = env.run(&["plugin", "run", &unknown]);
     assert_eq!(run.code(), 2);
-    assert_eq!(run.reason(), format!("error: no plugin {unknown} in the plugin store"));
+    assert_eq!(
+        run.reason(),
+        format!("error: no plugin {unknown} in the store (add it with: sandflow plugin add FILE.wasm)")
+    );
 }
 
 #[test]

@@ -18,6 +18,15 @@ fn non_wasm_is_refused() {
 }
 
 #[test]
+fn a_plugin_over_the_size_limit_is_refused_before_it_is_parsed() {
+    let mut bytes = sandflow_test_artifacts::bytes("noop");
+    bytes.resize(usize::try_from(sandflow_sandbox::MAX_PLUGIN_BYTES).unwrap() + 1, 0);
+    let err = refusal(&bytes);
+    assert!(matches!(err, PluginError::TooLarge { .. }), "{err}");
+    assert_eq!(err.to_string(), "64.0 MiB of wasm, over the 64 MiB limit for a plugin");
+}
+
+#[test]
 fn a_truncated_module_is_refused() {
     let bytes = sandflow_test_artifacts::bytes("noop");
     let err = refusal(&bytes[..bytes.len() / 2]);

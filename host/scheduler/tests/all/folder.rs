@@ -16,14 +16,15 @@ plugin = "plugins/echo.wasm"
 params = { version = 1 }
 "#;
 
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..100 {
+pub async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    // Generous: a file loads once it has settled, and the machine may be busy.
+    for _ in 0..600 {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what} did not happen within 5 s");
+    panic!("{what} did not happen within 30 s");
 }
 
 #[tokio::test]

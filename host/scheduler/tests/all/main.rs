@@ -3,6 +3,7 @@
 
 mod actions;
 mod folder;
+mod loading;
 mod numbers;
 mod pipelines;
 mod rules;
