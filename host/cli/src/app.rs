@@ -132,20 +132,9 @@ pub fn json_object_arg(text: &str, flag: &str) -> anyhow::Result<serde_json::Map
         Ok(serde_json::Value::Object(map)) => Ok(map),
         Ok(other) => bail!(
             "{what} must be a JSON object ({{\"key\": value, ...}}), not {} (it starts {})",
-            json_kind(&other),
+            sandflow_core::text::json_kind(&other),
             start()
         ),
-    }
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 

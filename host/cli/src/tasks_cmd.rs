@@ -308,7 +308,7 @@ async fn upstream_inputs(
         inputs = outputs_of_run(dag_id, task, run, home).await?;
     }
     if let Some(text) = &args.inputs {
-        let given = inputs_arg(text)?;
+        let given = crate::app::json_object_arg(text, "--inputs")?;
         if let Some(stranger) = given.keys().find(|id| !task.upstream.contains(id)) {
             let upstream = if task.upstream.is_empty() { "none".to_string() } else { task.upstream.join(", ") };
             bail!(
@@ -319,18 +319,6 @@ async fn upstream_inputs(
         inputs.extend(given);
     }
     Ok(inputs)
-}
-
-/// Parses `--inputs` (or reads it from @FILE) as a JSON object.
-fn inputs_arg(text: &str) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
-    let text = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading --inputs file {path}"))?,
-        None => text.to_string(),
-    };
-    match serde_json::from_str(&text).context("--inputs is not valid JSON")? {
-        serde_json::Value::Object(map) => Ok(map),
-        other => bail!("--inputs must be a JSON object of upstream task id -> its output, not {other}"),
-    }
 }
 
 /// The outputs the task's direct upstream tasks recorded in `run` of the home's store; an upstream

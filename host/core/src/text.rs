@@ -44,6 +44,18 @@ pub fn shorten(text: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{kept}… ({count} characters)"))
 }
 
+/// What a JSON value is, for messages: `a list`, `a string`, `null`...
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

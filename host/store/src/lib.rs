@@ -539,7 +539,6 @@ impl Store {
     }
 
     /// One run.
-    /// One run.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
         Ok(sqlx::query_as(&format!("{} WHERE run_id = ?", rows::RUN_SELECT))
             .bind(run_id)

@@ -143,7 +143,10 @@ fn tasks_test_takes_upstream_outputs_from_inputs() {
     assert_eq!(run.reason(), "error: --inputs names `c`, which is not an upstream task of `b` (its upstream tasks: a)");
     let run = env.run(&["tasks", "test", "chain", "b", "--dags", &dags, "--inputs", "[1]"]);
     assert_eq!(run.code(), 2);
-    assert_eq!(run.reason(), "error: --inputs must be a JSON object of upstream task id -> its output, not [1]");
+    assert_eq!(
+        run.reason(),
+        r#"error: --inputs must be a JSON object ({"key": value, ...}), not a list (it starts "[1]")"#
+    );
 }
 
 #[test]

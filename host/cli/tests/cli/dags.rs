@@ -112,7 +112,7 @@ fn unknown_dags_runs_and_tasks_are_clear_errors() {
         (&["tasks", "list", "nope", "latest"], "error: no DAG `nope` (known: chain)"),
         (
             &["dags", "trigger", "chain", "--conf", "[1]"],
-            r#"error: --conf must be a JSON object ({"key": value, ...}), not an array (it starts "[1]")"#,
+            r#"error: --conf must be a JSON object ({"key": value, ...}), not a list (it starts "[1]")"#,
         ),
         (
             &["dags", "trigger", "chain", "--conf", "{oops"],

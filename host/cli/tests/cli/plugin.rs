@@ -123,7 +123,7 @@ fn bad_arguments_exit_2_with_a_clear_error() {
         ),
         (
             &["--input", "[1]"],
-            r#"error: --input must be a JSON object ({"key": value, ...}), not an array (it starts "[1]")"#,
+            r#"error: --input must be a JSON object ({"key": value, ...}), not a list (it starts "[1]")"#,
         ),
         (&["--timeout", "0"], "error: --timeout must be a positive number of seconds, not 0"),
         (&["--memory-mb", "999999"], "error: memory 999999 MiB is over the cap of 4096 MiB"),

@@ -202,18 +202,7 @@ pub fn resolve_map_over(
     }
     match at {
         serde_json::Value::Array(items) => Ok(items.clone()),
-        other => Err(format!("map_over {expr} is not a list: it is {}", json_kind(other))),
-    }
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "an object",
+        other => Err(format!("map_over {expr} is not a list: it is {}", crate::text::json_kind(other))),
     }
 }
 
