@@ -82,7 +82,7 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
             Some(_) => skipped += 1,
             None => {
                 let run = NewRun {
-                    run_id: format!("backfill__{}", start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    run_id: RunType::Backfill.run_id(dag_id, *start),
                     dag_id: dag_id.to_string(),
                     version: row.active_version.clone(),
                     run_type: RunType::Backfill,

@@ -440,7 +440,7 @@ impl Scheduler {
             let room = (dag.max_active_runs as usize).saturating_sub(active);
             for (start, end) in due_intervals(&dag, last_end, created_at, at, room) {
                 let run = NewRun {
-                    run_id: format!("scheduled__{}", start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    run_id: RunType::Scheduled.run_id(&dag_id, start),
                     dag_id: dag_id.clone(),
                     version: version.clone(),
                     run_type: RunType::Scheduled,

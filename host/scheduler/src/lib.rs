@@ -177,10 +177,10 @@ pub(crate) struct PlannedRun {
 }
 
 impl PlannedRun {
-    /// The run as created at `at`: its id is `manual__<at>`.
+    /// The run as created at `at`: its id is `manual__<dag>__<at>`.
     pub(crate) fn at(&self, at: DateTime<Utc>) -> NewRun {
         NewRun {
-            run_id: format!("manual__{}", at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            run_id: RunType::Manual.run_id(&self.dag_id, at),
             dag_id: self.dag_id.clone(),
             version: self.version.clone(),
             run_type: RunType::Manual,

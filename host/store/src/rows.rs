@@ -77,6 +77,19 @@ pub enum RunType {
 }
 
 impl RunType {
+    /// The id of a run of this type of `dag_id` at `at` (a scheduled or backfill run's interval
+    /// start, a manual run's creation): `scheduled__<dag>__2026-11-01T00:00:00Z`. Run ids are
+    /// unique across the store, so they name their DAG: two DAGs on one schedule share interval
+    /// starts, and an id of the time alone gave the second DAG no scheduled runs at all.
+    /// Manual runs carry microseconds, so two triggers a second apart differ.
+    pub fn run_id(self, dag_id: &str, at: DateTime<Utc>) -> String {
+        let precision = match self {
+            RunType::Manual => chrono::SecondsFormat::Micros,
+            RunType::Scheduled | RunType::Backfill => chrono::SecondsFormat::Secs,
+        };
+        format!("{}__{dag_id}__{}", self.as_str(), at.to_rfc3339_opts(precision, true))
+    }
+
     /// The name as stored.
     pub fn as_str(self) -> &'static str {
         match self {

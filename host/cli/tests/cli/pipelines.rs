@@ -54,8 +54,11 @@ fn backfill_of_ten_days_keeps_max_active_runs() {
     // A range of runs cleared at once, then one marked by hand.
     let cleared = env.run(&["dags", "clear", "daily", "--from", "2026-01-01", "--to", "2026-01-03"]).ok();
     assert_eq!(cleared, "cleared 3 task instances in 3 runs (killed 0 running tries)\n");
-    let marked = env.run(&["dags", "mark", "daily", "backfill__2026-01-02T00:00:00Z", "failed"]).ok();
-    assert_eq!(marked, "marked run backfill__2026-01-02T00:00:00Z failed (1 unfinished task instance marked failed)\n");
+    let marked = env.run(&["dags", "mark", "daily", "backfill__daily__2026-01-02T00:00:00Z", "failed"]).ok();
+    assert_eq!(
+        marked,
+        "marked run backfill__daily__2026-01-02T00:00:00Z failed (1 unfinished task instance marked failed)\n"
+    );
     let run = env.run(&["dags", "clear", "daily", "--from", "2025-01-01", "--to", "2025-01-03"]);
     assert_eq!(
         run.reason(),

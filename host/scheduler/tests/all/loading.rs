@@ -187,8 +187,6 @@ async fn a_dag_whose_file_is_gone_is_stale_even_after_a_restart_and_fresh_when_i
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dags(dir.path()).join("plugins")).unwrap();
     std::fs::copy(sandflow_test_artifacts::path("echo"), dags(dir.path()).join("plugins/echo.wasm")).unwrap();
-    // Another schedule: scheduled run ids are `scheduled__<interval start>`, which two DAGs on one
-    // schedule would share.
     let nightly = DAILY.replace("\"daily\"", "\"nightly\"").replace("@daily", "0 3 * * *");
     write_dag(dir.path(), "daily", DAILY);
     write_dag(dir.path(), "nightly", &nightly);

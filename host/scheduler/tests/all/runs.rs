@@ -322,3 +322,28 @@ plugin = "plugins/noop.wasm"
     assert_eq!(run.logical_date, start);
     assert!(start > chrono::Utc::now() - chrono::Duration::seconds(30), "catchup = false: no run for January");
 }
+
+#[tokio::test]
+async fn two_dags_on_one_schedule_both_get_their_scheduled_runs() {
+    let daily = |id: &str| {
+        format!("id = \"{id}\"\nschedule = \"@daily\"\nstart_date = \"2026-01-01\"\n[tasks.a]\nplugin = \"plugins/noop.wasm\"\n")
+    };
+    let (first, second) = (daily("first"), daily("second"));
+    let h = Harness::start(&[("first", &first), ("second", &second)]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut runs = Vec::new();
+    for dag_id in ["first", "second"] {
+        let run = loop {
+            if let Some(run) = h.store.runs(Some(dag_id), 1).await.unwrap().pop() {
+                break run;
+            }
+            assert!(std::time::Instant::now() < deadline, "{dag_id} got no scheduled run");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(run.run_type, "scheduled");
+        runs.push(run);
+    }
+    assert_eq!(runs[0].interval_start, runs[1].interval_start, "the same interval");
+    assert_ne!(runs[0].run_id, runs[1].run_id);
+    assert!(runs[0].run_id.starts_with("scheduled__first__"), "{}", runs[0].run_id);
+}
