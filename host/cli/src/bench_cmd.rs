@@ -20,6 +20,34 @@ pub enum Shape {
     Fan,
     /// One task mapped over a list of M elements from the run's conf: M instances.
     Mapped,
+    /// Layers of `--width` tasks, each task downstream of two tasks of the layer before it (the
+    /// one at its position and the next one, wrapping): a wide, deep DAG with two edges a task.
+    Layered,
+}
+
+/// The ids of task `t`'s upstream tasks in a DAG of this shape.
+fn upstream_of(shape: Shape, tasks: usize, width: usize, t: usize) -> Vec<usize> {
+    match (shape, t) {
+        (Shape::Mapped, _) | (_, 0) => vec![],
+        (Shape::Chain, t) => vec![t - 1],
+        (Shape::Fan, t) if t == tasks - 1 && tasks > 2 => (1..tasks - 1).collect(),
+        (Shape::Fan, _) => vec![0],
+        (Shape::Layered, t) if t < width => vec![],
+        (Shape::Layered, t) => {
+            let layer_start = t - t % width;
+            let above = layer_start - width;
+            let position = t % width;
+            let mut up = vec![above + position];
+            if width > 1 {
+                up.push(above + (position + 1) % width);
+            }
+            up
+        }
+    }
+}
+
+fn task_name(t: usize) -> String {
+    format!("t{t:03}")
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +61,9 @@ pub struct BenchArgs {
     /// The shape of each DAG.
     #[arg(long, value_enum, default_value_t = Shape::Chain)]
     pub shape: Shape,
+    /// Tasks per layer, for `--shape layered` (at least 1).
+    #[arg(long, default_value_t = 100, value_parser = crate::app::at_least_one)]
+    pub width: usize,
     /// The noop plugin to run. Default: the first of dags/plugins/noop.wasm (where the README's
     /// `plugins/build.sh dags/plugins` puts it) and target/plugins/noop.wasm (`plugins/build.sh`).
     #[arg(long)]
@@ -45,25 +76,18 @@ pub struct BenchArgs {
     pub full_durability: bool,
 }
 
-fn dag_file(index: usize, tasks: usize, shape: Shape, plugin: &str) -> String {
+fn dag_file(index: usize, tasks: usize, shape: Shape, width: usize, plugin: &str) -> String {
     let mut text = format!("id = \"bench_{index:04}\"\nmax_active_runs = 1\nmax_active_tasks = 1000\n");
     if shape == Shape::Mapped {
         text.push_str(&format!("[tasks.each]\nplugin = {plugin:?}\nmap_over = \"conf.items\"\n"));
         return text;
     }
     for t in 0..tasks {
-        text.push_str(&format!("[tasks.t{t:03}]\nplugin = {plugin:?}\n"));
-        let upstream = match (shape, t) {
-            (_, 0) => None,
-            (Shape::Chain, t) => Some(format!("[\"t{:03}\"]", t - 1)),
-            (Shape::Fan, t) if t == tasks - 1 && tasks > 2 => {
-                Some(format!("[{}]", (1..tasks - 1).map(|u| format!("\"t{u:03}\"")).collect::<Vec<_>>().join(", ")))
-            }
-            (Shape::Fan, _) => Some("[\"t000\"]".to_string()),
-            (Shape::Mapped, _) => unreachable!("returned above"),
-        };
-        if let Some(upstream) = upstream {
-            text.push_str(&format!("upstream = {upstream}\n"));
+        text.push_str(&format!("[tasks.{}]\nplugin = {plugin:?}\n", task_name(t)));
+        let upstream = upstream_of(shape, tasks, width, t);
+        if !upstream.is_empty() {
+            let names: Vec<String> = upstream.into_iter().map(|u| format!("{:?}", task_name(u))).collect();
+            text.push_str(&format!("upstream = [{}]\n", names.join(", ")));
         }
     }
     text
@@ -109,7 +133,7 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
     std::fs::create_dir_all(dags.join("plugins")).context("creating the scratch plugin folder")?;
     std::fs::copy(&plugin, dags.join("plugins/noop.wasm")).context("copying the plugin")?;
     for i in 0..args.dag_count {
-        let text = dag_file(i, args.tasks, args.shape, "plugins/noop.wasm");
+        let text = dag_file(i, args.tasks, args.shape, args.width, "plugins/noop.wasm");
         std::fs::write(dags.join(format!("bench_{i:04}.toml")), text).context("writing a DAG file")?;
     }
     let durability = if args.full_durability { Durability::Full } else { Durability::Normal };
@@ -168,16 +192,8 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
             tries.iter().filter_map(|t| Some((t.task_id.as_str(), t.ended_at?))).collect();
         for t in tries.iter().filter(|_| args.shape != Shape::Mapped) {
             let index: usize = t.task_id[1..].parse().unwrap_or(0);
-            let upstream: Vec<String> = match (args.shape, index) {
-                (_, 0) => vec![],
-                (Shape::Chain, i) => vec![format!("t{:03}", i - 1)],
-                (Shape::Fan, i) if i == args.tasks - 1 && args.tasks > 2 => {
-                    (1..args.tasks - 1).map(|u| format!("t{u:03}")).collect()
-                }
-                (Shape::Fan, _) => vec!["t000".into()],
-                (Shape::Mapped, _) => vec![],
-            };
-            let ready = upstream.iter().filter_map(|u| ended.get(u.as_str())).max();
+            let upstream = upstream_of(args.shape, args.tasks, args.width, index);
+            let ready = upstream.iter().filter_map(|u| ended.get(task_name(*u).as_str())).max();
             if let Some(ready) = ready {
                 gaps.push((t.started_at - *ready).num_microseconds().unwrap_or(0) as f64 / 1000.0);
             }

@@ -178,9 +178,11 @@ pub enum Readiness {
     UpstreamFailed,
 }
 
-/// Counts of upstream states, the only thing trigger rules look at.
+/// Counts of a task's direct upstream states: the only thing trigger rules look at. Kept up to
+/// date as upstream tasks change state ([`UpstreamCounts::add`], [`UpstreamCounts::remove`]), so
+/// deciding a task costs the same whatever its number of upstream tasks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Counts {
+pub struct UpstreamCounts {
     total: usize,
     success: usize,
     failed: usize,
@@ -189,23 +191,44 @@ struct Counts {
     done: usize,
 }
 
-impl Counts {
-    fn of(upstream: &[TaskState]) -> Counts {
-        let mut c = Counts { total: upstream.len(), ..Counts::default() };
+impl UpstreamCounts {
+    /// Counts for `total` upstream tasks, none of them counted yet (as if all were `none`).
+    pub fn new(total: usize) -> UpstreamCounts {
+        UpstreamCounts { total, ..UpstreamCounts::default() }
+    }
+
+    /// Counts of these upstream states.
+    pub fn of(upstream: &[TaskState]) -> UpstreamCounts {
+        let mut c = UpstreamCounts::new(upstream.len());
         for state in upstream {
-            match state {
-                TaskState::Success => c.success += 1,
-                TaskState::Failed => c.failed += 1,
-                TaskState::UpstreamFailed => c.upstream_failed += 1,
-                TaskState::Skipped => c.skipped += 1,
-                // A removed upstream task counts as done and as nothing else.
-                _ => {}
-            }
-            if state.is_finished() {
-                c.done += 1;
-            }
+            c.add(*state);
         }
         c
+    }
+
+    /// An upstream task entered `state`.
+    pub fn add(&mut self, state: TaskState) {
+        self.step(state, true);
+    }
+
+    /// An upstream task left `state`.
+    pub fn remove(&mut self, state: TaskState) {
+        self.step(state, false);
+    }
+
+    fn step(&mut self, state: TaskState, add: bool) {
+        let bump = |n: &mut usize| *n = if add { *n + 1 } else { n.saturating_sub(1) };
+        match state {
+            TaskState::Success => bump(&mut self.success),
+            TaskState::Failed => bump(&mut self.failed),
+            TaskState::UpstreamFailed => bump(&mut self.upstream_failed),
+            TaskState::Skipped => bump(&mut self.skipped),
+            // A removed upstream task counts as done and as nothing else.
+            _ => {}
+        }
+        if state.is_finished() {
+            bump(&mut self.done);
+        }
     }
 
     fn failures(&self) -> usize {
@@ -220,8 +243,12 @@ impl Counts {
 /// Decides whether a task runs, from its trigger rule and its direct upstream tasks' states.
 /// Semantics follow Airflow's (documented in `dags/README.md`); a task with no upstream runs.
 pub fn readiness(rule: TriggerRule, upstream: &[TaskState]) -> Readiness {
+    readiness_of(rule, &UpstreamCounts::of(upstream))
+}
+
+/// [`readiness`] from counts kept up to date by the caller.
+pub fn readiness_of(rule: TriggerRule, c: &UpstreamCounts) -> Readiness {
     use Readiness::*;
-    let c = Counts::of(upstream);
     if c.total == 0 {
         return Run;
     }
@@ -392,6 +419,27 @@ mod tests {
         for (upstream, expected) in table {
             for (rule, want) in RULES.iter().zip(expected) {
                 assert_eq!(readiness(*rule, upstream), *want, "{rule:?} with upstream {upstream:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn counts_kept_up_to_date_decide_as_counts_taken_afresh() {
+        // Two upstream tasks walk through every pair of states, one step at a time, as the
+        // scheduler moves them: the counts it keeps must decide as counting the states afresh.
+        for rule in RULES {
+            for a in TaskState::ALL {
+                let mut kept = UpstreamCounts::new(2);
+                kept.add(a);
+                kept.add(TaskState::None);
+                let mut b_now = TaskState::None;
+                for b in TaskState::ALL {
+                    kept.remove(b_now);
+                    kept.add(b);
+                    b_now = b;
+                    assert_eq!(kept, UpstreamCounts::of(&[a, b]), "{a:?} {b:?}");
+                    assert_eq!(readiness_of(rule, &kept), readiness(rule, &[a, b]), "{rule:?} {a:?} {b:?}");
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sandflow_core::dag::{Caps, Dag, Task, TaskKind};
+use sandflow_core::dag::{Caps, Task, TaskKind};
 use sandflow_core::state::{RetryPolicy, RunState, TaskState};
 use sandflow_sandbox::{KillSwitch, Limits, Outcome, TryReport};
 #[cfg(test)]
@@ -28,7 +28,7 @@ use crate::executor::{Executor, Job};
 use crate::folder::DagFolder;
 use crate::loader::{LoadContext, StoredSpec};
 use crate::timetable::due_intervals;
-use crate::working::{advance_run, outcome, skip_unchosen, ReadyQueue, RunMem, TaskKey, TaskMem};
+use crate::working::{Graph, ReadyQueue, RunMem, StateChange, TaskKey, Timers};
 use crate::{Notice, SchedulerError};
 
 mod carry_out;
@@ -110,9 +110,11 @@ pub struct Scheduler {
     config: SchedulerConfig,
     folder: Option<DagFolder>,
     dags: HashMap<String, DagMem>,
-    specs: HashMap<(String, String), Arc<Dag>>,
+    specs: HashMap<(String, String), Arc<Graph>>,
     runs: BTreeMap<String, RunMem>,
     ready: ReadyQueue,
+    /// Retries and sensor pokes waiting for their time.
+    timers: Timers,
     running: HashMap<TaskKey, RunningTry>,
     pools: HashMap<String, u32>,
     dirty: BTreeSet<String>,
@@ -153,6 +155,7 @@ impl Scheduler {
             specs: HashMap::new(),
             runs: BTreeMap::new(),
             ready: ReadyQueue::default(),
+            timers: Timers::default(),
             running: HashMap::new(),
             pools: HashMap::new(),
             dirty: BTreeSet::new(),
@@ -272,23 +275,16 @@ impl Scheduler {
     }
 
     fn next_wake(&self, next_poll: Instant) -> Instant {
-        let now_wall = now();
-        let mut wake = next_poll;
-        for run in self.runs.values() {
-            let waiting = run.tasks.values().chain(run.mapped.values().flatten());
-            for task in waiting {
-                if let (TaskState::UpForRetry | TaskState::UpForReschedule, Some(at)) = (task.state, task.next_try_at) {
-                    let wait = (at - now_wall).to_std().unwrap_or(Duration::ZERO);
-                    wake = wake.min(Instant::now() + wait);
-                }
-            }
+        match self.timers.next() {
+            Some(at) => next_poll.min(Instant::now() + (at - now()).to_std().unwrap_or(Duration::ZERO)),
+            None => next_poll,
         }
-        wake
     }
 
     // ---- loading ----
 
-    async fn spec(&mut self, dag_id: &str, version: &str) -> Result<Arc<Dag>, SchedulerError> {
+    /// A DAG version, parsed and indexed once and shared by all its runs.
+    async fn graph(&mut self, dag_id: &str, version: &str) -> Result<Arc<Graph>, SchedulerError> {
         let key = (dag_id.to_string(), version.to_string());
         if let Some(dag) = self.specs.get(&key) {
             return Ok(dag.clone());
@@ -299,31 +295,22 @@ impl Scheduler {
         })?;
         let spec: StoredSpec = serde_json::from_str(&json)
             .map_err(|e| SchedulerError::BadStoredSpec { file: dag_id.to_string(), detail: e.to_string() })?;
-        let dag = Arc::new(spec.to_dag(&self.config.caps)?);
-        self.specs.insert(key, dag.clone());
-        Ok(dag)
+        let graph = Arc::new(Graph::new(Arc::new(spec.to_dag(&self.config.caps)?)));
+        self.specs.insert(key, graph.clone());
+        Ok(graph)
     }
 
     async fn load_run(&mut self, row: RunRow) -> Result<(), SchedulerError> {
-        let dag = self.spec(&row.dag_id, &row.version).await?;
-        let conf = row.conf.clone();
+        let graph = self.graph(&row.dag_id, &row.version).await?;
         let failed: HashMap<(String, i64), i64> =
             self.store.failed_tries(&row.run_id).await?.into_iter().map(|(t, m, n)| ((t, m), n)).collect();
-        let mut tasks = HashMap::new();
-        let mut mapped: HashMap<String, Vec<TaskMem>> = HashMap::new();
-        for ti in self.store.task_instances(&row.run_id).await? {
-            let mut mem = TaskMem::from_row(&ti);
-            mem.failed_tries =
-                failed.get(&(ti.task_id.clone(), ti.map_index)).map_or(0, |n| u32::try_from(*n).unwrap_or(0));
-            if ti.map_index < 0 {
-                tasks.insert(ti.task_id, mem);
-            } else {
-                // Rows come ordered by task and map index.
-                mapped.entry(ti.task_id).or_default().push(mem);
-            }
+        let rows = self.store.task_instances(&row.run_id).await?;
+        let run = RunMem::new(row, graph, &rows, &failed);
+        for (key, at) in run.waiting() {
+            self.timers.push(at, key);
         }
-        self.dirty.insert(row.run_id.clone());
-        self.runs.insert(row.run_id.clone(), RunMem { row, dag, conf, tasks, mapped });
+        self.dirty.insert(run.row.run_id.clone());
+        self.runs.insert(run.row.run_id.clone(), run);
         Ok(())
     }
 
@@ -336,25 +323,21 @@ impl Scheduler {
         let at = now();
         let mut changes = Vec::new();
         for (run_id, run) in &mut self.runs {
+            let graph = run.graph.clone();
             for (task_id, map_index, state) in run.instances() {
-                let Some(task) = run.dag.task(&task_id).cloned() else { continue };
-                let Some(mem) = run.ti_mut(&task_id, map_index) else { continue };
+                let Some(task) = graph.task(&task_id) else { continue };
                 match state {
                     TaskState::Running if !(task.map_over.is_some() && map_index < 0) => {
+                        let Some(mem) = run.ti_mut(&task_id, map_index) else { continue };
                         mem.failed_tries += 1;
-                        let (next, next_try_at) = after_failure(task_policy(&task), mem.failed_tries, at);
-                        warn!(
-                            run_id,
-                            task_id,
-                            map_index,
-                            try_number = mem.try_number,
-                            "recovering an interrupted try: {next}"
-                        );
-                        changes.push(Change::TryEnded(Box::new(TryEnd {
+                        let (next, next_try_at) = after_failure(task_policy(task), mem.failed_tries, at);
+                        let try_number = mem.try_number;
+                        warn!(run_id, task_id, map_index, try_number, "recovering an interrupted try: {next}");
+                        let end = TryEnd {
                             run_id: run_id.clone(),
                             task_id: task_id.clone(),
                             map_index,
-                            try_number: i64::from(mem.try_number),
+                            try_number: i64::from(try_number),
                             outcome: "interrupted".into(),
                             message: "interrupted: the process running this try stopped before it ended".into(),
                             log: String::new(),
@@ -366,13 +349,14 @@ impl Scheduler {
                             output: None,
                             metrics: None,
                             next_try_at,
-                        })));
-                        mem.state = next;
-                        mem.next_try_at = next_try_at;
+                        };
+                        run.end_try(end, None, &mut changes);
+                        if let Some(at) = next_try_at {
+                            self.timers.push(at, TaskKey { run_id: run_id.clone(), task_id, map_index });
+                        }
                     }
                     TaskState::Scheduled | TaskState::Queued => {
-                        changes.push(task_state(run_id, &task_id, map_index, TaskState::None, None, at));
-                        mem.state = TaskState::None;
+                        run.set_state(&task_id, map_index, StateChange::to(TaskState::None), at, &mut changes);
                     }
                     _ => {}
                 }
@@ -435,7 +419,7 @@ impl Scheduler {
             if paused || stale {
                 continue;
             }
-            let dag = self.spec(&dag_id, &version).await?;
+            let dag = self.graph(&dag_id, &version).await?.dag.clone();
             let active = self.runs.values().filter(|r| r.row.dag_id == dag_id).count();
             let room = (dag.max_active_runs as usize).saturating_sub(active);
             for (start, end) in due_intervals(&dag, last_end, created_at, at, room) {
@@ -488,7 +472,7 @@ impl Scheduler {
                 continue;
             }
             let before = changes.len();
-            advance_run(run, at, &mut changes, &mut self.ready);
+            run.advance(at, &mut changes, &mut self.ready);
             for change in &changes[before..] {
                 if let Change::TaskState { task_id, map_index: -1, state, reason, .. } = change {
                     if state.is_finished() {
@@ -502,8 +486,8 @@ impl Scheduler {
                     }
                 }
             }
-            if let Some(state) = outcome(run) {
-                changes.push(Change::RunState { run_id: run_id.clone(), state, at });
+            if let Some(state) = run.outcome() {
+                run.set_run_state(state, at, &mut changes);
                 finished.push((run_id, state));
             }
         }
@@ -539,15 +523,14 @@ impl Scheduler {
             if self.paused(&dag_id) {
                 continue;
             }
-            let limit = self.runs[&run_id].dag.max_active_runs as usize;
+            let limit = self.runs[&run_id].dag().max_active_runs as usize;
             let count = active.entry(dag_id.clone()).or_default();
             if *count >= limit {
                 continue;
             }
             *count += 1;
             let run = self.runs.get_mut(&run_id).expect("listed above");
-            run.row.state = RunState::Running;
-            changes.push(Change::RunState { run_id: run_id.clone(), state: RunState::Running, at });
+            run.set_run_state(RunState::Running, at, changes);
             self.dirty.insert(run_id.clone());
             info!(dag_id, run_id, "run started");
             self.unsent.push(Notice::RunStarted { dag_id, run_id });
@@ -556,22 +539,22 @@ impl Scheduler {
 
     /// Retries and sensor pokes whose time has come go back to the ready queue.
     fn due_retries(&mut self, at: DateTime<Utc>, changes: &mut Vec<Change>) {
-        for (run_id, run) in &mut self.runs {
-            let dag = run.dag.clone();
-            for (task_id, map_index, state) in run.instances() {
-                if !matches!(state, TaskState::UpForRetry | TaskState::UpForReschedule) {
-                    continue;
-                }
-                let Some(mem) = run.ti_mut(&task_id, map_index) else { continue };
-                if mem.next_try_at.is_some_and(|t| t > at) {
-                    continue;
-                }
-                mem.state = TaskState::Scheduled;
-                mem.next_try_at = None;
-                changes.push(task_state(run_id, &task_id, map_index, TaskState::Scheduled, None, at));
-                let priority = dag.task(&task_id).map_or(1, |t| t.priority_weight);
-                self.ready.push(priority, TaskKey { run_id: run_id.clone(), task_id, map_index });
+        for key in self.timers.due(at) {
+            let Some(run) = self.runs.get_mut(&key.run_id) else { continue };
+            let Some(mem) = run.ti(&key.task_id, key.map_index) else { continue };
+            // The instance may have been cleared or marked since it started waiting.
+            if !matches!(mem.state(), TaskState::UpForRetry | TaskState::UpForReschedule)
+                || mem.next_try_at.is_some_and(|t| t > at)
+            {
+                continue;
             }
+            run.set_state(&key.task_id, key.map_index, StateChange::to(TaskState::Scheduled), at, changes);
+            if let Some(mem) = run.ti_mut(&key.task_id, key.map_index) {
+                mem.next_try_at = None;
+            }
+            let priority = run.graph.task(&key.task_id).map_or(1, |t| t.priority_weight);
+            self.dirty.insert(key.run_id.clone());
+            self.ready.push(priority, key);
         }
     }
 
@@ -598,11 +581,12 @@ impl Scheduler {
                 deferred.push((priority, key));
                 continue;
             }
-            let Some(task) = run.dag.task(&key.task_id).cloned() else { continue };
-            if run.ti(&key.task_id, key.map_index).is_none_or(|m| m.state != TaskState::Scheduled) {
+            let graph = run.graph.clone();
+            let Some(task) = graph.task(&key.task_id) else { continue };
+            if run.ti(&key.task_id, key.map_index).is_none_or(|m| m.state() != TaskState::Scheduled) {
                 continue;
             }
-            let max_active_tasks = run.dag.max_active_tasks;
+            let max_active_tasks = run.dag().max_active_tasks;
             if dag_running.get(&dag_id).copied().unwrap_or(0) >= max_active_tasks {
                 deferred.push((priority, key));
                 continue;
@@ -619,19 +603,10 @@ impl Scheduler {
             };
             match fits {
                 Err(reason) => {
-                    if let Some(mem) =
-                        self.runs.get_mut(&key.run_id).and_then(|r| r.ti_mut(&key.task_id, key.map_index))
-                    {
-                        mem.state = TaskState::Failed;
+                    if let Some(run) = self.runs.get_mut(&key.run_id) {
+                        let failed = StateChange::because(TaskState::Failed, reason);
+                        run.set_state(&key.task_id, key.map_index, failed, at, &mut changes);
                     }
-                    changes.push(task_state(
-                        &key.run_id,
-                        &key.task_id,
-                        key.map_index,
-                        TaskState::Failed,
-                        Some(reason),
-                        at,
-                    ));
                     self.dirty.insert(key.run_id.clone());
                     continue;
                 }
@@ -644,31 +619,16 @@ impl Scheduler {
             *pool_used.entry(task.pool.clone()).or_default() += task.pool_slots;
             *dag_running.entry(dag_id.clone()).or_default() += 1;
 
-            let dag_runs = self.watched_runs(&task).await?;
+            let dag_runs = self.watched_runs(task).await?;
             let run = self.runs.get_mut(&key.run_id).expect("checked above");
-            let inputs = run.instance_inputs(&task, key.map_index);
-            let conf = run.instance_conf(&task, key.map_index);
-            let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { continue };
-            mem.try_number += 1;
-            mem.state = TaskState::Running;
-            if mem.first_try_at.is_none() {
-                mem.first_try_at = Some(at);
-            }
-            let try_number = mem.try_number;
-            let map_item = mem.map_item.clone();
-            changes.push(Change::TryStarted {
-                run_id: key.run_id.clone(),
-                task_id: key.task_id.clone(),
-                map_index: key.map_index,
-                try_number: i64::from(try_number),
-                plugin_id: task.plugin_id.clone(),
-                at,
-            });
+            let inputs = run.instance_inputs(task, key.map_index);
+            let conf = run.instance_conf(task, key.map_index);
+            let try_number = run.start_try(&key, &task.plugin_id, at, &mut changes);
+            let map_item = run.ti(&key.task_id, key.map_index).and_then(|m| m.map_item.clone());
             let context =
-                build_context(run, &task, key.map_index, map_item, inputs, conf.as_ref(), try_number, dag_runs);
+                build_context(run, task, key.map_index, map_item, inputs, conf.as_ref(), try_number, dag_runs);
             let kill = KillSwitch::new();
-            let job =
-                Job { plugin_id: task.plugin_id.clone(), context, limits: task_limits(&task), kill: kill.clone() };
+            let job = Job { plugin_id: task.plugin_id.clone(), context, limits: task_limits(task), kill: kill.clone() };
             let running = RunningTry { kill, dag_id, pool: task.pool.clone(), slots: task.pool_slots };
             jobs.push((key, try_number, job, running));
         }
@@ -727,11 +687,12 @@ impl Scheduler {
             changes.push(try_only(&key, try_number, &report, at));
             return Ok(());
         };
-        let Some(task) = run.dag.task(&key.task_id).cloned() else { return Ok(()) };
+        let graph = run.graph.clone();
+        let Some(task) = graph.task(&key.task_id) else { return Ok(()) };
         let dag_id = run.row.dag_id.clone();
         let current = run
             .ti(&key.task_id, key.map_index)
-            .is_some_and(|m| m.state == TaskState::Running && m.try_number == try_number);
+            .is_some_and(|m| m.state() == TaskState::Running && m.try_number == try_number);
         if !current {
             // Cleared or marked while it ran: the try is recorded, the instance is left alone.
             changes.push(try_only(&key, try_number, &report, at));
@@ -739,7 +700,7 @@ impl Scheduler {
         }
 
         let decision = match &report.outcome {
-            Outcome::Success { result } => self.judge(run, &task, result, at),
+            Outcome::Success { result } => self.judge(run, task, result, at),
             Outcome::Killed => Decision::Fail { message: "killed".into(), retry: false, outcome: None },
             failed => Decision::Fail { message: failed.to_string(), retry: true, outcome: None },
         };
@@ -759,24 +720,13 @@ impl Scheduler {
         }
 
         let run = self.runs.get_mut(&key.run_id).expect("looked up above");
-        let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { return Ok(()) };
         let mut unchosen = Vec::new();
+        let mut chosen = None;
         let (state, next_try_at, message, outcome_name, output, metrics) = match decision {
             Decision::Success { output, metrics, branch } => {
-                mem.output = Some(output.clone());
+                chosen = branch;
                 let metrics = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
-                if let Some(chosen) = branch {
-                    mem.state = TaskState::Success;
-                    unchosen = skip_unchosen(run, &key.task_id, &chosen, at, changes);
-                }
-                (
-                    TaskState::Success,
-                    None,
-                    "success".to_string(),
-                    "success".to_string(),
-                    Some(output.to_string()),
-                    Some(metrics),
-                )
+                (TaskState::Success, None, "success".to_string(), "success".to_string(), Some(output), Some(metrics))
             }
             Decision::Reschedule { next } => (
                 TaskState::UpForReschedule,
@@ -787,22 +737,15 @@ impl Scheduler {
                 None,
             ),
             Decision::Fail { message, retry, outcome } => {
+                let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { return Ok(()) };
                 mem.failed_tries += 1;
-                let (state, next) = if retry {
-                    after_failure(task_policy(&task), mem.failed_tries, at)
-                } else {
-                    (TaskState::Failed, None)
-                };
+                let (state, next) =
+                    if retry { after_failure(task_policy(task), mem.failed_tries, at) } else { (TaskState::Failed, None) };
                 let name = outcome.unwrap_or(report.outcome.name()).to_string();
                 (state, next, format!("{message} (plugin {})", report.plugin), name, None, None)
             }
         };
-        let run = self.runs.get_mut(&key.run_id).expect("looked up above");
-        if let Some(mem) = run.ti_mut(&key.task_id, key.map_index) {
-            mem.state = state;
-            mem.next_try_at = next_try_at;
-        }
-        changes.push(Change::TryEnded(Box::new(TryEnd {
+        let end = TryEnd {
             run_id: key.run_id.clone(),
             task_id: key.task_id.clone(),
             map_index: key.map_index,
@@ -815,10 +758,17 @@ impl Scheduler {
             wall: report.wall_time,
             at,
             state: Some(state),
-            output,
+            output: output.as_ref().map(|o| o.to_string()),
             metrics,
             next_try_at,
-        })));
+        };
+        run.end_try(end, output, changes);
+        if let Some(chosen) = chosen {
+            unchosen = run.skip_unchosen(&key.task_id, &chosen, at, changes);
+        }
+        if let Some(at) = next_try_at {
+            self.timers.push(at, key.clone());
+        }
         // The runs the result triggered are created in the same transaction as the try's end: a
         // crash between the two can neither lose them nor, by retrying the try, trigger them twice.
         for change in triggered {
@@ -870,7 +820,7 @@ impl Scheduler {
             TaskKind::Branch => match &result.branch {
                 None => fail("a branch task must return `branch`: the downstream task ids to follow".into()),
                 Some(chosen) => {
-                    let downstream = run.dag.downstream(&task.id);
+                    let downstream = run.graph.downstream_ids(&task.id);
                     match chosen.iter().find(|id| !downstream.contains(&id.as_str())) {
                         Some(stray) => fail(format!(
                             "branch names `{stray}`, which is not directly downstream of `{}` (downstream: {})",
@@ -975,25 +925,6 @@ fn try_only(key: &TaskKey, try_number: u32, report: &TryReport, at: DateTime<Utc
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-pub(crate) fn task_state(
-    run_id: &str,
-    task_id: &str,
-    map_index: i64,
-    state: TaskState,
-    reason: Option<String>,
-    at: DateTime<Utc>,
-) -> Change {
-    Change::TaskState {
-        run_id: run_id.to_string(),
-        task_id: task_id.to_string(),
-        map_index,
-        state,
-        reason,
-        output: None,
-        at,
-    }
 }
 
 fn task_policy(task: &sandflow_core::dag::Task) -> RetryPolicy {

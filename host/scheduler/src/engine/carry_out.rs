@@ -5,9 +5,9 @@ use sandflow_core::state::{RunState, TaskState};
 use sandflow_store::Change;
 use tracing::info;
 
-use super::{now, task_state, Scheduler};
+use super::{now, Scheduler};
 use crate::actions::{Action, MarkState};
-use crate::working::{closure, TaskKey};
+use crate::working::{StateChange, TaskKey};
 use crate::SchedulerError;
 
 impl Scheduler {
@@ -80,8 +80,7 @@ impl Scheduler {
     fn reopen(&mut self, run_id: &str, at: DateTime<Utc>, changes: &mut Vec<Change>) {
         if let Some(run) = self.runs.get_mut(run_id) {
             if run.row.state.is_finished() {
-                run.row.state = RunState::Running;
-                changes.push(Change::RunState { run_id: run_id.to_string(), state: RunState::Running, at });
+                run.set_run_state(RunState::Running, at, changes);
             }
         }
         self.dirty.insert(run_id.to_string());
@@ -104,15 +103,16 @@ impl Scheduler {
         let at = now();
         let run = &self.runs[run_id];
         for task_id in task_ids {
-            if run.dag.task(task_id).is_none() {
+            if run.graph.task(task_id).is_none() {
                 return Ok(Err(format!("run {run_id} has no task `{task_id}`")));
             }
         }
         let selected: Vec<String> = if task_ids.is_empty() {
-            run.dag.tasks.iter().map(|t| t.id.clone()).collect()
+            run.dag().tasks.iter().map(|t| t.id.clone()).collect()
         } else {
-            closure(&run.dag, task_ids, downstream, upstream)
+            run.graph.closure(task_ids, downstream, upstream)
         };
+        let selected: std::collections::HashSet<String> = selected.into_iter().collect();
         let failed = |s: TaskState| matches!(s, TaskState::Failed | TaskState::UpstreamFailed);
         let mut targets: Vec<(String, i64)> = Vec::new();
         for (task_id, index, state) in run.instances() {
@@ -135,16 +135,12 @@ impl Scheduler {
             }
             let run = self.runs.get_mut(run_id).expect("loaded above");
             let keeps_children = map_index.is_some() && *index < 0;
-            if let Some(mem) = run.ti_mut(task_id, *index) {
-                if keeps_children {
-                    // The parent of a cleared instance runs again, its other instances as they were.
-                    mem.state = TaskState::Running;
-                    changes.push(task_state(run_id, task_id, -1, TaskState::Running, None, at));
-                    continue;
-                }
-                mem.reset();
+            if keeps_children {
+                // The parent of a cleared instance runs again, its other instances as they were.
+                run.set_state(task_id, -1, StateChange::to(TaskState::Running), at, &mut changes);
+                continue;
             }
-            changes.push(Change::Reset { run_id: run_id.to_string(), task_id: task_id.clone(), map_index: *index, at });
+            run.reset(task_id, *index, at, &mut changes);
         }
         self.reopen(run_id, at, &mut changes);
         self.store.apply(&changes).await?;
@@ -173,7 +169,7 @@ impl Scheduler {
         let instances = self.runs[run_id].instances();
         let chosen: Vec<(String, i64)> = match &task_id {
             Some(task_id) => {
-                if self.runs[run_id].dag.task(task_id).is_none() {
+                if self.runs[run_id].graph.task(task_id).is_none() {
                     return Ok(Err(format!("run {run_id} has no task `{task_id}`")));
                 }
                 instances
@@ -191,10 +187,7 @@ impl Scheduler {
         for (task, index) in &chosen {
             self.kill(run_id, task, *index);
             let run = self.runs.get_mut(run_id).expect("loaded above");
-            if let Some(mem) = run.ti_mut(task, *index) {
-                mem.state = target;
-            }
-            changes.push(task_state(run_id, task, *index, target, Some(reason.clone()), at));
+            run.set_state(task, *index, StateChange::because(target, reason.clone()), at, &mut changes);
         }
         let summary = match task_id {
             Some(task) => {
@@ -206,8 +199,9 @@ impl Scheduler {
                     MarkState::Success => RunState::Success,
                     MarkState::Failed => RunState::Failed,
                 };
-                changes.push(Change::RunState { run_id: run_id.to_string(), state: run_state, at });
-                self.runs.remove(run_id);
+                if let Some(mut run) = self.runs.remove(run_id) {
+                    run.set_run_state(run_state, at, &mut changes);
+                }
                 format!(
                     "marked run {run_id} {run_state} ({} unfinished task instance{} marked {target})",
                     chosen.len(),
