@@ -165,6 +165,8 @@ fn resolve_plugin(
             let bytes = handle.block_on(source.plugin_bytes(id)).map_err(|e| e.to_string())?.ok_or_else(missing)?;
             store_plugin(&bytes, cx, handle).map_err(|e| format!("{id}: {e}"))
         }
+        // Tasks of one file often share a plugin: it is read, checked and stored once per load.
+        PluginRef::Path(path) if pinned.contains_key(path) => Ok(pinned[path].clone()),
         PluginRef::Path(path) => {
             let full = plugin_path(dir, path)?;
             let bytes = read_regular_file(&full, MAX_PLUGIN_BYTES, "a plugin")?;
