@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use sandflow_core::dag::Caps;
 use sandflow_scheduler::{load_file, DagFolder, LoadContext};
-use sandflow_store::{Durability, RunRow, Store, StoreError};
+use sandflow_store::{ActionState, Durability, RunRow, Store, StoreError};
 
 use crate::Home;
 
@@ -169,19 +169,19 @@ pub async fn perform(
     action: &sandflow_scheduler::actions::Action,
 ) -> Result<String, crate::CliError> {
     const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-    let payload = serde_json::to_string(action).map_err(anyhow::Error::from)?;
+    let payload = serde_json::to_value(action).map_err(anyhow::Error::from)?;
     let id = store.enqueue_action(action.kind(), &payload, &user()).await.map_err(anyhow::Error::from)?;
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let state = store.action(id).await.map_err(anyhow::Error::from)?.map(|row| (row.state, row.result));
         match state {
-            Some((state, result)) if state == "done" => return Ok(result.unwrap_or_default()),
-            Some((state, result)) if state == "failed" => {
+            Some((ActionState::Done, result)) => return Ok(result.unwrap_or_default()),
+            Some((ActionState::Failed, result)) => {
                 return Err(crate::CliError::Usage(anyhow::anyhow!(result.unwrap_or_default())))
             }
             // Still pending: the owner may be another command that read the pending actions
             // before this one was queued and has since let go, so ask again while waiting.
-            Some((state, _)) if state == "pending" => {
+            Some((ActionState::Pending, _)) => {
                 if let Some(result) = carry_out_if_unowned(store, home, action, id).await? {
                     return result.map_err(|message| crate::CliError::Usage(anyhow::anyhow!(message)));
                 }

@@ -1,6 +1,6 @@
 //! `sandflow tasks list|logs|test`.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Subcommand;
 use std::collections::HashMap;
 use std::time::Duration;

@@ -18,7 +18,7 @@ use sandflow_sandbox::{KillSwitch, Limits, Outcome, TryReport};
 #[cfg(test)]
 use sandflow_sdk::TaskContext;
 use sandflow_sdk::{DataInterval, TaskResult};
-use sandflow_store::{Change, DagRow, NewRun, RunRow, RunType, Store, TryEnd};
+use sandflow_store::{ActionState, Change, DagRow, NewRun, RunRow, RunType, Store, TryEnd};
 use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -262,8 +262,8 @@ impl Scheduler {
             }
             let result = self.carry_out(&row.payload, &row.requested_by).await?;
             let (state, text) = match &result {
-                Ok(summary) => ("done", summary.as_str()),
-                Err(message) => ("failed", message.as_str()),
+                Ok(summary) => (ActionState::Done, summary.as_str()),
+                Err(message) => (ActionState::Failed, message.as_str()),
             };
             self.store.finish_action(row.id, state, text).await?;
             results.push((row.id, result));
@@ -297,7 +297,7 @@ impl Scheduler {
             dag_id: dag_id.to_string(),
             version: version.to_string(),
         })?;
-        let spec: StoredSpec = serde_json::from_str(&json)
+        let spec: StoredSpec = serde_json::from_value(json)
             .map_err(|e| SchedulerError::BadStoredSpec { file: dag_id.to_string(), detail: e.to_string() })?;
         let dag = Arc::new(spec.to_dag(&self.config.caps)?);
         self.specs.insert(key, dag.clone());
@@ -371,7 +371,7 @@ impl Scheduler {
                         mem.next_try_at = next_try_at;
                     }
                     TaskState::Scheduled | TaskState::Queued => {
-                        changes.push(task_state(run_id, &task_id, map_index, TaskState::None, None, at));
+                        changes.push(task_state(run_id, &task_id, map_index, state, TaskState::None, None, at));
                         mem.state = TaskState::None;
                     }
                     _ => {}
@@ -446,7 +446,7 @@ impl Scheduler {
                     run_type: RunType::Scheduled,
                     logical_date: start,
                     interval: Some((start, end)),
-                    conf: "{}".into(),
+                    conf: Map::new(),
                     note: None,
                     triggered_by: "scheduler".into(),
                     created_at: at,
@@ -490,7 +490,7 @@ impl Scheduler {
             let before = changes.len();
             advance_run(run, at, &mut changes, &mut self.ready);
             for change in &changes[before..] {
-                if let Change::TaskState { task_id, map_index: -1, state, reason, .. } = change {
+                if let Change::TaskState { task_id, map_index: -1, to: state, reason, .. } = change {
                     if state.is_finished() {
                         self.unsent.push(Notice::TaskSettled {
                             dag_id: run.row.dag_id.clone(),
@@ -503,7 +503,7 @@ impl Scheduler {
                 }
             }
             if let Some(state) = outcome(run) {
-                changes.push(Change::RunState { run_id: run_id.clone(), state, at });
+                changes.push(Change::RunState { run_id: run_id.clone(), from: run.row.state, to: state, at });
                 finished.push((run_id, state));
             }
         }
@@ -546,8 +546,8 @@ impl Scheduler {
             }
             *count += 1;
             let run = self.runs.get_mut(&run_id).expect("listed above");
+            changes.push(Change::RunState { run_id: run_id.clone(), from: run.row.state, to: RunState::Running, at });
             run.row.state = RunState::Running;
-            changes.push(Change::RunState { run_id: run_id.clone(), state: RunState::Running, at });
             self.dirty.insert(run_id.clone());
             info!(dag_id, run_id, "run started");
             self.unsent.push(Notice::RunStarted { dag_id, run_id });
@@ -568,7 +568,7 @@ impl Scheduler {
                 }
                 mem.state = TaskState::Scheduled;
                 mem.next_try_at = None;
-                changes.push(task_state(run_id, &task_id, map_index, TaskState::Scheduled, None, at));
+                changes.push(task_state(run_id, &task_id, map_index, state, TaskState::Scheduled, None, at));
                 let priority = dag.task(&task_id).map_or(1, |t| t.priority_weight);
                 self.ready.push(priority, TaskKey { run_id: run_id.clone(), task_id, map_index });
             }
@@ -628,6 +628,7 @@ impl Scheduler {
                         &key.run_id,
                         &key.task_id,
                         key.map_index,
+                        TaskState::Scheduled,
                         TaskState::Failed,
                         Some(reason),
                         at,
@@ -660,6 +661,7 @@ impl Scheduler {
                 run_id: key.run_id.clone(),
                 task_id: key.task_id.clone(),
                 map_index: key.map_index,
+                from: TaskState::Scheduled,
                 try_number: i64::from(try_number),
                 plugin_id: task.plugin_id.clone(),
                 at,
@@ -764,19 +766,15 @@ impl Scheduler {
         let (state, next_try_at, message, outcome_name, output, metrics) = match decision {
             Decision::Success { output, metrics, branch } => {
                 mem.output = Some(output.clone());
-                let metrics = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
+                let metrics = match serde_json::to_value(&metrics) {
+                    Ok(Value::Object(metrics)) => metrics,
+                    _ => Map::new(),
+                };
                 if let Some(chosen) = branch {
                     mem.state = TaskState::Success;
                     unchosen = skip_unchosen(run, &key.task_id, &chosen, at, changes);
                 }
-                (
-                    TaskState::Success,
-                    None,
-                    "success".to_string(),
-                    "success".to_string(),
-                    Some(output.to_string()),
-                    Some(metrics),
-                )
+                (TaskState::Success, None, "success".to_string(), "success".to_string(), Some(output), Some(metrics))
             }
             Decision::Reschedule { next } => (
                 TaskState::UpForReschedule,
@@ -981,7 +979,8 @@ pub(crate) fn task_state(
     run_id: &str,
     task_id: &str,
     map_index: i64,
-    state: TaskState,
+    from: TaskState,
+    to: TaskState,
     reason: Option<String>,
     at: DateTime<Utc>,
 ) -> Change {
@@ -989,7 +988,8 @@ pub(crate) fn task_state(
         run_id: run_id.to_string(),
         task_id: task_id.to_string(),
         map_index,
-        state,
+        from,
+        to,
         reason,
         output: None,
         at,

@@ -189,15 +189,17 @@ impl ReadyQueue {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn task_state(
     run_id: &str,
     task_id: &str,
     map_index: i64,
-    state: TaskState,
+    from: TaskState,
+    to: TaskState,
     reason: Option<String>,
     at: DateTime<Utc>,
 ) -> Change {
-    Change::TaskState { run_id: run_id.into(), task_id: task_id.into(), map_index, state, reason, output: None, at }
+    Change::TaskState { run_id: run_id.into(), task_id: task_id.into(), map_index, from, to, reason, output: None, at }
 }
 
 /// Moves a run forward by the trigger rules, in topological order, so skips and upstream failures
@@ -227,7 +229,7 @@ pub(crate) fn advance_run(run: &mut RunMem, at: DateTime<Utc>, changes: &mut Vec
                 if let Some(mem) = run.tasks.get_mut(&task.id) {
                     mem.state = next;
                 }
-                changes.push(task_state(&run_id, &task.id, -1, next, reason, at));
+                changes.push(task_state(&run_id, &task.id, -1, TaskState::None, next, reason, at));
                 if next == TaskState::Scheduled {
                     ready.push(
                         task.priority_weight,
@@ -262,30 +264,27 @@ fn expand(run: &mut RunMem, task: &Task, at: DateTime<Utc>, changes: &mut Vec<Ch
                     TaskKey { run_id: run_id.clone(), task_id: task.id.clone(), map_index: index as i64 },
                 );
             }
-            for (index, _) in old.iter().enumerate().skip(items.len()) {
+            for (index, removed) in old.iter().enumerate().skip(items.len()) {
                 changes.push(task_state(
                     &run_id,
                     &task.id,
                     index as i64,
+                    removed.state,
                     TaskState::Removed,
                     Some("no longer in the mapped list".into()),
                     at,
                 ));
             }
-            changes.push(Change::Expand {
-                run_id: run_id.clone(),
-                task_id: task.id.clone(),
-                items: items.iter().map(|i| i.to_string()).collect(),
-                at,
-            });
+            changes.push(Change::Expand { run_id: run_id.clone(), task_id: task.id.clone(), items: items.clone(), at });
             run.mapped.insert(task.id.clone(), children);
             (TaskState::Running, Some(format!("mapped over {} items", items.len())))
         }
     };
+    let from = run.tasks.get(&task.id).map_or(TaskState::None, |m| m.state);
     if let Some(mem) = run.tasks.get_mut(&task.id) {
         mem.state = state;
     }
-    changes.push(task_state(&run_id, &task.id, -1, state, reason, at));
+    changes.push(task_state(&run_id, &task.id, -1, from, state, reason, at));
 }
 
 /// A mapped task ends when all its instances have: success if none failed (skipped instances are
@@ -300,7 +299,7 @@ fn settle_mapped(run: &mut RunMem, task: &Task, at: DateTime<Utc>, changes: &mut
     for (index, child) in children.iter_mut().enumerate() {
         if child.state == TaskState::None {
             child.state = TaskState::Scheduled;
-            changes.push(task_state(&run_id, &task.id, index as i64, TaskState::Scheduled, None, at));
+            changes.push(task_state(&run_id, &task.id, index as i64, TaskState::None, TaskState::Scheduled, None, at));
             ready.push(
                 task.priority_weight,
                 TaskKey { run_id: run_id.clone(), task_id: task.id.clone(), map_index: index as i64 },
@@ -332,9 +331,10 @@ fn settle_mapped(run: &mut RunMem, task: &Task, at: DateTime<Utc>, changes: &mut
         run_id: run_id.clone(),
         task_id: task.id.clone(),
         map_index: -1,
-        state,
+        from: TaskState::Running,
+        to: state,
         reason,
-        output: Some(output.to_string()),
+        output: Some(output.clone()),
         at,
     });
     if let Some(mem) = run.tasks.get_mut(&task.id) {
@@ -366,6 +366,7 @@ pub(crate) fn skip_unchosen(
                     &run_id,
                     &task_id,
                     -1,
+                    TaskState::None,
                     TaskState::Skipped,
                     Some(format!("not chosen by branch {branch}")),
                     at,

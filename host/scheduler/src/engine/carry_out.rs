@@ -80,8 +80,13 @@ impl Scheduler {
     fn reopen(&mut self, run_id: &str, at: DateTime<Utc>, changes: &mut Vec<Change>) {
         if let Some(run) = self.runs.get_mut(run_id) {
             if run.row.state.is_finished() {
+                changes.push(Change::RunState {
+                    run_id: run_id.to_string(),
+                    from: run.row.state,
+                    to: RunState::Running,
+                    at,
+                });
                 run.row.state = RunState::Running;
-                changes.push(Change::RunState { run_id: run_id.to_string(), state: RunState::Running, at });
             }
         }
         self.dirty.insert(run_id.to_string());
@@ -114,7 +119,7 @@ impl Scheduler {
             closure(&run.dag, task_ids, downstream, upstream)
         };
         let failed = |s: TaskState| matches!(s, TaskState::Failed | TaskState::UpstreamFailed);
-        let mut targets: Vec<(String, i64)> = Vec::new();
+        let mut targets: Vec<(String, i64, TaskState)> = Vec::new();
         for (task_id, index, state) in run.instances() {
             if !selected.contains(&task_id) || (only_failed && !failed(state)) {
                 continue;
@@ -125,11 +130,11 @@ impl Scheduler {
                     continue;
                 }
             }
-            targets.push((task_id, index));
+            targets.push((task_id, index, state));
         }
         let mut changes = Vec::new();
         let mut killed = 0;
-        for (task_id, index) in &targets {
+        for (task_id, index, state) in &targets {
             if self.kill(run_id, task_id, *index) {
                 killed += 1;
             }
@@ -139,12 +144,18 @@ impl Scheduler {
                 if keeps_children {
                     // The parent of a cleared instance runs again, its other instances as they were.
                     mem.state = TaskState::Running;
-                    changes.push(task_state(run_id, task_id, -1, TaskState::Running, None, at));
+                    changes.push(task_state(run_id, task_id, -1, *state, TaskState::Running, None, at));
                     continue;
                 }
                 mem.reset();
             }
-            changes.push(Change::Reset { run_id: run_id.to_string(), task_id: task_id.clone(), map_index: *index, at });
+            changes.push(Change::Reset {
+                run_id: run_id.to_string(),
+                task_id: task_id.clone(),
+                map_index: *index,
+                from: *state,
+                at,
+            });
         }
         self.reopen(run_id, at, &mut changes);
         self.store.apply(&changes).await?;
@@ -171,7 +182,7 @@ impl Scheduler {
         let reason = format!("marked {target} by {by}");
         let mut changes = Vec::new();
         let instances = self.runs[run_id].instances();
-        let chosen: Vec<(String, i64)> = match &task_id {
+        let chosen: Vec<(String, i64, TaskState)> = match &task_id {
             Some(task_id) => {
                 if self.runs[run_id].dag.task(task_id).is_none() {
                     return Ok(Err(format!("run {run_id} has no task `{task_id}`")));
@@ -183,18 +194,17 @@ impl Scheduler {
                             && map_index.is_none_or(|m| m == *i || *i < 0)
                             && (*i < 0 || !s.is_finished() || map_index.is_some())
                     })
-                    .map(|(t, i, _)| (t, i))
                     .collect()
             }
-            None => instances.into_iter().filter(|(_, _, s)| !s.is_finished()).map(|(t, i, _)| (t, i)).collect(),
+            None => instances.into_iter().filter(|(_, _, s)| !s.is_finished()).collect(),
         };
-        for (task, index) in &chosen {
+        for (task, index, from) in &chosen {
             self.kill(run_id, task, *index);
             let run = self.runs.get_mut(run_id).expect("loaded above");
             if let Some(mem) = run.ti_mut(task, *index) {
                 mem.state = target;
             }
-            changes.push(task_state(run_id, task, *index, target, Some(reason.clone()), at));
+            changes.push(task_state(run_id, task, *index, *from, target, Some(reason.clone()), at));
         }
         let summary = match task_id {
             Some(task) => {
@@ -206,7 +216,8 @@ impl Scheduler {
                     MarkState::Success => RunState::Success,
                     MarkState::Failed => RunState::Failed,
                 };
-                changes.push(Change::RunState { run_id: run_id.to_string(), state: run_state, at });
+                let from = self.runs[run_id].row.state;
+                changes.push(Change::RunState { run_id: run_id.to_string(), from, to: run_state, at });
                 self.runs.remove(run_id);
                 format!(
                     "marked run {run_id} {run_state} ({} unfinished task instance{} marked {target})",
