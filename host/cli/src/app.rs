@@ -9,8 +9,11 @@ use sandflow_store::{ActionState, Durability, RunRow, Store, StoreError};
 
 use crate::Home;
 
-/// The embedded store in the home.
+/// The store every command uses: the database `--database-url` names, else the home's SQLite file.
 pub async fn open_store(home: &Home) -> anyhow::Result<Store> {
+    if home.has_database_url() {
+        return Ok(Store::connect(&home.database_url()).await?);
+    }
     Ok(Store::open(&home.database(), Durability::Normal).await?)
 }
 
@@ -53,7 +56,7 @@ pub async fn load_one(
 ) -> anyhow::Result<sandflow_scheduler::Loaded> {
     let sandbox = crate::plugin_cmd::sandbox(home)?;
     let mut cx = LoadContext::new(store.clone(), sandbox, Caps::default(), false);
-    if home.database().exists() {
+    if home.has_database() {
         cx.plugin_source = Some(open_store(home).await?);
     }
     let mut errors = Vec::new();
