@@ -5,12 +5,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use sandflow_core::dag::Caps;
 use sandflow_scheduler::{load_file, DagFolder, LoadContext};
-use sandflow_store::{Durability, RunRow, Store, StoreError};
+use sandflow_store::{ActionState, Durability, RunRow, Store, StoreError};
 
 use crate::Home;
 
-/// The embedded store in the home.
+/// The store every command uses: the database `--database-url` names, else the home's SQLite file.
 pub async fn open_store(home: &Home) -> anyhow::Result<Store> {
+    if home.has_database_url() {
+        return Ok(Store::connect(&home.database_url()).await?);
+    }
     Ok(Store::open(&home.database(), Durability::Normal).await?)
 }
 
@@ -53,7 +56,7 @@ pub async fn load_one(
 ) -> anyhow::Result<sandflow_scheduler::Loaded> {
     let sandbox = crate::plugin_cmd::sandbox(home)?;
     let mut cx = LoadContext::new(store.clone(), sandbox, Caps::default(), false);
-    if home.database().exists() {
+    if home.has_database() {
         cx.plugin_source = Some(open_store(home).await?);
     }
     let mut errors = Vec::new();
@@ -169,19 +172,19 @@ pub async fn perform(
     action: &sandflow_scheduler::actions::Action,
 ) -> Result<String, crate::CliError> {
     const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-    let payload = serde_json::to_string(action).map_err(anyhow::Error::from)?;
+    let payload = serde_json::to_value(action).map_err(anyhow::Error::from)?;
     let id = store.enqueue_action(action.kind(), &payload, &user()).await.map_err(anyhow::Error::from)?;
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let state = store.action(id).await.map_err(anyhow::Error::from)?.map(|row| (row.state, row.result));
         match state {
-            Some((state, result)) if state == "done" => return Ok(result.unwrap_or_default()),
-            Some((state, result)) if state == "failed" => {
+            Some((ActionState::Done, result)) => return Ok(result.unwrap_or_default()),
+            Some((ActionState::Failed, result)) => {
                 return Err(crate::CliError::Usage(anyhow::anyhow!(result.unwrap_or_default())))
             }
             // Still pending: the owner may be another command that read the pending actions
             // before this one was queued and has since let go, so ask again while waiting.
-            Some((state, _)) if state == "pending" => {
+            Some((ActionState::Pending, _)) => {
                 if let Some(result) = carry_out_if_unowned(store, home, action, id).await? {
                     return result.map_err(|message| crate::CliError::Usage(anyhow::anyhow!(message)));
                 }

@@ -33,7 +33,7 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
         )));
     }
     let spec = store.dag_spec(dag_id, &row.active_version).await.map_err(anyhow::Error::from)?.unwrap_or_default();
-    let spec: StoredSpec = serde_json::from_str(&spec).map_err(anyhow::Error::from)?;
+    let spec: StoredSpec = serde_json::from_value(spec).map_err(anyhow::Error::from)?;
     let dag = spec.to_dag(&Default::default()).map_err(anyhow::Error::from)?;
     if dag.schedule.expr().is_none() {
         return Err(CliError::Usage(anyhow::anyhow!(
@@ -88,7 +88,7 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
                     run_type: RunType::Backfill,
                     logical_date: *start,
                     interval: Some((*start, *end)),
-                    conf: "{}".into(),
+                    conf: serde_json::Map::new(),
                     note: Some("backfill".into()),
                     triggered_by: user(),
                     created_at: Utc::now(),

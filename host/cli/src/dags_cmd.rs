@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use sandflow_core::state::{RunState, TaskState};
 use sandflow_scheduler::{trigger, Notice, Scheduler, SchedulerConfig, TriggerOptions};
-use sandflow_store::Store;
+use sandflow_store::{PauseChange, Store};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -255,7 +255,7 @@ async fn list(json: bool, home: &Home) -> anyhow::Result<()> {
 async fn schedule_of(store: &Store, dag_id: &str, version: &str) -> String {
     let dag = async {
         let spec: sandflow_scheduler::StoredSpec =
-            serde_json::from_str(&store.dag_spec(dag_id, version).await.ok()??).ok()?;
+            serde_json::from_value(store.dag_spec(dag_id, version).await.ok()??).ok()?;
         spec.to_dag(&Default::default()).ok()
     }
     .await;
@@ -268,7 +268,7 @@ async fn show(dag_id: &str, json: bool, home: &Home) -> anyhow::Result<()> {
         return Err(crate::app::unknown_dag(&store, dag_id).await);
     };
     let spec: sandflow_scheduler::StoredSpec =
-        serde_json::from_str(&store.dag_spec(dag_id, &row.active_version).await?.context("active version missing")?)?;
+        serde_json::from_value(store.dag_spec(dag_id, &row.active_version).await?.context("active version missing")?)?;
     let dag = spec.to_dag(&Default::default())?;
     let runs = store.runs(Some(dag_id), 10).await?;
     let versions = store.dag_versions(dag_id).await?;
@@ -330,10 +330,12 @@ async fn show(dag_id: &str, json: bool, home: &Home) -> anyhow::Result<()> {
 
 async fn set_paused(dag_id: &str, paused: bool, home: &Home) -> anyhow::Result<()> {
     let store = open_store(home).await?;
-    if !store.set_paused(dag_id, paused).await? {
-        return Err(crate::app::unknown_dag(&store, dag_id).await);
+    let state = if paused { "paused" } else { "unpaused" };
+    match store.set_paused(dag_id, paused).await? {
+        PauseChange::NoSuchDag => return Err(crate::app::unknown_dag(&store, dag_id).await),
+        PauseChange::Changed => outln!("{dag_id} is {state}"),
+        PauseChange::Already => outln!("{dag_id} is {state} (it already was)"),
     }
-    outln!("{dag_id} is {}", if paused { "paused" } else { "unpaused" });
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! `sandflow db init|migrate|reset`.
+//! `sandflow db init|migrate|reset`: on the home's SQLite file, or on the database
+//! `--database-url` names (PostgreSQL: init and migrate; reset stays SQLite's).
 
 use clap::Subcommand;
 use sandflow_scheduler::actions::HEARTBEAT_VALID_FOR;
@@ -10,11 +11,12 @@ use crate::{CliError, Home};
 
 #[derive(Debug, Subcommand)]
 pub enum DbCmd {
-    /// Create the database (if absent) and bring it to this build's schema.
+    /// Create the database (if absent) and bring it to this build's schema (a PostgreSQL
+    /// database must exist: this creates Sandflow's tables in it).
     Init,
     /// Bring the database to this build's schema.
     Migrate,
-    /// Delete every DAG, run and plugin in the database and start afresh. Refused while a
+    /// Delete every DAG, run and plugin in the SQLite database and start afresh. Refused while a
     /// scheduler runs on the home.
     Reset {
         /// Confirm: the data is gone for good.
@@ -28,46 +30,60 @@ pub enum DbCmd {
 }
 
 pub async fn run(cmd: DbCmd, home: &Home) -> Result<(), CliError> {
-    let path = home.database();
     match cmd {
         DbCmd::Init | DbCmd::Migrate => {
-            open_store(home).await?.close().await;
-            outln!("database ready at {}", path.display());
+            let store = open_store(home).await?;
+            outln!("database ready at {}", store.describe());
+            store.close().await;
         }
         DbCmd::Reset { yes, force } => {
-            if !yes {
+            let Some(path) = home.sqlite_database() else {
                 return Err(CliError::Usage(anyhow::anyhow!(
-                    "this deletes every DAG, run and log in {}: run again with --yes",
-                    path.display()
+                    "db reset works on a SQLite database only; to start {} afresh, drop and create the \
+                     database with PostgreSQL's tools (dropdb, createdb), then run `sandflow db init`",
+                    home.database_url()
                 )));
-            }
-            // Owning the home keeps a scheduler from running on the file being deleted, and one
-            // from starting on it halfway through; a live owner is refused, --force or not.
-            let lock_for = path.clone();
-            let _scheduling = tokio::task::spawn_blocking(move || SchedulingGuard::acquire(&lock_for, "db reset"))
-                .await
-                .map_err(anyhow::Error::from)?
-                .map_err(anyhow::Error::from)?;
-            // Refuse to delete what is not ours (an empty file is nobody's: it may go).
-            match Store::open(&path, Durability::Normal).await {
-                Ok(store) => {
-                    let fresh = refuse_a_fresh_heartbeat(&store, force).await;
-                    store.close().await;
-                    fresh?;
-                }
-                Err(StoreError::EmptyFile { .. }) => {}
-                Err(e) => return Err(anyhow::Error::from(e).into()),
-            }
-            for suffix in ["", "-wal", "-shm"] {
-                let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
-                match std::fs::remove_file(&file) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(CliError::Usage(anyhow::anyhow!("removing {}: {e}", file.display()))),
-                }
-            }
+            };
+            reset(&path, yes, force).await?;
             open_store(home).await?.close().await;
             outln!("database reset at {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the SQLite database at `path` (and its write-ahead log), once it is known to be ours
+/// and no scheduler runs on it.
+async fn reset(path: &std::path::Path, yes: bool, force: bool) -> Result<(), CliError> {
+    if !yes {
+        return Err(CliError::Usage(anyhow::anyhow!(
+            "this deletes every DAG, run and log in {}: run again with --yes",
+            path.display()
+        )));
+    }
+    // Owning the home keeps a scheduler from running on the file being deleted, and one
+    // from starting on it halfway through; a live owner is refused, --force or not.
+    let lock_for = path.to_path_buf();
+    let _scheduling = tokio::task::spawn_blocking(move || SchedulingGuard::acquire(&lock_for, "db reset"))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(anyhow::Error::from)?;
+    // Refuse to delete what is not ours (an empty file is nobody's: it may go).
+    match Store::open(path, Durability::Normal).await {
+        Ok(store) => {
+            let fresh = refuse_a_fresh_heartbeat(&store, force).await;
+            store.close().await;
+            fresh?;
+        }
+        Err(StoreError::EmptyFile { .. }) => {}
+        Err(e) => return Err(anyhow::Error::from(e).into()),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CliError::Usage(anyhow::anyhow!("removing {}: {e}", file.display()))),
         }
     }
     Ok(())

@@ -1,19 +1,22 @@
 //! `$SANDFLOW_HOME`: where this machine keeps the embedded database (DAGs, runs, plugin bytes) and
-//! compiled code.
+//! compiled code; and, when `--database-url` names one, the database used instead of the home's.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use sandflow_store::DatabaseUrl;
 
-/// The home directory and the paths inside it.
+/// The home directory and the paths inside it, and the database in use.
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
+    /// `--database-url` / `SANDFLOW_DATABASE_URL`: used instead of the home's SQLite file.
+    database_url: Option<DatabaseUrl>,
 }
 
 impl Home {
     /// `explicit` (from `--home` or `SANDFLOW_HOME`), else `~/.sandflow`; created if absent.
-    pub fn resolve(explicit: Option<PathBuf>) -> Result<Home> {
+    pub fn resolve(explicit: Option<PathBuf>, database_url: Option<DatabaseUrl>) -> Result<Home> {
         let root = match explicit {
             Some(root) => root,
             None => {
@@ -23,7 +26,7 @@ impl Home {
             }
         };
         std::fs::create_dir_all(&root).with_context(|| format!("creating Sandflow's home {}", root.display()))?;
-        Ok(Home { root })
+        Ok(Home { root, database_url })
     }
 
     /// The home itself.
@@ -31,7 +34,31 @@ impl Home {
         &self.root
     }
 
-    /// The embedded database.
+    /// The database every command uses: the one `--database-url` names, else the home's SQLite file.
+    pub fn database_url(&self) -> DatabaseUrl {
+        self.database_url.clone().unwrap_or_else(|| DatabaseUrl::sqlite(&self.database()))
+    }
+
+    /// Whether `--database-url` names the database (else it is the home's file).
+    pub fn has_database_url(&self) -> bool {
+        self.database_url.is_some()
+    }
+
+    /// The SQLite file in use, if the database is one (the home's, or the one the URL names).
+    pub fn sqlite_database(&self) -> Option<PathBuf> {
+        match &self.database_url {
+            Some(url) => url.sqlite_path().map(Path::to_path_buf),
+            None => Some(self.database()),
+        }
+    }
+
+    /// Whether there is a database to read already: a URL is taken to name one; the home's file
+    /// must exist.
+    pub fn has_database(&self) -> bool {
+        self.sqlite_database().is_none_or(|path| path.exists())
+    }
+
+    /// The home's embedded database.
     pub fn database(&self) -> PathBuf {
         self.root.join("sandflow.db")
     }

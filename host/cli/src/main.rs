@@ -23,6 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sandflow_core::text::clean;
+use sandflow_store::DatabaseUrl;
 
 use crate::out::errln;
 
@@ -44,6 +45,11 @@ pub struct GlobalArgs {
     /// Sandflow's home: the database (DAGs, runs, plugins), the compiled-code cache. Default: ~/.sandflow.
     #[arg(long, env = "SANDFLOW_HOME", global = true)]
     home: Option<std::path::PathBuf>,
+    /// The database to use instead of the home's SQLite file: postgres://USER:PASSWORD@HOST/DB
+    /// (or sqlite://PATH). The home still holds the compiled-code cache. Its password is never
+    /// shown.
+    #[arg(long, env = "SANDFLOW_DATABASE_URL", global = true, hide_env_values = true, value_name = "URL")]
+    database_url: Option<SecretText>,
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -70,6 +76,23 @@ enum Command {
     Db(db_cmd::DbCmd),
     /// Measure the scheduler: N DAGs of M noop tasks through the real store and executor.
     Bench(bench_cmd::BenchArgs),
+}
+
+/// A flag's text that may hold a secret (`--database-url`): its `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretText(String);
+
+impl std::str::FromStr for SecretText {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(SecretText(text.to_string()))
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(***)")
+    }
 }
 
 /// How a command failed: `Usage` for bad input (exit 2), `Failed` for work that ran and failed (exit 1).
@@ -103,7 +126,15 @@ fn init_tracing(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
-    let home = match Home::resolve(cli.global.home.clone()) {
+    // Parsed here, not by clap, whose error would quote the URL, password and all.
+    let database_url = match cli.global.database_url.as_ref().map(|text| DatabaseUrl::parse(&text.0)).transpose() {
+        Ok(url) => url,
+        Err(e) => {
+            errln!("error: {}", clean(&e.to_string(), true));
+            return ExitCode::from(2);
+        }
+    };
+    let home = match Home::resolve(cli.global.home.clone(), database_url) {
         Ok(home) => home,
         Err(e) => {
             errln!("error: {}", clean(&format!("{e:#}"), true));

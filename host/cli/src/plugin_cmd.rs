@@ -110,9 +110,9 @@ async fn add(file: &std::path::Path, home: &Home) -> Result<(), CliError> {
     let bytes = read_file(file)?;
     let info =
         sandbox(home)?.check(&bytes).with_context(|| format!("{} is not a plugin Sandflow can run", file.display()))?;
-    let kind = serde_json::to_value(info.kind).map_err(anyhow::Error::from)?;
     let store = open_store(home).await?;
-    store.put_plugin(info.id.as_str(), &bytes, kind.as_str().unwrap_or_default()).await.map_err(anyhow::Error::from)?;
+    let kind = sandflow_scheduler::stored_kind(info.kind);
+    store.put_plugin(info.id.as_str(), &bytes, kind).await.map_err(anyhow::Error::from)?;
     outln!("{}", info.id);
     Ok(())
 }
@@ -149,7 +149,7 @@ async fn list(json: bool, home: &Home) -> Result<(), CliError> {
         .iter()
         .map(|p| {
             let size = human_bytes(u64::try_from(p.size).unwrap_or(0));
-            vec![p.id.clone(), p.kind.clone(), size, table::time(&p.created_at)]
+            vec![p.id.clone(), p.kind.to_string(), size, table::time(&p.created_at)]
         })
         .collect();
     table::print(&["id", "kind", "size", "added"], &rows);

@@ -43,8 +43,9 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
         dags_dir: Some(dir.clone()),
         ..SchedulerConfig::default()
     };
+    let database = if home.has_database_url() { format!(", database {}", store.describe()) } else { String::new() };
     sayln!(
-        "sandflow standalone: home {}, DAGs from {}, parallelism {}",
+        "sandflow standalone: home {}{database}, DAGs from {}, parallelism {}",
         home.root().display(),
         dir.display(),
         args.parallelism

@@ -18,7 +18,7 @@ use sandflow_sandbox::{KillSwitch, Limits, Outcome, TryReport};
 #[cfg(test)]
 use sandflow_sdk::TaskContext;
 use sandflow_sdk::{DataInterval, TaskResult};
-use sandflow_store::{Change, DagRow, NewRun, RunRow, RunType, Store, TryEnd};
+use sandflow_store::{ActionState, Change, DagRow, NewRun, RunRow, RunType, Store, TryEnd};
 use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -265,8 +265,8 @@ impl Scheduler {
             }
             let result = self.carry_out(&row.payload, &row.requested_by).await?;
             let (state, text) = match &result {
-                Ok(summary) => ("done", summary.as_str()),
-                Err(message) => ("failed", message.as_str()),
+                Ok(summary) => (ActionState::Done, summary.as_str()),
+                Err(message) => (ActionState::Failed, message.as_str()),
             };
             self.store.finish_action(row.id, state, text).await?;
             results.push((row.id, result));
@@ -293,7 +293,7 @@ impl Scheduler {
             dag_id: dag_id.to_string(),
             version: version.to_string(),
         })?;
-        let spec: StoredSpec = serde_json::from_str(&json)
+        let spec: StoredSpec = serde_json::from_value(json)
             .map_err(|e| SchedulerError::BadStoredSpec { file: dag_id.to_string(), detail: e.to_string() })?;
         let graph = Arc::new(Graph::new(Arc::new(spec.to_dag(&self.config.caps)?)));
         self.specs.insert(key, graph.clone());
@@ -430,7 +430,7 @@ impl Scheduler {
                     run_type: RunType::Scheduled,
                     logical_date: start,
                     interval: Some((start, end)),
-                    conf: "{}".into(),
+                    conf: Map::new(),
                     note: None,
                     triggered_by: "scheduler".into(),
                     created_at: at,
@@ -474,7 +474,7 @@ impl Scheduler {
             let before = changes.len();
             run.advance(at, &mut changes, &mut self.ready);
             for change in &changes[before..] {
-                if let Change::TaskState { task_id, map_index: -1, state, reason, .. } = change {
+                if let Change::TaskState { task_id, map_index: -1, to: state, reason, .. } = change {
                     if state.is_finished() {
                         self.unsent.push(Notice::TaskSettled {
                             dag_id: run.row.dag_id.clone(),
@@ -725,7 +725,10 @@ impl Scheduler {
         let (state, next_try_at, message, outcome_name, output, metrics) = match decision {
             Decision::Success { output, metrics, branch } => {
                 chosen = branch;
-                let metrics = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
+                let metrics = match serde_json::to_value(&metrics) {
+                    Ok(Value::Object(metrics)) => metrics,
+                    _ => Map::new(),
+                };
                 (TaskState::Success, None, "success".to_string(), "success".to_string(), Some(output), Some(metrics))
             }
             Decision::Reschedule { next } => (
@@ -758,7 +761,7 @@ impl Scheduler {
             wall: report.wall_time,
             at,
             state: Some(state),
-            output: output.as_ref().map(|o| o.to_string()),
+            output: output.clone(),
             metrics,
             next_try_at,
         };

@@ -457,7 +457,7 @@ mod tests {
     async fn a_file_loads_only_once_it_has_stopped_changing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::in_memory().await.unwrap();
-        store.put_plugin(PLUGIN, b"-", "p1_command").await.unwrap();
+        store.put_plugin(PLUGIN, b"-", sandflow_store::PluginKind::P1Command).await.unwrap();
         let sandbox = Sandbox::new(SandboxConfig { max_concurrent_tries: 1, ..SandboxConfig::default() }).unwrap();
         let mut folder =
             DagFolder::new(dir.path(), LoadContext::new(store.clone(), sandbox, Default::default(), false));

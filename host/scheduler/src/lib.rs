@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 pub use engine::{task_limits, Scheduler, SchedulerConfig, SchedulerHandle};
 pub use executor::{Executor, Job};
 pub use folder::{DagFolder, LoadReport, SETTLE};
-pub use loader::{load_file, read_regular_file, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES};
+pub use loader::{load_file, read_regular_file, stored_kind, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES};
 
 /// What can stop the scheduler or a trigger. Callers tell apart the user's mistakes (an unknown DAG
 /// or version) from failures of the store.
@@ -171,7 +171,7 @@ pub(crate) struct PlannedRun {
     pub(crate) dag_id: String,
     pub(crate) version: String,
     pub(crate) task_ids: Vec<String>,
-    conf: String,
+    conf: Map<String, Value>,
     note: Option<String>,
     triggered_by: String,
 }
@@ -210,14 +210,14 @@ pub(crate) async fn plan_manual_run(
         .dag_spec(dag_id, &version)
         .await?
         .ok_or_else(|| SchedulerError::UnknownVersion { dag_id: dag_id.to_string(), version: version.clone() })?;
-    let spec: StoredSpec = serde_json::from_str(&spec)
+    let spec: StoredSpec = serde_json::from_value(spec)
         .map_err(|e| SchedulerError::BadStoredSpec { file: dag_id.to_string(), detail: e.to_string() })?;
     let parsed = spec.to_dag(&sandflow_core::dag::Caps::default())?;
     Ok(PlannedRun {
         dag_id: dag_id.to_string(),
         version,
         task_ids: parsed.tasks.iter().map(|t| t.id.clone()).collect(),
-        conf: serde_json::to_string(&options.conf).unwrap_or_else(|_| "{}".into()),
+        conf: options.conf,
         note: options.note,
         triggered_by: options.triggered_by,
     })

@@ -75,7 +75,7 @@ pub struct Parsed {
     /// Its version.
     pub version: String,
     file: String,
-    spec_json: String,
+    spec: serde_json::Value,
 }
 
 /// What loading needs: where versions and plugins go, and the rules they are checked against.
@@ -130,17 +130,17 @@ fn parse_blocking(path: &Path, cx: &LoadContext) -> Result<Parsed, String> {
         .map_err(|diagnostics| diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
     let version = dag.version();
     let spec = StoredSpec { file: file.clone(), source, plugins: pinned };
-    let spec_json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
-    Ok(Parsed { dag: Arc::new(dag), version, file, spec_json })
+    let spec = serde_json::to_value(&spec).map_err(|e| e.to_string())?;
+    Ok(Parsed { dag: Arc::new(dag), version, file, spec })
 }
 
 /// Records a parsed DAG as its DAG's active version.
 pub async fn record(parsed: Parsed, cx: &LoadContext) -> Result<Loaded, String> {
-    let Parsed { dag, version, file, spec_json } = parsed;
+    let Parsed { dag, version, file, spec } = parsed;
     let paused = dag.paused.unwrap_or(cx.paused_at_creation);
     let new_version = cx
         .store
-        .record_dag_version(&dag.id, &version, &spec_json, &file, paused)
+        .record_dag_version(&dag.id, &version, &spec, &file, paused)
         .await
         .map_err(|e| format!("{file}: {e}"))?;
     Ok(Loaded { dag, version, new_version })
@@ -177,11 +177,18 @@ fn resolve_plugin(
     }
 }
 
+/// The store's name for the sandbox's kind of plugin.
+pub fn stored_kind(kind: sandflow_sandbox::PluginKind) -> sandflow_store::PluginKind {
+    match kind {
+        sandflow_sandbox::PluginKind::P1Command => sandflow_store::PluginKind::P1Command,
+        sandflow_sandbox::PluginKind::P2Command => sandflow_store::PluginKind::P2Command,
+    }
+}
+
 /// Checks plugin bytes with the sandbox and stores them; returns their id.
 fn store_plugin(bytes: &[u8], cx: &LoadContext, handle: &tokio::runtime::Handle) -> Result<String, String> {
     let info = cx.sandbox.check(bytes).map_err(|e| e.to_string())?;
-    let kind = serde_json::to_value(info.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-    handle.block_on(cx.store.put_plugin(info.id.as_str(), bytes, &kind)).map_err(|e| e.to_string())?;
+    handle.block_on(cx.store.put_plugin(info.id.as_str(), bytes, stored_kind(info.kind))).map_err(|e| e.to_string())?;
     Ok(info.id.to_string())
 }
 

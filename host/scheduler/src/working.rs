@@ -311,7 +311,7 @@ impl RunMem {
     ) {
         let Some(i) = self.graph.ordinal(task_id) else { return };
         let output = change.output.clone();
-        if self.move_to(i, map_index, change.to) {
+        if let Some(from) = self.move_to(i, map_index, change.to) {
             if let (Some(output), Some(mem)) = (&output, self.mem_mut(i, map_index)) {
                 mem.output = Some(output.clone());
             }
@@ -319,22 +319,21 @@ impl RunMem {
                 run_id: self.row.run_id.clone(),
                 task_id: task_id.to_string(),
                 map_index,
-                state: change.to,
+                from,
+                to: change.to,
                 reason: change.reason,
-                output: output.map(|o| o.to_string()),
+                output,
                 at,
             });
         }
     }
 
     /// The state of instance (`i`, `map_index`) becomes `to` in memory, with the counts that
-    /// follow; `false` when there is no such instance.
-    fn move_to(&mut self, i: usize, map_index: i64, to: TaskState) -> bool {
+    /// follow; returns the state it had, `None` when there is no such instance.
+    fn move_to(&mut self, i: usize, map_index: i64, to: TaskState) -> Option<TaskState> {
         if map_index >= 0 {
-            let Some(mapped) = self.mapped[i].as_mut() else { return false };
-            let Some(child) = usize::try_from(map_index).ok().and_then(|m| mapped.children.get_mut(m)) else {
-                return false;
-            };
+            let mapped = self.mapped[i].as_mut()?;
+            let child = usize::try_from(map_index).ok().and_then(|m| mapped.children.get_mut(m))?;
             let from = std::mem::replace(&mut child.state, to);
             mapped.count(from, false);
             mapped.count(to, true);
@@ -344,11 +343,11 @@ impl RunMem {
             if mapped.finished == mapped.children.len() || to == TaskState::None {
                 self.todo.push(i);
             }
-            return true;
+            return Some(from);
         }
         let from = std::mem::replace(&mut self.tasks[i].state, to);
         if from == to {
-            return true;
+            return Some(from);
         }
         for &d in &self.graph.downstream[i] {
             self.up[d].remove(from);
@@ -368,13 +367,13 @@ impl RunMem {
             }
         }
         self.todo.push(i);
-        true
+        Some(from)
     }
 
     /// A try starts: the instance becomes running with its next try number, which is returned.
     pub fn start_try(&mut self, key: &TaskKey, plugin_id: &str, at: DateTime<Utc>, changes: &mut Vec<Change>) -> u32 {
         let Some(i) = self.graph.ordinal(&key.task_id) else { return 0 };
-        self.move_to(i, key.map_index, TaskState::Running);
+        let Some(from) = self.move_to(i, key.map_index, TaskState::Running) else { return 0 };
         let Some(mem) = self.mem_mut(i, key.map_index) else { return 0 };
         mem.try_number += 1;
         mem.next_try_at = None;
@@ -386,6 +385,7 @@ impl RunMem {
             run_id: key.run_id.clone(),
             task_id: key.task_id.clone(),
             map_index: key.map_index,
+            from,
             try_number: i64::from(try_number),
             plugin_id: plugin_id.to_string(),
             at,
@@ -411,22 +411,20 @@ impl RunMem {
     /// A clear: the instance goes back to none, forgets its output, and gets its retries back.
     pub fn reset(&mut self, task_id: &str, map_index: i64, at: DateTime<Utc>, changes: &mut Vec<Change>) {
         let Some(i) = self.graph.ordinal(task_id) else { return };
-        if !self.move_to(i, map_index, TaskState::None) {
-            return;
-        }
+        let Some(from) = self.move_to(i, map_index, TaskState::None) else { return };
         if let Some(mem) = self.mem_mut(i, map_index) {
             mem.failed_tries = 0;
             mem.next_try_at = None;
             mem.first_try_at = None;
             mem.output = None;
         }
-        changes.push(Change::Reset { run_id: self.row.run_id.clone(), task_id: task_id.to_string(), map_index, at });
+        changes.push(Change::Reset { run_id: self.row.run_id.clone(), task_id: task_id.to_string(), map_index, from, at });
     }
 
     /// The run changes state.
     pub fn set_run_state(&mut self, to: RunState, at: DateTime<Utc>, changes: &mut Vec<Change>) {
-        self.row.state = to;
-        changes.push(Change::RunState { run_id: self.row.run_id.clone(), state: to, at });
+        let from = std::mem::replace(&mut self.row.state, to);
+        changes.push(Change::RunState { run_id: self.row.run_id.clone(), from, to, at });
     }
 
     /// The outputs of a task's direct upstream tasks (a mapped task's output is its list).
@@ -564,12 +562,13 @@ impl RunMem {
                         TaskKey { run_id: run_id.clone(), task_id: task.id.clone(), map_index: index as i64 },
                     );
                 }
-                for (index, _) in old.iter().enumerate().skip(items.len()) {
+                for (index, child) in old.iter().enumerate().skip(items.len()) {
                     changes.push(Change::TaskState {
                         run_id: run_id.clone(),
                         task_id: task.id.clone(),
                         map_index: index as i64,
-                        state: TaskState::Removed,
+                        from: child.state,
+                        to: TaskState::Removed,
                         reason: Some("no longer in the mapped list".into()),
                         output: None,
                         at,
@@ -578,7 +577,7 @@ impl RunMem {
                 changes.push(Change::Expand {
                     run_id: run_id.clone(),
                     task_id: task.id.clone(),
-                    items: items.iter().map(|i| i.to_string()).collect(),
+                    items: items.clone(),
                     at,
                 });
                 let mut mapped = Mapped::new(children);
@@ -606,7 +605,8 @@ impl RunMem {
                         run_id: run_id.clone(),
                         task_id: task.id.clone(),
                         map_index: index as i64,
-                        state: TaskState::Scheduled,
+                        from: TaskState::None,
+                        to: TaskState::Scheduled,
                         reason: None,
                         output: None,
                         at,

@@ -1,6 +1,6 @@
-//! Who schedules on an embedded home: one process at a time.
+//! Who schedules on a store: one process at a time, for now.
 //!
-//! Two schedulers on one SQLite file would each take the other's running tries for interrupted ones
+//! Two schedulers on one store would each take the other's running tries for interrupted ones
 //! and run them again. So whatever runs a scheduler on a SQLite store first takes an OS lock on a
 //! file beside the database (`sandflow.scheduler-lock` next to `sandflow.db`) and holds it for its
 //! whole life; a second one is refused, told the owner's pid. The OS frees the lock when its
@@ -9,7 +9,10 @@
 //! content, and the file is never deleted (a process locking a new file while another holds the old
 //! one would make two owners).
 //!
-//! PostgreSQL, where several schedulers may run at once, will coordinate differently.
+//! On PostgreSQL the same rule holds until the scheduler is safe with several instances: the
+//! owner takes a session-level advisory lock on a dedicated connection that the guard holds (see
+//! `postgres/`), and records its pid and role in a row for the refusal's message. The server frees
+//! the lock when that connection ends, which the owner's death ends too.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -19,9 +22,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, StoreError};
+use crate::{Result, Store, StoreError};
 
-/// The process that owns scheduling on a home, as it wrote itself into the lock file.
+/// The process that owns scheduling on a store, as it recorded itself (in the lock file of a
+/// SQLite store, in a row on PostgreSQL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulingOwner {
     /// Its process id.
@@ -36,8 +40,17 @@ pub struct SchedulingOwner {
 /// process ending in any way) lets the next one in.
 #[derive(Debug)]
 pub struct SchedulingGuard {
-    /// `None` for an in-memory store, which no other process can see.
-    file: Option<File>,
+    held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// An in-memory store, which no other process can see.
+    Private,
+    /// The lock file of a SQLite store, locked.
+    File(File),
+    /// The connection holding a PostgreSQL advisory lock.
+    Postgres(crate::postgres::Lease),
 }
 
 /// The lock file of the database at `database`.
@@ -47,7 +60,7 @@ pub fn lock_path(database: &Path) -> PathBuf {
 
 /// How long a refused process waits for the owner's details to appear in the lock file: the owner
 /// writes them right after it takes the lock.
-const OWNER_READ_ATTEMPTS: u32 = 40;
+pub(crate) const OWNER_READ_ATTEMPTS: u32 = 40;
 
 impl SchedulingGuard {
     /// Takes scheduling on the database at `database` for this process, as `role`; refused with
@@ -63,7 +76,7 @@ impl SchedulingGuard {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(StoreError::SchedulerRunning { owner: read_owner(&mut file), lock: path });
+                return Err(StoreError::SchedulerRunning { owner: read_owner(&mut file), lock: Some(path) });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
@@ -72,21 +85,49 @@ impl SchedulingGuard {
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(text.as_bytes()).map_err(io)?;
-        Ok(SchedulingGuard { file: Some(file) })
+        Ok(SchedulingGuard { held: Held::File(file) })
     }
 
     /// The guard of a store no other process can see.
     pub(crate) fn private() -> SchedulingGuard {
-        SchedulingGuard { file: None }
+        SchedulingGuard { held: Held::Private }
+    }
+
+    pub(crate) fn postgres(lease: crate::postgres::Lease) -> SchedulingGuard {
+        SchedulingGuard { held: Held::Postgres(lease) }
+    }
+
+    /// Lets go now, and waits until the next owner may take over (dropping the guard lets go
+    /// too, but on PostgreSQL the server notices the closed connection a moment later).
+    pub async fn release(mut self) -> Result<()> {
+        match std::mem::replace(&mut self.held, Held::Private) {
+            Held::Postgres(lease) => lease.release().await,
+            // Dropped here: the details wiped, the file closed, the lock freed.
+            held @ (Held::File(_) | Held::Private) => {
+                self.held = held;
+                Ok(())
+            }
+        }
     }
 }
 
 impl Drop for SchedulingGuard {
     fn drop(&mut self) {
         // Wipe the details so nobody reads a gone owner's pid; closing the file frees the lock.
-        if let Some(file) = &self.file {
+        // A PostgreSQL lease's connection closes as it drops, which frees its lock.
+        if let Held::File(file) = &self.held {
             let _ = file.set_len(0);
         }
+    }
+}
+
+impl Store {
+    /// Takes scheduling on this store for this process, as `role` (shown to a process refused
+    /// meanwhile): only one process may run a scheduler on a store at a time (for now, on
+    /// PostgreSQL too). Hold the guard for as long as the scheduler runs. Refused with
+    /// [`StoreError::SchedulerRunning`].
+    pub async fn own_scheduling(&self, role: &str) -> Result<SchedulingGuard> {
+        self.backend.own_scheduling(role).await
     }
 }
 

@@ -3,6 +3,7 @@
 mod authoring;
 mod crash;
 mod dags;
+mod database;
 mod home;
 mod loading;
 mod output;
@@ -30,7 +31,11 @@ impl Env {
 
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sandflow"));
-        command.env("SANDFLOW_HOME", self.home.path()).env_remove("RUST_LOG").env_remove("RUST_BACKTRACE");
+        command
+            .env("SANDFLOW_HOME", self.home.path())
+            .env_remove("SANDFLOW_DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .env_remove("RUST_BACKTRACE");
         command
     }
 

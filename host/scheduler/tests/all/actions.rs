@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use sandflow_core::state::{RunState, TaskState};
 use sandflow_scheduler::actions::{Action, MarkState};
+use sandflow_store::ActionState;
 use serde_json::json;
 
 use crate::Harness;
@@ -203,13 +204,13 @@ async fn an_action_on_an_unknown_run_or_task_fails_with_a_reason() {
     let h = Harness::start(&[("slow", SLOW)]).await;
     let id = h
         .store
-        .enqueue_action("clear", &serde_json::to_string(&clear("no-such-run", "first", false)).unwrap(), "tester")
+        .enqueue_action("clear", &serde_json::to_value(clear("no-such-run", "first", false)).unwrap(), "tester")
         .await
         .unwrap();
     h.handle.wake();
     for _ in 0..200 {
         let row = h.store.action(id).await.unwrap().unwrap();
-        if row.state != "pending" && row.state != "running" {
+        if !matches!(row.state, ActionState::Pending | ActionState::Running) {
             assert_eq!(
                 (row.state.as_str(), row.result.as_deref()),
                 ("failed", Some("DAG `slow` has no run `no-such-run`"))

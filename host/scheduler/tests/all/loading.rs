@@ -168,18 +168,24 @@ async fn scheduler_over(dir: &Path, create_scheduled_runs: bool) -> (Store, Canc
 /// carried out one after the other (a poll carries out actions before it creates scheduled runs).
 async fn two_polls(store: &Store) {
     for _ in 0..2 {
-        let action = json!({"kind": "clear", "dag_id": "nothing", "run_ids": []}).to_string();
+        let action = json!({"kind": "clear", "dag_id": "nothing", "run_ids": []});
         let id = store.enqueue_action("clear", &action, "tester").await.unwrap();
         let store2 = store.clone();
         wait_for("an action to be carried out", async || {
-            store2.action(id).await.unwrap().is_some_and(|row| row.state != "pending")
+            store2.action(id).await.unwrap().is_some_and(|row| row.state != sandflow_store::ActionState::Pending)
         })
         .await;
     }
 }
 
 async fn scheduled_runs(store: &Store, dag_id: &str) -> usize {
-    store.runs(Some(dag_id), 100).await.unwrap().iter().filter(|r| r.run_type == "scheduled").count()
+    store
+        .runs(Some(dag_id), 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.run_type == sandflow_store::RunType::Scheduled)
+        .count()
 }
 
 #[tokio::test]

@@ -116,7 +116,7 @@ impl Harness {
     /// Asks the scheduler to carry out an action, and waits (up to 10 s) for its result.
     pub async fn act(&self, action: sandflow_scheduler::actions::Action) -> String {
         let id =
-            self.store.enqueue_action(action.kind(), &serde_json::to_string(&action).unwrap(), "tester").await.unwrap();
+            self.store.enqueue_action(action.kind(), &serde_json::to_value(&action).unwrap(), "tester").await.unwrap();
         self.handle.wake();
         for _ in 0..200 {
             let row = self.store.action(id).await.unwrap().unwrap();

@@ -315,7 +315,7 @@ plugin = "plugins/noop.wasm"
         assert!(std::time::Instant::now() < deadline, "no scheduled run");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(run.run_type, "scheduled");
+    assert_eq!(run.run_type, sandflow_store::RunType::Scheduled);
     let (start, end) = (run.interval_start.unwrap(), run.interval_end.unwrap());
     assert_eq!(end - start, chrono::Duration::seconds(1));
     assert!(run.created_at >= end, "created once its interval ended");
@@ -340,7 +340,7 @@ async fn two_dags_on_one_schedule_both_get_their_scheduled_runs() {
             assert!(std::time::Instant::now() < deadline, "{dag_id} got no scheduled run");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        assert_eq!(run.run_type, "scheduled");
+        assert_eq!(run.run_type, sandflow_store::RunType::Scheduled);
         runs.push(run);
     }
     assert_eq!(runs[0].interval_start, runs[1].interval_start, "the same interval");

@@ -1,0 +1,78 @@
+//! The interface each database implements: every statement the store runs, by concern. Internal:
+//! callers see [`Store`](crate::Store), whose methods add what is the same on every database.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::{
+    ActionRow, ActionState, Change, DagRow, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow, PoolRow,
+    Result, RunRow, SchedulerRow, SchedulingGuard, TaskInstanceRow, TryRow,
+};
+
+#[async_trait::async_trait]
+pub(crate) trait Backend: Send + Sync {
+    /// The database, for messages (its password redacted).
+    fn describe(&self) -> String;
+    fn is_postgres(&self) -> bool;
+    async fn close(&self);
+    async fn own_scheduling(&self, role: &str) -> Result<SchedulingGuard>;
+
+    // ---- plugins ----
+    async fn put_plugin(&self, id: &str, bytes: &[u8], kind: PluginKind) -> Result<()>;
+    async fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>>;
+    async fn plugins(&self) -> Result<Vec<PluginRow>>;
+    async fn has_plugin(&self, id: &str) -> Result<bool>;
+
+    // ---- DAGs, versions, import errors ----
+    async fn record_dag_version(
+        &self,
+        dag_id: &str,
+        version: &str,
+        spec: &Value,
+        file_path: &str,
+        paused_if_new: bool,
+    ) -> Result<bool>;
+    async fn record_import_error(&self, file_path: &str, dag_id: Option<&str>, message: &str) -> Result<()>;
+    async fn clear_import_error(&self, file_path: &str) -> Result<()>;
+    async fn mark_stale(&self, dag_id: &str) -> Result<bool>;
+    async fn import_errors(&self) -> Result<Vec<ImportErrorRow>>;
+    async fn dags(&self) -> Result<Vec<DagRow>>;
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>>;
+    async fn dag_spec(&self, dag_id: &str, version: &str) -> Result<Option<Value>>;
+    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<(String, DateTime<Utc>)>>;
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<PauseChange>;
+
+    // ---- runs ----
+    async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool>;
+    async fn run(&self, run_id: &str) -> Result<Option<RunRow>>;
+    async fn runs(&self, dag_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>>;
+    async fn active_runs(&self) -> Result<Vec<RunRow>>;
+    async fn last_scheduled_interval_end(&self, dag_id: &str) -> Result<Option<DateTime<Utc>>>;
+    async fn runs_between(&self, dag_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RunRow>>;
+
+    // ---- task instances and tries ----
+    async fn task_instances(&self, run_id: &str) -> Result<Vec<TaskInstanceRow>>;
+    async fn failed_tries(&self, run_id: &str) -> Result<Vec<(String, i64, i64)>>;
+    async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>>;
+    async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>>;
+
+    // ---- guarded writes ----
+    async fn apply(&self, changes: &[Change]) -> Result<()>;
+
+    // ---- pools ----
+    async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()>;
+    async fn pools(&self) -> Result<Vec<PoolRow>>;
+    async fn delete_pool(&self, name: &str) -> Result<bool>;
+
+    // ---- actions ----
+    async fn enqueue_action(&self, kind: &str, payload: &Value, requested_by: &str) -> Result<i64>;
+    async fn claim_action(&self, id: i64) -> Result<bool>;
+    async fn pending_actions(&self) -> Result<Vec<ActionRow>>;
+    async fn action(&self, id: i64) -> Result<Option<ActionRow>>;
+    async fn finish_action(&self, id: i64, state: ActionState, result: &str) -> Result<bool>;
+
+    // ---- schedulers ----
+    async fn heartbeat(&self, id: &str, pid: u32, started_at: DateTime<Utc>) -> Result<()>;
+    async fn remove_scheduler(&self, id: &str) -> Result<()>;
+    async fn live_schedulers(&self, since: DateTime<Utc>) -> Result<Vec<SchedulerRow>>;
+}

@@ -1,0 +1,621 @@
+//! The PostgreSQL backend: every statement the store runs on a server, how it connects and
+//! migrates, and how one process owns scheduling.
+//!
+//! Columns are native (`TIMESTAMPTZ`, `JSONB`, `BYTEA`, `BIGINT`, `BOOLEAN`: see
+//! `migrations/postgres`). Two things PostgreSQL cannot store are mended on the way in, never on
+//! the way out: U+0000 in text (a plugin's log may hold it) and `\u0000` in JSONB strings (a
+//! plugin's output may) become U+FFFD, where a write refused would stop the scheduler.
+//!
+//! Migrations run under sqlx's advisory lock (`pg_advisory_lock`), so processes migrating a fresh
+//! database at the same moment take turns and the later ones find nothing to do. Scheduling is
+//! owned by a session-level advisory lock held on a dedicated connection (the guard's
+//! [`Lease`]): the server frees it when that connection ends, however its process ends. This
+//! needs a direct connection (or a session-pooling proxy): a transaction-pooling proxy cannot hold
+//! session locks.
+
+mod apply;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+
+use crate::backend::Backend;
+use crate::ownership::OWNER_READ_ATTEMPTS;
+use crate::{
+    ActionRow, ActionState, Change, DagRow, DatabaseUrl, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow,
+    PoolRow, Result, RunRow, SchedulerRow, SchedulingGuard, SchedulingOwner, StoreError, TaskInstanceRow, TryRow,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The advisory lock whose holder owns scheduling on a database ("SFLW"). sqlx's migration lock
+/// is another key (derived from the database's name), so the two never meet.
+const SCHEDULING_LOCK: i64 = 0x5346_4C57;
+
+/// Connections per process: the scheduler's loop, the folder's loader and a command's queries,
+/// with room to spare; a cluster of processes stays far under a server's default 100.
+const POOL_SIZE: u32 = 8;
+
+const DAG_SELECT: &str =
+    "SELECT dag_id, active_version, file_path, is_paused, created_at, updated_at, stale_since FROM dags";
+
+const RUN_SELECT: &str = "SELECT run_id, dag_id, version, run_type, state, logical_date, interval_start,
+    interval_end, conf, note, triggered_by, created_at, started_at, ended_at FROM dag_runs";
+
+const ACTION_SELECT: &str = "SELECT id, kind, payload, requested_by, requested_at, state, result, done_at FROM actions";
+
+/// The PostgreSQL store: a pool on one database.
+pub(crate) struct Postgres {
+    pool: PgPool,
+    /// For the dedicated connection of a scheduling lease.
+    options: PgConnectOptions,
+    url: DatabaseUrl,
+}
+
+/// Text as PostgreSQL can store it: U+0000 becomes U+FFFD.
+pub(crate) fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// JSON as JSONB can store it: U+0000 in strings and keys becomes U+FFFD.
+pub(crate) fn json(value: &Value) -> Json<Cow<'_, Value>> {
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    fn scrub(value: &Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(text(s).into_owned()),
+            Value::Array(items) => Value::Array(items.iter().map(scrub).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (text(k).into_owned(), scrub(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    Json(if has_nul(value) { Cow::Owned(scrub(value)) } else { Cow::Borrowed(value) })
+}
+
+impl Postgres {
+    /// Connects to `url` and migrates the database to this build's schema.
+    pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Postgres> {
+        let connect_error = |e| StoreError::Connect { database: url.redacted(), source: e };
+        let options = PgConnectOptions::from_str(url.secret()).map_err(connect_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(connect_error)?;
+        let store = Postgres { pool, options, url: url.clone() };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let has_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&self.pool).await?;
+        if has_table {
+            let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+            if let Some(found) = found.filter(|found| *found > known) {
+                return Err(StoreError::NewerSchema { database: self.url.redacted(), found, known });
+            }
+        }
+        // Under sqlx's advisory lock: a second process migrating at the same moment waits, then
+        // finds every migration applied.
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The owner of scheduling on this database, as its row says, once the row is there: the
+    /// row of the backend that holds the lock (rows of owners gone are ignored).
+    async fn read_owner(&self, conn: &mut PgConnection) -> Result<Option<SchedulingOwner>> {
+        for _ in 0..OWNER_READ_ATTEMPTS {
+            let row: Option<(i64, String, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT o.pid, o.role, o.started_at FROM scheduling_owner o
+                 JOIN pg_locks l ON l.pid = o.backend_pid
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid::bigint = $1
+                   AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .bind(SCHEDULING_LOCK)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((pid, role, started_at)) = row {
+                return Ok(Some(SchedulingOwner { pid: u32::try_from(pid).unwrap_or(0), started_at, role }));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(None)
+    }
+}
+
+/// Scheduling owned on a PostgreSQL database: the connection that holds the advisory lock.
+/// Dropping it closes the connection, and the server frees the lock.
+pub(crate) struct Lease {
+    conn: PgConnection,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lease(advisory lock on a PostgreSQL connection)")
+    }
+}
+
+impl Lease {
+    /// Forgets the owner's row and frees the lock before closing the connection, so the next
+    /// owner may take over the moment this returns.
+    pub(crate) async fn release(mut self) -> Result<()> {
+        sqlx::query("DELETE FROM scheduling_owner WHERE backend_pid = pg_backend_pid()")
+            .execute(&mut self.conn)
+            .await?;
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(SCHEDULING_LOCK).execute(&mut self.conn).await?;
+        self.conn.close().await?;
+        Ok(())
+    }
+}
+
+/// Inserts a queued run and its task instances (state none) in `tx`; `false` when the run (or its
+/// interval, for a scheduled run) is already there, and nothing is inserted. A second scheduler
+/// inserting the same interval at the same moment waits on the unique index, then inserts nothing.
+async fn insert_run(tx: &mut PgConnection, run: &NewRun, task_ids: &[String]) -> Result<bool> {
+    let conf = Value::Object(run.conf.clone());
+    let inserted = sqlx::query(
+        "INSERT INTO dag_runs (run_id, dag_id, version, run_type, state, logical_date, interval_start, interval_end,
+                               conf, note, triggered_by, created_at)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+    )
+    .bind(&run.run_id)
+    .bind(&run.dag_id)
+    .bind(&run.version)
+    .bind(run.run_type.as_str())
+    .bind(run.logical_date)
+    .bind(run.interval.map(|i| i.0))
+    .bind(run.interval.map(|i| i.1))
+    .bind(json(&conf))
+    .bind(run.note.as_deref().map(text))
+    .bind(&run.triggered_by)
+    .bind(run.created_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if !inserted {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO task_instances (run_id, task_id, map_index, state, updated_at)
+         SELECT $1, task_id, -1, 'none', $2 FROM UNNEST($3::text[]) AS t (task_id)",
+    )
+    .bind(&run.run_id)
+    .bind(run.created_at)
+    .bind(task_ids)
+    .execute(&mut *tx)
+    .await?;
+    Ok(true)
+}
+
+#[async_trait::async_trait]
+impl Backend for Postgres {
+    fn describe(&self) -> String {
+        self.url.redacted()
+    }
+
+    fn is_postgres(&self) -> bool {
+        true
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn own_scheduling(&self, role: &str) -> Result<SchedulingGuard> {
+        let mut conn = PgConnection::connect_with(&self.options)
+            .await
+            .map_err(|e| StoreError::Connect { database: self.url.redacted(), source: e })?;
+        let taken: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(SCHEDULING_LOCK).fetch_one(&mut conn).await?;
+        if !taken {
+            let owner = self.read_owner(&mut conn).await?;
+            let _ = conn.close().await;
+            return Err(StoreError::SchedulerRunning { owner, lock: None });
+        }
+        // Holding the lock, every other row is an owner gone: replace them with this one.
+        let mut tx = conn.begin().await?;
+        sqlx::query("DELETE FROM scheduling_owner").execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO scheduling_owner (backend_pid, pid, role, started_at) VALUES (pg_backend_pid(), $1, $2, $3)",
+        )
+        .bind(i64::from(std::process::id()))
+        .bind(role)
+        .bind(Utc::now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(SchedulingGuard::postgres(Lease { conn }))
+    }
+
+    // ---- plugins ----
+
+    async fn put_plugin(&self, id: &str, bytes: &[u8], kind: PluginKind) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO plugins (id, bytes, size, kind, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(bytes)
+        .bind(bytes.len() as i64)
+        .bind(kind.as_str())
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT bytes FROM plugins WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn plugins(&self) -> Result<Vec<PluginRow>> {
+        Ok(sqlx::query_as("SELECT id, kind, size, created_at FROM plugins ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn has_plugin(&self, id: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plugins WHERE id = $1)")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    // ---- DAGs ----
+
+    async fn record_dag_version(
+        &self,
+        dag_id: &str,
+        version: &str,
+        spec: &Value,
+        file_path: &str,
+        paused_if_new: bool,
+    ) -> Result<bool> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO dags (dag_id, active_version, file_path, is_paused, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (dag_id) DO UPDATE SET active_version = excluded.active_version, file_path = excluded.file_path,
+             stale_since = NULL,
+             updated_at = CASE WHEN dags.active_version = excluded.active_version THEN dags.updated_at ELSE excluded.updated_at END",
+        )
+        .bind(dag_id)
+        .bind(version)
+        .bind(file_path)
+        .bind(paused_if_new)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO dag_versions (dag_id, version, spec, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(dag_id)
+        .bind(version)
+        .bind(json(spec))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        sqlx::query("DELETE FROM import_errors WHERE file_path = $1").bind(file_path).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn record_import_error(&self, file_path: &str, dag_id: Option<&str>, message: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO import_errors (file_path, dag_id, message, at)
+             VALUES ($1, COALESCE($2, (SELECT dag_id FROM dags WHERE file_path = $1)), $3, $4)
+             ON CONFLICT (file_path) DO UPDATE SET message = excluded.message, at = excluded.at, dag_id = excluded.dag_id",
+        )
+        .bind(file_path)
+        .bind(dag_id)
+        .bind(text(message))
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn clear_import_error(&self, file_path: &str) -> Result<()> {
+        sqlx::query("DELETE FROM import_errors WHERE file_path = $1").bind(file_path).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn mark_stale(&self, dag_id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE dags SET stale_since = $1 WHERE dag_id = $2 AND stale_since IS NULL")
+            .bind(Utc::now())
+            .bind(dag_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn import_errors(&self) -> Result<Vec<ImportErrorRow>> {
+        Ok(sqlx::query_as("SELECT file_path, dag_id, message, at FROM import_errors ORDER BY file_path")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn dags(&self) -> Result<Vec<DagRow>> {
+        Ok(sqlx::query_as(&format!("{DAG_SELECT} ORDER BY dag_id")).fetch_all(&self.pool).await?)
+    }
+
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
+        Ok(sqlx::query_as(&format!("{DAG_SELECT} WHERE dag_id = $1")).bind(dag_id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn dag_spec(&self, dag_id: &str, version: &str) -> Result<Option<Value>> {
+        let spec: Option<Json<Value>> =
+            sqlx::query_scalar("SELECT spec FROM dag_versions WHERE dag_id = $1 AND version = $2")
+                .bind(dag_id)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(spec.map(|Json(spec)| spec))
+    }
+
+    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let rows =
+            sqlx::query("SELECT version, created_at FROM dag_versions WHERE dag_id = $1 ORDER BY created_at, version")
+                .bind(dag_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok((r.try_get("version")?, r.try_get("created_at")?))).collect()
+    }
+
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<PauseChange> {
+        let done = sqlx::query("UPDATE dags SET is_paused = $1 WHERE dag_id = $2 AND is_paused = NOT $1")
+            .bind(paused)
+            .bind(dag_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() > 0 {
+            return Ok(PauseChange::Changed);
+        }
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = $1)")
+            .bind(dag_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(if exists { PauseChange::Already } else { PauseChange::NoSuchDag })
+    }
+
+    // ---- runs ----
+
+    async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !insert_run(&mut tx, run, task_ids).await? {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
+        Ok(sqlx::query_as(&format!("{RUN_SELECT} WHERE run_id = $1")).bind(run_id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn runs(&self, dag_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{RUN_SELECT} WHERE ($1::text IS NULL OR dag_id = $1) ORDER BY created_at DESC, run_id DESC LIMIT $2"
+        ))
+        .bind(dag_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn active_runs(&self) -> Result<Vec<RunRow>> {
+        Ok(sqlx::query_as(&format!("{RUN_SELECT} WHERE state IN ('queued', 'running') ORDER BY created_at, run_id"))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn last_scheduled_interval_end(&self, dag_id: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT interval_end FROM dag_runs WHERE dag_id = $1 AND run_type = 'scheduled'
+             ORDER BY interval_end DESC NULLS LAST LIMIT 1",
+        )
+        .bind(dag_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
+    async fn runs_between(&self, dag_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{RUN_SELECT} WHERE dag_id = $1 AND logical_date >= $2 AND logical_date <= $3 ORDER BY logical_date, run_id"
+        ))
+        .bind(dag_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- task instances and tries ----
+
+    async fn task_instances(&self, run_id: &str) -> Result<Vec<TaskInstanceRow>> {
+        Ok(sqlx::query_as(
+            "SELECT run_id, task_id, map_index, state, try_number, next_try_at, output, metrics, reason, started_at, ended_at,
+                    map_item, tries_before_clear
+             FROM task_instances WHERE run_id = $1 ORDER BY task_id, map_index",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn failed_tries(&self, run_id: &str) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT t.task_id, t.map_index, COUNT(*) AS failed FROM task_tries t
+             JOIN task_instances i ON i.run_id = t.run_id AND i.task_id = t.task_id AND i.map_index = t.map_index
+             WHERE t.run_id = $1 AND t.try_number > i.tries_before_clear AND t.outcome IS NOT NULL
+               AND t.outcome NOT IN ('success', 'rescheduled')
+             GROUP BY t.task_id, t.map_index",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("task_id")?, r.try_get("map_index")?, r.try_get("failed")?))).collect()
+    }
+
+    async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>> {
+        Ok(sqlx::query_as(
+            "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us, log,
+                    started_at, ended_at
+             FROM task_tries WHERE run_id = $1 AND task_id = $2 AND map_index = $3 ORDER BY try_number",
+        )
+        .bind(run_id)
+        .bind(task_id)
+        .bind(map_index)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {
+        Ok(sqlx::query_as(
+            "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us,
+                    NULL::text AS log, started_at, ended_at
+             FROM task_tries WHERE run_id = $1 ORDER BY started_at",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- guarded writes ----
+
+    async fn apply(&self, changes: &[Change]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for change in changes {
+            apply::one(&mut tx, change).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- pools ----
+
+    async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pools (name, slots, description, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET slots = excluded.slots,
+                 description = COALESCE(excluded.description, pools.description), updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(slots)
+        .bind(description)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pools(&self) -> Result<Vec<PoolRow>> {
+        Ok(sqlx::query_as("SELECT name, slots, description, updated_at FROM pools ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM pools WHERE name = $1").bind(name).execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    // ---- actions ----
+
+    async fn enqueue_action(&self, kind: &str, payload: &Value, requested_by: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO actions (kind, payload, requested_by, requested_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(kind)
+        .bind(json(payload))
+        .bind(requested_by)
+        .bind(Utc::now())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn claim_action(&self, id: i64) -> Result<bool> {
+        Ok(sqlx::query("UPDATE actions SET state = 'running' WHERE id = $1 AND state = 'pending'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn pending_actions(&self) -> Result<Vec<ActionRow>> {
+        Ok(sqlx::query_as(&format!("{ACTION_SELECT} WHERE state = 'pending' ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn action(&self, id: i64) -> Result<Option<ActionRow>> {
+        Ok(sqlx::query_as(&format!("{ACTION_SELECT} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn finish_action(&self, id: i64, state: ActionState, result: &str) -> Result<bool> {
+        Ok(sqlx::query("UPDATE actions SET state = $1, result = $2, done_at = $3 WHERE id = $4 AND state = 'running'")
+            .bind(state.as_str())
+            .bind(text(result))
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    // ---- schedulers ----
+
+    async fn heartbeat(&self, id: &str, pid: u32, started_at: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO schedulers (id, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(id)
+        .bind(i64::from(pid))
+        .bind(started_at)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_scheduler(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM schedulers WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn live_schedulers(&self, since: DateTime<Utc>) -> Result<Vec<SchedulerRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, pid, started_at, heartbeat_at FROM schedulers WHERE heartbeat_at >= $1 ORDER BY heartbeat_at DESC",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

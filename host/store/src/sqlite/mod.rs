@@ -1,0 +1,598 @@
+//! The SQLite backend: every statement the embedded store runs, and how it opens a file.
+//!
+//! Timestamps are RFC 3339 text in UTC and JSON is text (as `migrations/sqlite` has always had
+//! them: homes made by earlier builds open as they are); rows decode them into their types.
+
+mod apply;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::backend::Backend;
+use crate::{
+    ActionRow, ActionState, Change, DagRow, Durability, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow,
+    PoolRow, Result, RunRow, SchedulerRow, SchedulingGuard, StoreError, TaskInstanceRow, TryRow,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const DAG_SELECT: &str =
+    "SELECT dag_id, active_version, file_path, is_paused, created_at, updated_at, stale_since FROM dags";
+
+const RUN_SELECT: &str = "SELECT run_id, dag_id, version, run_type, state, logical_date, interval_start,
+    interval_end, conf, note, triggered_by, created_at, started_at, ended_at FROM dag_runs";
+
+const ACTION_SELECT: &str = "SELECT id, kind, payload, requested_by, requested_at, state, result, done_at FROM actions";
+
+/// How many times opening retries a database that is locked for a moment (50 ms apart).
+const OPEN_RETRIES: u32 = 60;
+
+/// The SQLite store: a pool on one file (or one private in-memory database).
+pub(crate) struct Sqlite {
+    pool: SqlitePool,
+    /// The database file; `None` in memory.
+    path: Option<PathBuf>,
+}
+
+/// SQLITE_BUSY: another connection holds a lock SQLite would not wait for.
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("5") || db.message().contains("database is locked"))
+}
+
+fn is_not_a_database(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.message().contains("file is not a database"))
+}
+
+/// A database file of 0 bytes, with no write-ahead log holding its pages, is refused: SQLite would
+/// take it for a new database, and every run, log and plugin would be silently gone. A file that
+/// does not exist is a new database.
+fn refuse_an_empty_file(path: &Path) -> Result<()> {
+    let empty = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.len() == 0);
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    match (empty(path), empty(&wal)) {
+        (Ok(true), Ok(true) | Err(_)) => Err(StoreError::EmptyFile { path: path.to_path_buf() }),
+        _ => Ok(()),
+    }
+}
+
+/// JSON read back from a text column: anything that does not parse is a corrupt row, not a default.
+fn json_text(text: &str, table: &'static str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { table, detail: format!("not JSON: {e}") })
+}
+
+impl Sqlite {
+    /// Opens (creating if absent) the database at `path`, migrating it to this build's schema.
+    pub(crate) async fn open(path: &Path, durability: Durability) -> Result<Sqlite> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Normal => SqliteSynchronous::Normal,
+                Durability::Full => SqliteSynchronous::Full,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        // Two processes opening a new database at once (a standalone and a `sandflow tasks list`,
+        // say) would race to switch it to WAL (SQLite answers the loser "database is locked"
+        // without waiting) and to apply the first migration. An exclusive lock on a file beside
+        // the database, held from the first connection to the end of the migrations, makes the
+        // second wait, then find nothing left to do.
+        let lock_path = path.with_extension("migrate-lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::LockFile { path: lock_path.clone(), source: e })?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
+            .map_err(|e| StoreError::LockFile { path: lock_path.clone(), source: e })?;
+        // Under the lock, a file that exists is one another opener has finished with: a new
+        // database is never seen half-created, so an empty one is a lost one.
+        refuse_an_empty_file(path)?;
+        // Opening can still meet a short lock held outside it: the last connection of another
+        // process checkpoints the WAL as it closes, and SQLite answers a journal-mode pragma
+        // arriving then with "database is locked" at once, without its busy timeout. That is
+        // transient: try again for a few seconds before giving up.
+        let mut attempt = 0;
+        let opened = loop {
+            match Sqlite::connect_and_migrate(path, options.clone()).await {
+                Err(StoreError::Database(e)) if is_busy(&e) && attempt < OPEN_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        };
+        drop(lock);
+        opened
+    }
+
+    async fn connect_and_migrate(path: &Path, options: SqliteConnectOptions) -> Result<Sqlite> {
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| {
+            if is_not_a_database(&e) {
+                StoreError::NotADatabase { path: path.to_path_buf() }
+            } else {
+                StoreError::Database(e)
+            }
+        })?;
+        let store = Sqlite { pool, path: Some(path.to_path_buf()) };
+        store.migrate(path).await?;
+        Ok(store)
+    }
+
+    /// A private in-memory database: same schema, nothing on disk.
+    pub(crate) async fn in_memory() -> Result<Sqlite> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+        // One connection: each in-memory connection would be a database of its own.
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let store = Sqlite { pool, path: None };
+        store.migrate(Path::new(":memory:")).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, path: &Path) -> Result<()> {
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> = match sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) if is_not_a_database(&e) => return Err(StoreError::NotADatabase { path: path.to_path_buf() }),
+            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(found) = applied.filter(|found| *found > known) {
+            return Err(StoreError::NewerSchema { database: path.display().to_string(), found, known });
+        }
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(ref inner) if is_not_a_database(inner) => {
+                StoreError::NotADatabase { path: path.to_path_buf() }
+            }
+            other => other.into(),
+        })?;
+        Ok(())
+    }
+}
+
+/// Inserts a queued run and its task instances (state none) in `tx`; `false` when the run (or its
+/// interval, for a scheduled run) is already there, and nothing is inserted.
+async fn insert_run(tx: &mut sqlx::SqliteConnection, run: &NewRun, task_ids: &[String]) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO dag_runs (run_id, dag_id, version, run_type, state, logical_date, interval_start, interval_end,
+                               conf, note, triggered_by, created_at)
+         VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&run.run_id)
+    .bind(&run.dag_id)
+    .bind(&run.version)
+    .bind(run.run_type.as_str())
+    .bind(run.logical_date)
+    .bind(run.interval.map(|i| i.0))
+    .bind(run.interval.map(|i| i.1))
+    .bind(Value::Object(run.conf.clone()).to_string())
+    .bind(&run.note)
+    .bind(&run.triggered_by)
+    .bind(run.created_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if !inserted {
+        return Ok(false);
+    }
+    for task_id in task_ids {
+        sqlx::query(
+            "INSERT INTO task_instances (run_id, task_id, map_index, state, updated_at) VALUES (?, ?, -1, 'none', ?)",
+        )
+        .bind(&run.run_id)
+        .bind(task_id)
+        .bind(run.created_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(true)
+}
+
+#[async_trait::async_trait]
+impl Backend for Sqlite {
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => ":memory:".to_string(),
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        false
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn own_scheduling(&self, role: &str) -> Result<SchedulingGuard> {
+        let Some(path) = self.path.clone() else { return Ok(SchedulingGuard::private()) };
+        let role = role.to_string();
+        tokio::task::spawn_blocking(move || SchedulingGuard::acquire(&path, &role))
+            .await
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
+    }
+
+    // ---- plugins ----
+
+    async fn put_plugin(&self, id: &str, bytes: &[u8], kind: PluginKind) -> Result<()> {
+        sqlx::query("INSERT INTO plugins (id, bytes, size, kind, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(bytes)
+            .bind(bytes.len() as i64)
+            .bind(kind.as_str())
+            .bind(Utc::now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT bytes FROM plugins WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn plugins(&self) -> Result<Vec<PluginRow>> {
+        Ok(sqlx::query_as("SELECT id, kind, size, created_at FROM plugins ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn has_plugin(&self, id: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM plugins WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?
+            > 0)
+    }
+
+    // ---- DAGs ----
+
+    async fn record_dag_version(
+        &self,
+        dag_id: &str,
+        version: &str,
+        spec: &Value,
+        file_path: &str,
+        paused_if_new: bool,
+    ) -> Result<bool> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO dags (dag_id, active_version, file_path, is_paused, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (dag_id) DO UPDATE SET active_version = excluded.active_version, file_path = excluded.file_path,
+             stale_since = NULL,
+             updated_at = CASE WHEN dags.active_version = excluded.active_version THEN dags.updated_at ELSE excluded.updated_at END",
+        )
+        .bind(dag_id)
+        .bind(version)
+        .bind(file_path)
+        .bind(paused_if_new)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO dag_versions (dag_id, version, spec, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(dag_id)
+        .bind(version)
+        .bind(spec.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        sqlx::query("DELETE FROM import_errors WHERE file_path = ?").bind(file_path).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn record_import_error(&self, file_path: &str, dag_id: Option<&str>, message: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO import_errors (file_path, dag_id, message, at)
+             VALUES (?, COALESCE(?, (SELECT dag_id FROM dags WHERE file_path = ?)), ?, ?)
+             ON CONFLICT (file_path) DO UPDATE SET message = excluded.message, at = excluded.at, dag_id = excluded.dag_id",
+        )
+        .bind(file_path)
+        .bind(dag_id)
+        .bind(file_path)
+        .bind(message)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn clear_import_error(&self, file_path: &str) -> Result<()> {
+        sqlx::query("DELETE FROM import_errors WHERE file_path = ?").bind(file_path).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn mark_stale(&self, dag_id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE dags SET stale_since = ? WHERE dag_id = ? AND stale_since IS NULL")
+            .bind(Utc::now())
+            .bind(dag_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn import_errors(&self) -> Result<Vec<ImportErrorRow>> {
+        Ok(sqlx::query_as("SELECT file_path, dag_id, message, at FROM import_errors ORDER BY file_path")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn dags(&self) -> Result<Vec<DagRow>> {
+        Ok(sqlx::query_as(&format!("{DAG_SELECT} ORDER BY dag_id")).fetch_all(&self.pool).await?)
+    }
+
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
+        Ok(sqlx::query_as(&format!("{DAG_SELECT} WHERE dag_id = ?")).bind(dag_id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn dag_spec(&self, dag_id: &str, version: &str) -> Result<Option<Value>> {
+        let text: Option<String> = sqlx::query_scalar("SELECT spec FROM dag_versions WHERE dag_id = ? AND version = ?")
+            .bind(dag_id)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        text.map(|text| json_text(&text, "dag_versions")).transpose()
+    }
+
+    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let rows =
+            sqlx::query("SELECT version, created_at FROM dag_versions WHERE dag_id = ? ORDER BY created_at, version")
+                .bind(dag_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok((r.try_get("version")?, r.try_get("created_at")?))).collect()
+    }
+
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<PauseChange> {
+        let done = sqlx::query("UPDATE dags SET is_paused = ? WHERE dag_id = ? AND is_paused = ?")
+            .bind(paused)
+            .bind(dag_id)
+            .bind(!paused)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() > 0 {
+            return Ok(PauseChange::Changed);
+        }
+        let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM dags WHERE dag_id = ?")
+            .bind(dag_id)
+            .fetch_one(&self.pool)
+            .await?
+            > 0;
+        Ok(if exists { PauseChange::Already } else { PauseChange::NoSuchDag })
+    }
+
+    // ---- runs ----
+
+    async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !insert_run(&mut tx, run, task_ids).await? {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
+        Ok(sqlx::query_as(&format!("{RUN_SELECT} WHERE run_id = ?")).bind(run_id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn runs(&self, dag_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{RUN_SELECT} WHERE (?1 IS NULL OR dag_id = ?1) ORDER BY created_at DESC, run_id DESC LIMIT ?2"
+        ))
+        .bind(dag_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn active_runs(&self) -> Result<Vec<RunRow>> {
+        Ok(sqlx::query_as(&format!("{RUN_SELECT} WHERE state IN ('queued', 'running') ORDER BY created_at, run_id"))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn last_scheduled_interval_end(&self, dag_id: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT interval_end FROM dag_runs WHERE dag_id = ? AND run_type = 'scheduled' ORDER BY interval_end DESC LIMIT 1",
+        )
+        .bind(dag_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn runs_between(&self, dag_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{RUN_SELECT} WHERE dag_id = ? AND logical_date >= ? AND logical_date <= ? ORDER BY logical_date, run_id"
+        ))
+        .bind(dag_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- task instances and tries ----
+
+    async fn task_instances(&self, run_id: &str) -> Result<Vec<TaskInstanceRow>> {
+        Ok(sqlx::query_as(
+            "SELECT run_id, task_id, map_index, state, try_number, next_try_at, output, metrics, reason, started_at, ended_at,
+                    map_item, tries_before_clear
+             FROM task_instances WHERE run_id = ? ORDER BY task_id, map_index",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn failed_tries(&self, run_id: &str) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT t.task_id, t.map_index, COUNT(*) AS failed FROM task_tries t
+             JOIN task_instances i ON i.run_id = t.run_id AND i.task_id = t.task_id AND i.map_index = t.map_index
+             WHERE t.run_id = ? AND t.try_number > i.tries_before_clear AND t.outcome IS NOT NULL
+               AND t.outcome NOT IN ('success', 'rescheduled')
+             GROUP BY t.task_id, t.map_index",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("task_id")?, r.try_get("map_index")?, r.try_get("failed")?))).collect()
+    }
+
+    async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>> {
+        Ok(sqlx::query_as(
+            "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us, log,
+                    started_at, ended_at
+             FROM task_tries WHERE run_id = ? AND task_id = ? AND map_index = ? ORDER BY try_number",
+        )
+        .bind(run_id)
+        .bind(task_id)
+        .bind(map_index)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {
+        Ok(sqlx::query_as(
+            "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us, NULL AS log,
+                    started_at, ended_at
+             FROM task_tries WHERE run_id = ? ORDER BY started_at",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- guarded writes ----
+
+    async fn apply(&self, changes: &[Change]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for change in changes {
+            apply::one(&mut tx, change).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- pools ----
+
+    async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pools (name, slots, description, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET slots = excluded.slots,
+                 description = COALESCE(excluded.description, pools.description), updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(slots)
+        .bind(description)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pools(&self) -> Result<Vec<PoolRow>> {
+        Ok(sqlx::query_as("SELECT name, slots, description, updated_at FROM pools ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM pools WHERE name = ?").bind(name).execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    // ---- actions ----
+
+    async fn enqueue_action(&self, kind: &str, payload: &Value, requested_by: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO actions (kind, payload, requested_by, requested_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(kind)
+        .bind(payload.to_string())
+        .bind(requested_by)
+        .bind(Utc::now())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn claim_action(&self, id: i64) -> Result<bool> {
+        Ok(sqlx::query("UPDATE actions SET state = 'running' WHERE id = ? AND state = 'pending'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn pending_actions(&self) -> Result<Vec<ActionRow>> {
+        Ok(sqlx::query_as(&format!("{ACTION_SELECT} WHERE state = 'pending' ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn action(&self, id: i64) -> Result<Option<ActionRow>> {
+        Ok(sqlx::query_as(&format!("{ACTION_SELECT} WHERE id = ?")).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn finish_action(&self, id: i64, state: ActionState, result: &str) -> Result<bool> {
+        Ok(sqlx::query("UPDATE actions SET state = ?, result = ?, done_at = ? WHERE id = ? AND state = 'running'")
+            .bind(state.as_str())
+            .bind(result)
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    // ---- schedulers ----
+
+    async fn heartbeat(&self, id: &str, pid: u32, started_at: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO schedulers (id, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(id)
+        .bind(i64::from(pid))
+        .bind(started_at)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_scheduler(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM schedulers WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn live_schedulers(&self, since: DateTime<Utc>) -> Result<Vec<SchedulerRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, pid, started_at, heartbeat_at FROM schedulers WHERE heartbeat_at >= ? ORDER BY heartbeat_at DESC",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,38 @@
+//! Tries: one row per attempt at a task instance (what ran, how it ended, what it used, its log).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::{Result, Store};
+
+/// One try of a task instance.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TryRow {
+    pub run_id: String,
+    pub task_id: String,
+    pub map_index: i64,
+    pub try_number: i64,
+    pub plugin_id: String,
+    /// The outcome's stable name (`success`, `fuel_exhausted`, `interrupted`...; the sandbox's
+    /// names); `None` while running.
+    pub outcome: Option<String>,
+    pub message: Option<String>,
+    pub fuel_used: Option<i64>,
+    pub peak_memory: Option<i64>,
+    pub wall_us: Option<i64>,
+    pub log: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// The tries of one task instance, first try first, with their logs.
+    pub async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>> {
+        self.backend.tries(run_id, task_id, map_index).await
+    }
+
+    /// Every try of a run, in start order, without logs (for benchmarks and timelines).
+    pub async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {
+        self.backend.run_tries(run_id).await
+    }
+}
