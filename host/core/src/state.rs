@@ -2,7 +2,8 @@
 //! decisions the scheduler takes from them.
 //!
 //! Everything here is a function of its arguments, so every rule is tested exhaustively without a
-//! database or a runtime. The scheduler commits each decision before acting on it.
+//! database or a runtime. The scheduler commits each decision before acting on it. The moves
+//! between task states, and the judge of a try's end, are [`crate::transition`]'s.
 
 use std::fmt;
 use std::str::FromStr;
