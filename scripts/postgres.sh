@@ -35,7 +35,9 @@ bin_dir() {
 # PostgreSQL refuses to run as root: under root, run it as the `postgres` system user (Debian's
 # package creates it), in a DIR that user owns.
 if [ "$(id -u)" = 0 ]; then
-  as_pg() { runuser -u postgres -- "$@"; }
+  # util-linux's runuser is in /usr/sbin, which a root PATH may lack.
+  runuser=$(command -v runuser || echo /usr/sbin/runuser)
+  as_pg() { "$runuser" -u postgres -- "$@"; }
 else
   as_pg() { "$@"; }
 fi
@@ -66,7 +68,11 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 [ -z "$(ls -A "$dir")" ] || die "$dir is not empty"
 chmod 700 "$dir"
-[ "$(id -u)" = 0 ] && chown postgres: "$dir"
+if [ "$(id -u)" = 0 ]; then
+  chown postgres: "$dir"
+  as_pg test -w "$dir" ||
+    die "the postgres user cannot reach $dir: a parent directory is closed to it (put TMPDIR somewhere it can reach, e.g. /tmp)"
+fi
 # The postgres user may not be able to enter the caller's working directory.
 cd "$dir"
 

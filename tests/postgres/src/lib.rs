@@ -17,11 +17,13 @@
 //!
 //! **Stopping it when the process exits.** The Rust test harness has no global teardown, and a test
 //! process may end by `exit`, by a panic, by Ctrl-C or by `kill -9`. So the cluster is not stopped by
-//! the test process at all: before starting it, the process spawns a watchdog (`sh`) whose standard
-//! input is a pipe that only this process holds open (std opens pipes close-on-exec, so no other
-//! child inherits it). The watchdog blocks reading that pipe; however the process ends, the kernel
-//! closes its end, the watchdog reads end-of-file and runs `scripts/postgres.sh stop DIR` (stop the
-//! server, remove DIR). The watchdog ignores SIGINT, SIGHUP and SIGTERM, so the Ctrl-C that kills the
+//! the test process at all: the process spawns a watchdog (`sh`) whose standard input is a pipe
+//! that only this process holds open (std opens pipes close-on-exec, so no other child inherits
+//! it). The watchdog runs `scripts/postgres.sh start DIR`, hands the URL back on its stdout, then
+//! blocks reading that pipe; however the process ends, the kernel closes its end, the watchdog
+//! reads end-of-file and runs `scripts/postgres.sh stop DIR` (stop the server, remove DIR). Since
+//! one process runs both, a test process killed while its cluster starts cannot have the stop
+//! overtake the start. The watchdog ignores SIGINT, SIGHUP and SIGTERM, so the Ctrl-C that kills the
 //! test process's group does not kill it first, and `pg_ctl` puts the postmaster in a session of its
 //! own, so Ctrl-C does not kill the server before it is stopped cleanly either. The watchdog keeps
 //! the test process's standard error open until it is done: a parent that reads a test process's
@@ -39,7 +41,7 @@
 //! and wants databases of its own is given [`ADMIN_URL_VAR`] = [`admin_url`], so it shares this
 //! process's server instead of starting another.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,11 +61,18 @@ pub const DATABASE_URL_VAR: &str = "SANDFLOW_DATABASE_URL";
 /// The script that starts and stops private clusters, from this crate's place in the source tree.
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
 
-/// The watchdog's program, run by `sh -c WATCHDOG SCRIPT DIR`: block until this process's end of
-/// the pipe on its stdin closes, then stop the cluster in DIR and remove DIR. Signals that a
-/// terminal or a test runner sends to the whole process group are ignored (and stay ignored in the
-/// programs it runs), so the cleanup outlives the process it cleans up after.
-const WATCHDOG: &str = r#"trap '' INT HUP TERM; cat >/dev/null; exec bash "$0" stop "$1""#;
+/// The watchdog's program, run by `sh -c WATCHDOG SCRIPT DIR`: start the cluster in DIR (its URL, or
+/// why it did not start, on stdout, which is then closed), block until this process's end of the
+/// pipe on its stdin closes, then stop the cluster and remove DIR. The watchdog runs the start
+/// itself so that a process killed while its cluster starts cannot have the stop run before the
+/// start is done. Signals that a terminal or a test runner sends to the whole process group are
+/// ignored (and stay ignored in the programs it runs), so the cleanup outlives the process it
+/// cleans up after.
+const WATCHDOG: &str = r#"trap '' INT HUP TERM
+bash "$0" start "$1" 2>&1
+exec >/dev/null
+cat
+exec bash "$0" stop "$1""#;
 
 /// The server the tests of this process use.
 pub struct Server {
@@ -98,12 +107,10 @@ enum Error {
     TempDir(#[source] io::Error),
     #[error("spawning the watchdog that stops the private PostgreSQL cluster (sh): {0}")]
     Watchdog(#[source] io::Error),
-    #[error("running scripts/postgres.sh (bash): {0}")]
-    Script(#[source] io::Error),
-    #[error("no private PostgreSQL cluster for the tests: `scripts/postgres.sh start` failed ({status}):\n{stderr}")]
-    Start { status: std::process::ExitStatus, stderr: String },
-    #[error("scripts/postgres.sh start printed no URL (stdout: {0:?})")]
-    NoUrl(String),
+    #[error("reading the private PostgreSQL cluster's start: {0}")]
+    Read(#[source] io::Error),
+    #[error("no private PostgreSQL cluster for the tests: `scripts/postgres.sh start` printed no URL:\n{0}")]
+    Start(String),
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -186,37 +193,29 @@ fn start() -> Result<Server, Error> {
         return Ok(Server { admin_url: url.to_string_lossy().into_owned(), private: None });
     }
     let dir = tempfile::Builder::new().prefix("sandflow-pg-").tempdir().map_err(Error::TempDir)?.keep();
-    // The watchdog first: whatever happens from here on (a failed start, a panic, a kill), the
-    // directory and any server in it go when this process does.
+    // The watchdog starts the cluster, and from then on, whatever happens (a failed start, a
+    // panic, a kill), the directory and any server in it go when this process does.
     let mut watchdog = Command::new("sh")
         .arg("-c")
         .arg(WATCHDOG)
         .arg(SCRIPT)
         .arg(&dir)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
             Error::Watchdog(e)
         })?;
-    let pipe = watchdog.stdin.take().expect("the watchdog's stdin was piped");
+    let pipe = watchdog.stdin.take().expect("the watchdog's stdin is piped");
+    let mut started = watchdog.stdout.take().expect("the watchdog's stdout is piped");
     // Dropping the handle neither kills nor waits for it: the watchdog outlives this process.
     drop(watchdog);
     let private = PrivateCluster { dir, _watchdog: pipe };
-    let output = Command::new("bash")
-        .arg(SCRIPT)
-        .arg("start")
-        .arg(&private.dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(Error::Script)?;
-    if !output.status.success() {
-        return Err(Error::Start { status: output.status, stderr: String::from_utf8_lossy(&output.stderr).into() });
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut output = String::new();
+    started.read_to_string(&mut output).map_err(Error::Read)?;
     let admin_url =
-        stdout.lines().find(|l| l.starts_with("postgres://")).ok_or_else(|| Error::NoUrl(stdout.clone().into()))?;
+        output.lines().find(|l| l.starts_with("postgres://")).ok_or_else(|| Error::Start(output.clone()))?;
     Ok(Server { admin_url: admin_url.to_owned(), private: Some(private) })
 }
