@@ -105,7 +105,7 @@ impl Server {
 enum Error {
     #[error("creating a temporary directory for a private PostgreSQL cluster: {0}")]
     TempDir(#[source] io::Error),
-    #[error("spawning the watchdog that stops the private PostgreSQL cluster (sh): {0}")]
+    #[error("spawning the watchdog that starts and stops the private PostgreSQL cluster (sh): {0}")]
     Watchdog(#[source] io::Error),
     #[error("reading the private PostgreSQL cluster's start: {0}")]
     Read(#[source] io::Error),
