@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what is missing, then runs every test and
-# closes with one line that sums them up ("tests: N passed, N failed").
+# The whole test suite, on a fresh machine: installs what is missing, starts one private PostgreSQL
+# cluster for the run (scripts/postgres.sh: a temporary directory, a free loopback port) and hands it
+# to every test process in SANDFLOW_TEST_POSTGRES_URL, runs every test, stops the cluster whatever
+# happened, and closes with one line that sums the tests up ("tests: N passed, N failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pgdir=$(mktemp -d -t sandflow-pg.XXXXXX)
+cleanup() { scripts/postgres.sh stop "$pgdir"; rm -f "$log"; }
+trap cleanup EXIT
+# A signal ends the script through its EXIT trap, so the cluster is stopped then too.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+SANDFLOW_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$pgdir")
+export SANDFLOW_TEST_POSTGRES_URL
+echo "PostgreSQL for the tests: $SANDFLOW_TEST_POSTGRES_URL (in $pgdir)"
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
