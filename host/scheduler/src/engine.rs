@@ -742,8 +742,11 @@ impl Scheduler {
             Decision::Fail { message, retry, outcome } => {
                 let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { return Ok(()) };
                 mem.failed_tries += 1;
-                let (state, next) =
-                    if retry { after_failure(task_policy(task), mem.failed_tries, at) } else { (TaskState::Failed, None) };
+                let (state, next) = if retry {
+                    after_failure(task_policy(task), mem.failed_tries, at)
+                } else {
+                    (TaskState::Failed, None)
+                };
                 let name = outcome.unwrap_or(report.outcome.name()).to_string();
                 (state, next, format!("{message} (plugin {})", report.plugin), name, None, None)
             }

@@ -19,8 +19,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sandflow_core::dag::{Dag, Task};
 use sandflow_core::state::{readiness_of, Readiness, RunState, TaskState, UpstreamCounts};
+use sandflow_core::transition::is_legal;
 use sandflow_store::{Change, RunRow, TaskInstanceRow, TryEnd};
 use serde_json::{Map, Value};
+use tracing::error;
 
 /// A task instance: task and map index (-1 for an unmapped task or a mapped task's parent).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -256,17 +258,7 @@ impl RunMem {
             }
         }
         let conf = row.conf.clone();
-        RunMem {
-            row,
-            todo: (0..n).rev().collect(),
-            graph,
-            conf,
-            tasks,
-            mapped,
-            up,
-            unfinished,
-            failed_leaves,
-        }
+        RunMem { row, todo: (0..n).rev().collect(), graph, conf, tasks, mapped, up, unfinished, failed_leaves }
     }
 
     pub fn dag(&self) -> &Dag {
@@ -331,6 +323,13 @@ impl RunMem {
     /// The state of instance (`i`, `map_index`) becomes `to` in memory, with the counts that
     /// follow; returns the state it had, `None` when there is no such instance.
     fn move_to(&mut self, i: usize, map_index: i64, to: TaskState) -> Option<TaskState> {
+        let from = self.mem_mut(i, map_index)?.state;
+        if !is_legal(from, to) {
+            // The state machine has no such move: a bug here, refused rather than written.
+            error!(run_id = %self.row.run_id, task = %self.graph.dag.tasks[i].id, map_index, %from, %to,
+                "refusing a task instance move the state machine does not have");
+            return None;
+        }
         if map_index >= 0 {
             let mapped = self.mapped[i].as_mut()?;
             let child = usize::try_from(map_index).ok().and_then(|m| mapped.children.get_mut(m))?;
@@ -370,9 +369,12 @@ impl RunMem {
         Some(from)
     }
 
-    /// A try starts: the instance becomes running with its next try number, which is returned.
+    /// A try starts: the instance is queued for the executor, which claims it at once (both in
+    /// the same batch: the in-process executor's claim), and becomes running with its next try
+    /// number, which is returned (0 when the instance cannot start).
     pub fn start_try(&mut self, key: &TaskKey, plugin_id: &str, at: DateTime<Utc>, changes: &mut Vec<Change>) -> u32 {
         let Some(i) = self.graph.ordinal(&key.task_id) else { return 0 };
+        self.set_state(&key.task_id, key.map_index, StateChange::to(TaskState::Queued), at, changes);
         let Some(from) = self.move_to(i, key.map_index, TaskState::Running) else { return 0 };
         let Some(mem) = self.mem_mut(i, key.map_index) else { return 0 };
         mem.try_number += 1;
@@ -395,14 +397,18 @@ impl RunMem {
 
     /// A try ends: the instance moves to `end.state` (with its output and retry time), and the end
     /// is pushed.
-    pub fn end_try(&mut self, end: TryEnd, output: Option<Value>, changes: &mut Vec<Change>) {
-        if let (Some(state), Some(i)) = (end.state, self.graph.ordinal(&end.task_id)) {
-            self.move_to(i, end.map_index, state);
-            if let Some(mem) = self.mem_mut(i, end.map_index) {
-                mem.next_try_at = end.next_try_at;
-                if output.is_some() {
-                    mem.output = output;
+    /// A move the state machine refuses records the try alone.
+    pub fn end_try(&mut self, mut end: TryEnd, output: Option<Value>, changes: &mut Vec<Change>) {
+        if let Some(state) = end.state {
+            let moved = self.graph.ordinal(&end.task_id).filter(|&i| self.move_to(i, end.map_index, state).is_some());
+            match moved.and_then(|i| self.mem_mut(i, end.map_index)) {
+                Some(mem) => {
+                    mem.next_try_at = end.next_try_at;
+                    if output.is_some() {
+                        mem.output = output;
+                    }
                 }
+                None => end.state = None,
             }
         }
         changes.push(Change::TryEnded(Box::new(end)));
@@ -418,7 +424,13 @@ impl RunMem {
             mem.first_try_at = None;
             mem.output = None;
         }
-        changes.push(Change::Reset { run_id: self.row.run_id.clone(), task_id: task_id.to_string(), map_index, from, at });
+        changes.push(Change::Reset {
+            run_id: self.row.run_id.clone(),
+            task_id: task_id.to_string(),
+            map_index,
+            from,
+            at,
+        });
     }
 
     /// The run changes state.
@@ -563,6 +575,9 @@ impl RunMem {
                     );
                 }
                 for (index, child) in old.iter().enumerate().skip(items.len()) {
+                    if child.state == TaskState::Removed {
+                        continue;
+                    }
                     changes.push(Change::TaskState {
                         run_id: run_id.clone(),
                         task_id: task.id.clone(),

@@ -105,6 +105,41 @@ impl Store {
         if changes.is_empty() {
             return Ok(());
         }
+        for change in changes {
+            check_legal(change)?;
+        }
         self.backend.apply(changes).await
+    }
+}
+
+/// Every task instance move in a batch must be one the state machine has: the store writes what
+/// `sandflow_core::transition` allows, whoever the caller.
+fn check_legal(change: &Change) -> Result<()> {
+    use sandflow_core::transition::is_legal;
+    let (run_id, task_id, map_index, from, to) = match change {
+        Change::TaskState { run_id, task_id, map_index, from, to, .. } => (run_id, task_id, *map_index, *from, *to),
+        Change::Reset { run_id, task_id, map_index, from, .. } => (run_id, task_id, *map_index, *from, TaskState::None),
+        Change::TryStarted { run_id, task_id, map_index, from, .. } => {
+            (run_id, task_id, *map_index, *from, TaskState::Running)
+        }
+        Change::TryEnded(end) => match end.state {
+            Some(to) => (&end.run_id, &end.task_id, end.map_index, TaskState::Running, to),
+            None => return Ok(()),
+        },
+        Change::RunState { .. } | Change::Expand { .. } | Change::CreateRun { .. } => return Ok(()),
+    };
+    // A try starts only by an executor's claim of a queued instance (running → running is a
+    // mapped parent reopened, never a try).
+    let claim = matches!(change, Change::TryStarted { .. });
+    if if claim { from == TaskState::Queued } else { is_legal(from, to) } {
+        Ok(())
+    } else {
+        Err(crate::StoreError::IllegalTransition {
+            run_id: run_id.clone(),
+            task_id: task_id.clone(),
+            map_index,
+            from,
+            to,
+        })
     }
 }

@@ -62,6 +62,21 @@ pub enum StoreError {
     /// first): nothing of the batch is committed.
     #[error("{0}")]
     LostRace(Box<LostRace>),
+    /// A change whose move the task-state machine does not have (`sandflow_core::transition`):
+    /// a bug in the caller, refused before anything of the batch is written.
+    #[error("refusing an illegal change of {run_id}/{task_id}[{map_index}]: {from} → {to}")]
+    IllegalTransition {
+        /// The run.
+        run_id: String,
+        /// The task.
+        task_id: String,
+        /// The instance (-1 unmapped).
+        map_index: i64,
+        /// The state it was expected in.
+        from: sandflow_core::state::TaskState,
+        /// The state it was to move to.
+        to: sandflow_core::state::TaskState,
+    },
     /// A stored value this build cannot read.
     #[error("corrupt row in {table}: {detail}")]
     Corrupt {

@@ -4,26 +4,11 @@
 use crate::dags::CHAIN;
 use crate::Env;
 
-/// The URL of a new, empty PostgreSQL database on the server `SANDFLOW_TEST_POSTGRES_URL` names
-/// (an admin URL). One small function so that the test harness crate's can replace it.
+/// The URL of a new, empty PostgreSQL database (the harness crate's: on the run's server, or on
+/// a private cluster it starts itself).
 fn fresh_database() -> String {
-    use sqlx::{Connection, Executor};
-    let admin = std::env::var("SANDFLOW_TEST_POSTGRES_URL")
-        .expect("SANDFLOW_TEST_POSTGRES_URL is not set: these tests need a PostgreSQL server (an admin URL)");
-    let name = format!("sandflow_cli_{}_{}", std::process::id(), chrono_free_stamp());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connecting to the test server");
-        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("creating a test database");
-        conn.close().await.unwrap();
-    });
-    let (base, _) = admin.rsplit_once('/').expect("an admin URL naming its database");
-    format!("{base}/{name}")
-}
-
-/// A stamp unique within this machine's tests: nanoseconds since the epoch.
-fn chrono_free_stamp() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    runtime.block_on(sandflow_test_postgres::fresh_database())
 }
 
 #[test]

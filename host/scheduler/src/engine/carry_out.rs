@@ -116,7 +116,8 @@ impl Scheduler {
         let failed = |s: TaskState| matches!(s, TaskState::Failed | TaskState::UpstreamFailed);
         let mut targets: Vec<(String, i64)> = Vec::new();
         for (task_id, index, state) in run.instances() {
-            if !selected.contains(&task_id) || (only_failed && !failed(state)) {
+            // A removed instance is history: nothing brings it back but a new expansion.
+            if state == TaskState::Removed || !selected.contains(&task_id) || (only_failed && !failed(state)) {
                 continue;
             }
             // One mapped instance: that instance and its parent, so the parent settles again.

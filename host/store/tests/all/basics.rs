@@ -129,16 +129,34 @@ async fn runs_are_listed_newest_first_and_by_dates(db: Db) {
     assert_eq!(ids(store.active_runs().await.unwrap()), ["r1", "r2", "r3"]);
 }
 
-fn try_started(run_id: &str, task_id: &str, map_index: i64, from: TaskState, try_number: i64) -> Change {
-    Change::TryStarted {
+/// The moves that bring an instance from `from` to `queued` (the scheduler's), then its try's
+/// start (an executor's claim): the only way a try starts.
+fn try_started(run_id: &str, task_id: &str, map_index: i64, from: TaskState, try_number: i64) -> Vec<Change> {
+    let step = |from, to| Change::TaskState {
         run_id: run_id.into(),
         task_id: task_id.into(),
         map_index,
         from,
+        to,
+        reason: None,
+        output: None,
+        at: Utc::now(),
+    };
+    let mut changes = Vec::new();
+    if from != TaskState::Scheduled {
+        changes.push(step(from, TaskState::Scheduled));
+    }
+    changes.push(step(TaskState::Scheduled, TaskState::Queued));
+    changes.push(Change::TryStarted {
+        run_id: run_id.into(),
+        task_id: task_id.into(),
+        map_index,
+        from: TaskState::Queued,
         try_number,
         plugin_id: "sha256:abc".into(),
         at: Utc::now(),
-    }
+    });
+    changes
 }
 
 fn try_end(run_id: &str, task_id: &str, try_number: i64, outcome: &str, state: Option<TaskState>) -> TryEnd {
@@ -167,20 +185,23 @@ async fn changes_apply_in_one_transaction_and_read_back(db: Db) {
     store.create_run(&new_run("r1", RunType::Manual, 0), &["a".to_string()]).await.unwrap();
     let now = Utc::now();
     store
-        .apply(&[
-            Change::RunState { run_id: "r1".into(), from: RunState::Queued, to: RunState::Running, at: now },
-            Change::TaskState {
-                run_id: "r1".into(),
-                task_id: "a".into(),
-                map_index: -1,
-                from: TaskState::None,
-                to: TaskState::Scheduled,
-                reason: None,
-                output: None,
-                at: now,
-            },
-            try_started("r1", "a", -1, TaskState::Scheduled, 1),
-        ])
+        .apply(
+            &[
+                vec![Change::RunState { run_id: "r1".into(), from: RunState::Queued, to: RunState::Running, at: now }],
+                vec![Change::TaskState {
+                    run_id: "r1".into(),
+                    task_id: "a".into(),
+                    map_index: -1,
+                    from: TaskState::None,
+                    to: TaskState::Scheduled,
+                    reason: None,
+                    output: None,
+                    at: now,
+                }],
+                try_started("r1", "a", -1, TaskState::Scheduled, 1),
+            ]
+            .concat(),
+        )
         .await
         .unwrap();
     let ti = &store.task_instances("r1").await.unwrap()[0];
@@ -237,15 +258,18 @@ async fn json_comes_back_as_the_values_that_went_in(db: Db) {
         vec![json!({"customer": "acme", "n": 1}), json!("plain"), json!([1, 2.5, null]), json!(6.022_140_76e23)];
     let output = json!({"rows": 12_345_678_901_i64, "text": "é ✓ \"quoted\"", "nested": [{"a": []}, {}], "f": 1e-7});
     store
-        .apply(&[
-            try_started("r1", "a", -1, TaskState::None, 1),
-            Change::TryEnded(Box::new(TryEnd {
-                output: Some(output.clone()),
-                metrics: Some(json!({"auc": 0.91, "n": 3}).as_object().cloned().unwrap()),
-                ..try_end("r1", "a", 1, "success", Some(TaskState::Success))
-            })),
-            Change::Expand { run_id: "r1".into(), task_id: "m".into(), items: items.clone(), at: Utc::now() },
-        ])
+        .apply(
+            &[
+                try_started("r1", "a", -1, TaskState::None, 1),
+                vec![Change::TryEnded(Box::new(TryEnd {
+                    output: Some(output.clone()),
+                    metrics: Some(json!({"auc": 0.91, "n": 3}).as_object().cloned().unwrap()),
+                    ..try_end("r1", "a", 1, "success", Some(TaskState::Success))
+                }))],
+                vec![Change::Expand { run_id: "r1".into(), task_id: "m".into(), items: items.clone(), at: Utc::now() }],
+            ]
+            .concat(),
+        )
         .await
         .unwrap();
     let instances = store.task_instances("r1").await.unwrap();
@@ -268,7 +292,10 @@ async fn a_nul_in_text_or_json_is_stored_as_the_database_can(db: Db) {
         output: Some(json!({"text": "a\u{0}b"})),
         ..try_end("r1", "a", 1, "success", Some(TaskState::Success))
     };
-    store.apply(&[try_started("r1", "a", -1, TaskState::None, 1), Change::TryEnded(Box::new(end))]).await.unwrap();
+    store
+        .apply(&[try_started("r1", "a", -1, TaskState::None, 1), vec![Change::TryEnded(Box::new(end))]].concat())
+        .await
+        .unwrap();
     let log = store.tries("r1", "a", -1).await.unwrap().remove(0).log.unwrap();
     let output = store.task_instances("r1").await.unwrap().remove(0).output.unwrap();
     if db.is_postgres() {
@@ -284,14 +311,23 @@ async fn failed_tries_count_since_the_last_clear(db: Db) {
     with_dag(store).await;
     store.create_run(&new_run("r1", RunType::Manual, 0), &["a".to_string()]).await.unwrap();
     store
-        .apply(&[
-            try_started("r1", "a", -1, TaskState::None, 1),
-            Change::TryEnded(Box::new(try_end("r1", "a", 1, "trap", Some(TaskState::UpForRetry)))),
-            try_started("r1", "a", -1, TaskState::UpForRetry, 2),
-            Change::TryEnded(Box::new(try_end("r1", "a", 2, "rescheduled", Some(TaskState::UpForReschedule)))),
-            try_started("r1", "a", -1, TaskState::UpForReschedule, 3),
-            Change::TryEnded(Box::new(try_end("r1", "a", 3, "timeout", Some(TaskState::Failed)))),
-        ])
+        .apply(
+            &[
+                try_started("r1", "a", -1, TaskState::None, 1),
+                vec![Change::TryEnded(Box::new(try_end("r1", "a", 1, "trap", Some(TaskState::UpForRetry))))],
+                try_started("r1", "a", -1, TaskState::UpForRetry, 2),
+                vec![Change::TryEnded(Box::new(try_end(
+                    "r1",
+                    "a",
+                    2,
+                    "rescheduled",
+                    Some(TaskState::UpForReschedule),
+                )))],
+                try_started("r1", "a", -1, TaskState::UpForReschedule, 3),
+                vec![Change::TryEnded(Box::new(try_end("r1", "a", 3, "timeout", Some(TaskState::Failed))))],
+            ]
+            .concat(),
+        )
         .await
         .unwrap();
     assert_eq!(store.failed_tries("r1").await.unwrap(), [("a".to_string(), -1, 2)]);

@@ -70,16 +70,27 @@ async fn two_starters_of_one_task_start_it_once(db: Db) {
         handles.push(tokio::spawn(async move {
             let mut won = Vec::new();
             for task_id in tasks {
-                let start = Change::TryStarted {
+                // The scheduler's queued, then an executor's claim, in one batch.
+                let queue = Change::TaskState {
                     run_id: "r1".into(),
                     task_id: task_id.clone(),
                     map_index: -1,
                     from: TaskState::Scheduled,
+                    to: TaskState::Queued,
+                    reason: None,
+                    output: None,
+                    at: Utc::now(),
+                };
+                let start = Change::TryStarted {
+                    run_id: "r1".into(),
+                    task_id: task_id.clone(),
+                    map_index: -1,
+                    from: TaskState::Queued,
                     try_number: 1,
                     plugin_id: format!("sha256:starter{who}"),
                     at: Utc::now(),
                 };
-                match store.apply(&[start]).await {
+                match store.apply(&[queue, start]).await {
                     Ok(()) => won.push(task_id),
                     Err(StoreError::LostRace(race)) => assert_eq!(race.found.as_deref(), Some("running")),
                     Err(other) => panic!("a loser is told it lost, not {other:?}"),

@@ -2,47 +2,14 @@
 //! PostgreSQL database on a real server.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use sandflow_store::{DatabaseUrl, Durability, Store};
-use sqlx::{Connection, Executor};
+use sqlx::Connection;
 
-/// Where the admin URL of the PostgreSQL server for tests is read from.
-const POSTGRES_URL_VAR: &str = "SANDFLOW_TEST_POSTGRES_URL";
-
-/// The URL of a new, empty PostgreSQL database on the server `SANDFLOW_TEST_POSTGRES_URL` names
-/// (an admin URL, such as postgres://postgres@127.0.0.1:55432/postgres). One small function so
-/// that the test harness crate's `fresh_database` can replace it.
+/// The URL of a new, empty PostgreSQL database: on the server `SANDFLOW_TEST_POSTGRES_URL`
+/// names (scripts/test.sh starts one), or on a private cluster the harness starts itself.
 pub async fn fresh_database() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let admin = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
-        panic!("{POSTGRES_URL_VAR} is not set: the store's PostgreSQL tests need a server, named by an admin URL such as postgres://postgres@127.0.0.1:5432/postgres")
-    });
-    let name = format!(
-        "sandflow_store_{}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        chrono::Utc::now().timestamp_micros()
-    );
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connecting to the test server");
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("creating a test database");
-    conn.close().await.expect("closing the admin connection");
-    with_database(&admin, &name)
-}
-
-/// `url` naming database `name` instead of its own.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let authority_at = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_at..].find('/') {
-        Some(slash) => &base[..authority_at + slash],
-        None => base,
-    };
-    if query.is_empty() {
-        format!("{base}/{name}")
-    } else {
-        format!("{base}/{name}?{query}")
-    }
+    sandflow_test_postgres::fresh_database().await
 }
 
 /// One test's database and the store open on it.
@@ -138,7 +105,10 @@ impl Db {
 
 #[test]
 fn a_database_url_names_another_database() {
-    assert_eq!(with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
-    assert_eq!(with_database("postgres://u@h:5432", "t1"), "postgres://u@h:5432/t1");
-    assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "t1"), "postgres://u@h/t1?sslmode=disable");
+    assert_eq!(sandflow_test_postgres::with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
+    assert_eq!(sandflow_test_postgres::with_database("postgres://u@h:5432", "t1"), "postgres://u@h:5432/t1");
+    assert_eq!(
+        sandflow_test_postgres::with_database("postgres://u@h/postgres?sslmode=disable", "t1"),
+        "postgres://u@h/t1?sslmode=disable"
+    );
 }

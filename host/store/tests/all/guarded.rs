@@ -20,6 +20,7 @@ crate::on_both!(
     a_try_recorded_alone_needs_no_instance_but_ends_once,
     a_lost_race_commits_nothing_of_its_batch,
     a_run_created_in_a_batch_commits_with_it_or_not_at_all,
+    a_move_the_state_machine_lacks_is_refused_and_writes_nothing,
 );
 
 const RUN: &str = "r1";
@@ -45,16 +46,23 @@ fn task_state(task_id: &str, map_index: i64, from: TaskState, to: TaskState) -> 
     }
 }
 
-fn try_started(task_id: &str, map_index: i64, from: TaskState, try_number: i64) -> Change {
-    Change::TryStarted {
+/// The moves that bring an instance from `from` to `queued`, then its try's start (the claim).
+fn try_started(task_id: &str, map_index: i64, from: TaskState, try_number: i64) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if from != TaskState::Scheduled {
+        changes.push(task_state(task_id, map_index, from, TaskState::Scheduled));
+    }
+    changes.push(task_state(task_id, map_index, TaskState::Scheduled, TaskState::Queued));
+    changes.push(Change::TryStarted {
         run_id: RUN.into(),
         task_id: task_id.into(),
         map_index,
-        from,
+        from: TaskState::Queued,
         try_number,
         plugin_id: "sha256:abc".into(),
         at: Utc::now(),
-    }
+    });
+    changes
 }
 
 fn try_ended(task_id: &str, try_number: i64, state: Option<TaskState>) -> Change {
@@ -182,7 +190,7 @@ async fn an_expansion_loses_to_a_queued_or_running_instance(db: Db) {
     store.apply(&[expand(vec![json!("x2"), json!("y2")])]).await.unwrap();
     assert_eq!(state_of(store, "m", 0).await, Some(TaskState::Scheduled));
     // One instance running: the expansion loses, and nothing of it is written.
-    store.apply(&[try_started("m", 1, TaskState::Scheduled, 1)]).await.unwrap();
+    store.apply(&[try_started("m", 1, TaskState::Scheduled, 1)].concat()).await.unwrap();
     let race = lost(store.apply(&[expand(vec![json!("x3"), json!("y3"), json!("z3")])]).await.unwrap_err());
     assert_eq!((race.task_id.as_deref(), race.map_index, race.found.as_deref()), (Some("m"), Some(1), Some("running")));
     assert_eq!(race.expected, "any state but queued or running");
@@ -196,7 +204,7 @@ async fn a_reset_wins_from_its_state_and_loses_from_another(db: Db) {
     with_run(store).await;
     let reset = |from| Change::Reset { run_id: RUN.into(), task_id: "a".into(), map_index: -1, from, at: Utc::now() };
     store
-        .apply(&[try_started("a", -1, TaskState::None, 1), try_ended("a", 1, Some(TaskState::Success))])
+        .apply(&[try_started("a", -1, TaskState::None, 1), vec![try_ended("a", 1, Some(TaskState::Success))]].concat())
         .await
         .unwrap();
     let race = lost(store.apply(&[reset(TaskState::Failed)]).await.unwrap_err());
@@ -211,8 +219,8 @@ async fn a_try_start_wins_from_its_state_and_loses_from_another(db: Db) {
     let store = &db.store;
     with_run(store).await;
     store.apply(&[task_state("a", -1, TaskState::None, TaskState::Scheduled)]).await.unwrap();
-    store.apply(&[try_started("a", -1, TaskState::Scheduled, 1)]).await.unwrap();
-    let race = lost(store.apply(&[try_started("a", -1, TaskState::Scheduled, 2)]).await.unwrap_err());
+    store.apply(&[try_started("a", -1, TaskState::Scheduled, 1)].concat()).await.unwrap();
+    let race = lost(store.apply(&[try_started("a", -1, TaskState::Scheduled, 2)].concat()).await.unwrap_err());
     assert_eq!((race.expected.as_str(), race.found.as_deref()), ("scheduled", Some("running")));
     let tries = store.tries(RUN, "a", -1).await.unwrap();
     assert_eq!(tries.len(), 1, "the losing start recorded no try");
@@ -222,7 +230,7 @@ async fn a_try_start_wins_from_its_state_and_loses_from_another(db: Db) {
 async fn a_try_end_moves_only_the_instance_running_that_try(db: Db) {
     let store = &db.store;
     with_run(store).await;
-    store.apply(&[try_started("a", -1, TaskState::None, 1)]).await.unwrap();
+    store.apply(&[try_started("a", -1, TaskState::None, 1)].concat()).await.unwrap();
     // The end of a try the instance is not running (its number is another's).
     let race = lost(store.apply(&[try_ended("a", 2, Some(TaskState::Success))]).await.unwrap_err());
     assert_eq!((race.expected.as_str(), race.found.as_deref()), ("running (try 2)", Some("running (try 1)")));
@@ -239,7 +247,7 @@ async fn a_try_end_moves_only_the_instance_running_that_try(db: Db) {
 async fn a_try_recorded_alone_needs_no_instance_but_ends_once(db: Db) {
     let store = &db.store;
     with_run(store).await;
-    store.apply(&[try_started("a", -1, TaskState::None, 1)]).await.unwrap();
+    store.apply(&[try_started("a", -1, TaskState::None, 1)].concat()).await.unwrap();
     // Cleared while it ran: the instance is none, and the try's end is recorded alone.
     store
         .apply(&[Change::Reset {
@@ -264,7 +272,7 @@ async fn a_try_recorded_alone_needs_no_instance_but_ends_once(db: Db) {
 async fn a_lost_race_commits_nothing_of_its_batch(db: Db) {
     let store = &db.store;
     with_run(store).await;
-    store.apply(&[try_started("a", -1, TaskState::None, 1)]).await.unwrap();
+    store.apply(&[try_started("a", -1, TaskState::None, 1)].concat()).await.unwrap();
     let mut child = new_run("c1", RunType::Manual, 100);
     child.interval = None;
     let batch = [
@@ -293,7 +301,7 @@ async fn a_lost_race_commits_nothing_of_its_batch(db: Db) {
 async fn a_run_created_in_a_batch_commits_with_it_or_not_at_all(db: Db) {
     let store = &db.store;
     with_run(store).await;
-    store.apply(&[try_started("a", -1, TaskState::None, 1)]).await.unwrap();
+    store.apply(&[try_started("a", -1, TaskState::None, 1)].concat()).await.unwrap();
     let child = |id: &str| {
         let mut run = new_run(id, RunType::Manual, 100);
         run.interval = None;
@@ -313,4 +321,36 @@ async fn a_run_created_in_a_batch_commits_with_it_or_not_at_all(db: Db) {
     assert_eq!((created.state, created.triggered_by.as_str()), (RunState::Queued, "tester"));
     let states: Vec<_> = store.task_instances("c1").await.unwrap().into_iter().map(|t| (t.task_id, t.state)).collect();
     assert_eq!(states, [("a".to_string(), TaskState::None), ("b".to_string(), TaskState::None)]);
+}
+
+async fn a_move_the_state_machine_lacks_is_refused_and_writes_nothing(db: Db) {
+    let store = &db.store;
+    with_run(store).await;
+    async fn illegal(store: &Store, changes: &[Change]) -> (TaskState, TaskState) {
+        match store.apply(changes).await {
+            Err(StoreError::IllegalTransition { from, to, .. }) => (from, to),
+            other => panic!("an illegal move is refused as such, not {other:?}"),
+        }
+    }
+    // A try starts only from queued (an executor's claim), never straight from scheduled.
+    let scheduled = task_state("a", -1, TaskState::None, TaskState::Scheduled);
+    let start = Change::TryStarted {
+        run_id: RUN.into(),
+        task_id: "a".into(),
+        map_index: -1,
+        from: TaskState::Scheduled,
+        try_number: 1,
+        plugin_id: "sha256:abc".into(),
+        at: Utc::now(),
+    };
+    assert_eq!(illegal(store, &[scheduled.clone(), start]).await, (TaskState::Scheduled, TaskState::Running));
+    // Nothing of the batch was written: the legal first change neither.
+    assert_eq!(state_of(store, "a", -1).await, Some(TaskState::None));
+    // A finished instance does not go back to scheduled but by a clear; skipped needs none.
+    assert_eq!(
+        illegal(store, &[task_state("a", -1, TaskState::None, TaskState::Queued)]).await,
+        (TaskState::None, TaskState::Queued)
+    );
+    store.apply(&[scheduled]).await.unwrap();
+    assert_eq!(state_of(store, "a", -1).await, Some(TaskState::Scheduled));
 }
