@@ -82,9 +82,14 @@ pub async fn scheduler(args: SchedulerArgs, home: &Home) -> Result<(), CliError>
     let mut guard = loop {
         match store.own_scheduling("scheduler").await {
             Ok(guard) => break guard,
-            Err(e @ StoreError::SchedulerRunning { .. }) => {
+            Err(StoreError::SchedulerRunning { owner, lock }) => {
                 if !said {
-                    sayln!("standing by: {e}. Taking over when it stops.");
+                    let who = match (owner, lock) {
+                        (Some(o), _) => format!("pid {} ({}, since {})", o.pid, o.role, o.started_at.format("%Y-%m-%dT%H:%M:%SZ")),
+                        (None, Some(lock)) => format!("the process holding {}", lock.display()),
+                        (None, None) => "another process".to_string(),
+                    };
+                    sayln!("standing by: {who} schedules on {}; taking over when it stops", store.describe());
                     said = true;
                 }
                 tokio::select! {

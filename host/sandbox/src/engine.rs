@@ -108,6 +108,10 @@ impl KillSwitch {
     pub fn is_killed(&self) -> bool {
         self.0.is_cancelled()
     }
+    /// Returns once [`KillSwitch::kill`] is called (at once if it was).
+    pub async fn killed(&self) {
+        self.0.cancelled().await;
+    }
 }
 
 struct P1Host {
@@ -620,7 +624,10 @@ fn extern_kind(ty: &ExternType) -> &'static str {
 /// crash leaves at worst a stray temporary file.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per process and per write: two loads of one plugin at once must not share a file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;

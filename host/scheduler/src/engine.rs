@@ -253,24 +253,17 @@ impl Scheduler {
             *next_poll = Instant::now() + self.config.poll_interval;
             *judge = true;
         }
-        if std::mem::take(judge) {
-            self.judge_reported().await?;
-        }
-        self.advance().await?;
-        self.dispatch().await
-    }
-
-    /// Judges every reported try, in one batch.
-    async fn judge_reported(&mut self) -> Result<(), SchedulerError> {
-        let reported = self.store.reported_tries().await?;
-        if reported.is_empty() {
-            return Ok(());
-        }
+        // Judgments, what they unblock, and the queueing of it: one transaction a turn.
         let mut changes = Vec::new();
-        for report in reported {
-            self.finished(report, &mut changes).await?;
+        if std::mem::take(judge) {
+            for report in self.store.reported_tries().await? {
+                self.finished(report, &mut changes).await?;
+            }
         }
+        let finished = self.decide(&mut changes);
+        self.dispatch(&mut changes).await?;
         self.store.apply(&changes).await?;
+        self.ended(finished);
         self.load_created_runs().await?;
         self.send_notices();
         Ok(())
@@ -342,6 +335,10 @@ impl Scheduler {
     }
 
     fn next_wake(&self, next_poll: Instant) -> Instant {
+        if !self.dirty.is_empty() {
+            // Runs to advance (created by this turn's commit, say): at once.
+            return Instant::now();
+        }
         match self.timers.next() {
             Some(at) => next_poll.min(Instant::now() + (at - now()).to_std().unwrap_or(Duration::ZERO)),
             None => next_poll,
@@ -566,10 +563,21 @@ impl Scheduler {
     /// Starts queued runs that have room, moves due retries back to scheduled, and advances every
     /// touched run: the decisions are committed in one transaction.
     async fn advance(&mut self) -> Result<(), SchedulerError> {
-        let at = now();
         let mut changes = Vec::new();
-        self.start_queued_runs(at, &mut changes);
-        self.due_retries(at, &mut changes);
+        let finished = self.decide(&mut changes);
+        self.store.apply(&changes).await?;
+        self.ended(finished);
+        self.send_notices();
+        Ok(())
+    }
+
+    /// The decisions of [`Scheduler::advance`], to commit with the rest of a turn: returns the
+    /// runs that end, for [`Scheduler::ended`] once committed.
+    fn decide(&mut self, changes: &mut Vec<Change>) -> Vec<(String, RunState)> {
+        let at = now();
+        let changes = changes;
+        self.start_queued_runs(at, changes);
+        self.due_retries(at, changes);
         let dirty = std::mem::take(&mut self.dirty);
         let mut finished = Vec::new();
         for run_id in dirty {
@@ -579,7 +587,7 @@ impl Scheduler {
                 continue;
             }
             let before = changes.len();
-            run.advance(at, &mut changes, &mut self.ready);
+            run.advance(at, changes, &mut self.ready);
             for change in &changes[before..] {
                 if let Change::TaskState { task_id, map_index: -1, to: state, reason, .. } = change {
                     if state.is_finished() {
@@ -594,19 +602,21 @@ impl Scheduler {
                 }
             }
             if let Some(state) = run.outcome() {
-                run.set_run_state(state, at, &mut changes);
+                run.set_run_state(state, at, changes);
                 finished.push((run_id, state));
             }
         }
-        self.store.apply(&changes).await?;
+        finished
+    }
+
+    /// Runs whose end is committed leave the working set.
+    fn ended(&mut self, finished: Vec<(String, RunState)>) {
         for (run_id, state) in finished {
             if let Some(run) = self.runs.remove(&run_id) {
                 info!(dag_id = %run.row.dag_id, run_id, %state, "run ended");
                 self.unsent.push(Notice::RunFinished { dag_id: run.row.dag_id, run_id, state });
             }
         }
-        self.send_notices();
-        Ok(())
     }
 
     /// Sends the notices whose changes are committed.
@@ -670,9 +680,9 @@ impl Scheduler {
     /// Queues every ready instance, highest priority first, each with its job (plugin, context,
     /// limits): workers claim them as pools and `max_active_tasks` allow across the cluster. An
     /// instance whose pool does not exist, or is smaller than it needs, fails here.
-    async fn dispatch(&mut self) -> Result<(), SchedulerError> {
+    async fn dispatch(&mut self, changes: &mut Vec<Change>) -> Result<(), SchedulerError> {
         let at = now();
-        let mut changes = Vec::new();
+        let changes = changes;
         let mut deferred = Vec::new();
         while let Some((priority, key)) = self.ready.pop() {
             let Some(run) = self.runs.get(&key.run_id) else { continue };
@@ -699,7 +709,7 @@ impl Scheduler {
             if let Some(reason) = unfit {
                 if let Some(run) = self.runs.get_mut(&key.run_id) {
                     let failed = StateChange::because(TaskState::Failed, reason);
-                    run.set_state(&key.task_id, key.map_index, failed, at, &mut changes);
+                    run.set_state(&key.task_id, key.map_index, failed, at, changes);
                 }
                 self.dirty.insert(key.run_id.clone());
                 continue;
@@ -721,12 +731,11 @@ impl Scheduler {
                 job: serde_json::to_value(crate::worker::JobSpec { context, limits: task_limits(task) })
                     .unwrap_or(Value::Null),
             };
-            run.queue(&key, job, at, &mut changes);
+            run.queue(&key, job, at, changes);
         }
         for (priority, key) in deferred {
             self.ready.push(priority, key);
         }
-        self.store.apply(&changes).await?;
         Ok(())
     }
 

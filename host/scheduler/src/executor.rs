@@ -26,20 +26,34 @@ pub struct Executor {
     store: Store,
     sandbox: Sandbox,
     plugins: Mutex<HashMap<String, Arc<Plugin>>>,
+    /// Held while a plugin is fetched and compiled: the tries of a new plugin that start at once
+    /// wait for one compile instead of each doing their own.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl Executor {
     /// An executor over `store`'s plugins.
     pub fn new(store: Store, sandbox: Sandbox) -> Self {
-        Executor { store, sandbox, plugins: Mutex::new(HashMap::new()) }
+        Executor { store, sandbox, plugins: Mutex::new(HashMap::new()), loading: tokio::sync::Mutex::new(()) }
     }
 
     /// Runs one try; never fails (a plugin that cannot be fetched is a host error outcome).
     pub async fn run(&self, job: &Job) -> TryReport {
-        match self.plugin(&job.plugin_id).await {
+        // A try killed while its plugin is fetched or compiled ends at once, not after the compile.
+        let plugin = tokio::select! {
+            biased;
+            () = job.kill.killed() => return self.killed(&job.plugin_id),
+            plugin = self.plugin(&job.plugin_id) => plugin,
+        };
+        match plugin {
             Ok(plugin) => self.sandbox.run(&plugin, &job.context, &job.limits, &job.kill).await,
             Err(message) => self.host_error(&job.plugin_id, message),
         }
+    }
+
+    /// The report of a try killed before it started.
+    fn killed(&self, plugin_id: &str) -> TryReport {
+        TryReport { outcome: Outcome::Killed, ..self.host_error(plugin_id, String::new()) }
     }
 
     /// The report of a try that could not start.
@@ -59,6 +73,10 @@ impl Executor {
     }
 
     async fn plugin(&self, id: &str) -> Result<Arc<Plugin>, String> {
+        if let Some(plugin) = self.cached(id) {
+            return Ok(plugin);
+        }
+        let _loading = self.loading.lock().await;
         if let Some(plugin) = self.cached(id) {
             return Ok(plugin);
         }

@@ -120,6 +120,7 @@ impl Worker {
         let mut next_poll = Instant::now();
         let mut last_renewed = Instant::now();
         let mut want_claim = true;
+        let mut more_waiting = false;
         info!(worker = %self.info.id, concurrency = self.info.concurrency, pools = ?self.info.pools, "worker started");
         let result = loop {
             if Instant::now() >= next_renew {
@@ -157,10 +158,12 @@ impl Worker {
                     lease: self.config.lease,
                 };
                 match self.store.claim(&request).await {
-                    Ok(claimed) => {
-                        // A full claim may have left more behind.
-                        want_claim = claimed.len() == free;
-                        for claim in claimed {
+                    Ok(claim) => {
+                        // A full claim may have left more behind; queued work that did not fit
+                        // (a full pool or DAG) is claimed again when a slot frees.
+                        want_claim = claim.claimed.len() == free;
+                        more_waiting = claim.more_waiting;
+                        for claim in claim.claimed {
                             let key = (claim.run_id.clone(), claim.task_id.clone(), claim.map_index);
                             if running.contains_key(&key) {
                                 waiting.insert(key, claim);
@@ -206,7 +209,9 @@ impl Worker {
                             self.start(claim, &mut running, &mut tries);
                         }
                     }
-                    want_claim = true;
+                    // A freed slot is worth a claim only if work was left waiting; new work
+                    // wakes the worker by itself.
+                    want_claim |= more_waiting;
                 }
                 () = tokio::time::sleep_until(wake_at.into()) => {
                     if Instant::now() >= next_poll {

@@ -8,7 +8,7 @@ use crate::{
     ActionRow, ActionState, Change, DagRow, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow, PoolRow,
     Result, RunRow, SchedulerRow, SchedulingGuard, TaskInstanceRow, TryRow,
 };
-use crate::{ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
+use crate::{Claim, ClaimRequest, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 #[async_trait::async_trait]
 pub(crate) trait Backend: Send + Sync {
@@ -61,7 +61,7 @@ pub(crate) trait Backend: Send + Sync {
     async fn apply(&self, changes: &[Change]) -> Result<()>;
 
     // ---- claims ----
-    async fn claim(&self, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Vec<Claimed>>;
+    async fn claim(&self, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Claim>;
     async fn renew_leases(&self, worker: &WorkerInfo, at: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<HeldTry>>;
     async fn remove_worker(&self, id: &str) -> Result<()>;
     async fn live_workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>>;

@@ -13,6 +13,10 @@
 //!    [`Change::Judged`]). A report after the lease was taken over is refused.
 //! 5. The scheduler records a try whose lease expired ([`Store::expired_leases`]) as interrupted.
 //!
+//! A clear or mark of a running instance leaves its lease in place: the rerun of a cleared
+//! instance is claimable only once the old try's end is reported (or its lease expires), so two
+//! tries of one instance never run at once, on any machines.
+//!
 //! Wake-ups ([`Store::notify`], [`Store::wakeups`]) make each step start the next at once: in one
 //! process by a watch channel, across processes by PostgreSQL's `LISTEN/NOTIFY`; polling is only
 //! the safety net.
@@ -54,6 +58,14 @@ pub struct ClaimRequest<'a> {
     pub limit: usize,
     /// How long its lease lasts unless renewed.
     pub lease: Duration,
+}
+
+/// What a claim took, and whether queued instances were left that did not fit then (a pool or a
+/// DAG was full): worth claiming again as soon as a slot frees.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Claim {
+    pub claimed: Vec<Claimed>,
+    pub more_waiting: bool,
 }
 
 /// An instance a worker has claimed: its try has started.
@@ -264,9 +276,9 @@ impl Wakeups {
 impl Store {
     /// Claims up to `request.limit` queued instances that fit their pools and DAGs' limits across
     /// the whole database, starting their tries under `request.worker`'s lease.
-    pub async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Vec<Claimed>> {
+    pub async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Claim> {
         if request.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
         self.backend.claim(request, Utc::now()).await
     }
@@ -299,6 +311,10 @@ impl Store {
         let fates = self.backend.report_tries(worker, reports).await?;
         if fates.contains(&ReportFate::Accepted) {
             self.wakeups.bump(Topic::Reported);
+        }
+        if fates.contains(&ReportFate::Orphaned) {
+            // A cleared instance's rerun waited for this try to end: claimable now.
+            self.wakeups.bump(Topic::Queued);
         }
         Ok(fates)
     }

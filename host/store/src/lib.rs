@@ -69,7 +69,7 @@ use std::sync::Arc;
 pub use actions::{ActionRow, ActionState};
 pub use changes::{Change, TryEnd};
 pub use claims::{
-    ClaimRequest, Claimed, ExpiredLease, HeldTry, QueuedJob, Report, ReportFate, ReportedTry, Topic, WorkerInfo,
+    Claim, ClaimRequest, Claimed, ExpiredLease, HeldTry, QueuedJob, Report, ReportFate, ReportedTry, Topic, WorkerInfo,
 };
 pub use dags::{DagRow, ImportErrorRow, PauseChange};
 pub use error::{LostRace, Result, StoreError, UnknownName};

@@ -92,7 +92,7 @@ pub(super) async fn one(tx: &mut PgConnection, change: &Change) -> Result<()> {
             let done = sqlx::query(
                 "UPDATE task_instances SET state = 'none', output = NULL, metrics = NULL, reason = NULL,
                      next_try_at = NULL, started_at = NULL, ended_at = NULL, tries_before_clear = try_number,
-                     lease_owner = NULL, reported_at = NULL,
+                     reported_at = NULL,
                      updated_at = $1
                  WHERE run_id = $2 AND task_id = $3 AND map_index = $4 AND state = $5",
             )
@@ -140,7 +140,7 @@ pub(super) async fn one(tx: &mut PgConnection, change: &Change) -> Result<()> {
         Change::Queued { run_id, task_id, map_index, from, job, at } => {
             let done = sqlx::query(
                 "UPDATE task_instances SET state = 'queued', queued_at = $1, plugin_id = $2, pool = $3, pool_slots = $4,
-                     priority = $5, max_active_tasks = $6, job = $7, lease_owner = NULL, reported_at = NULL,
+                     priority = $5, max_active_tasks = $6, job = $7, reported_at = NULL,
                      updated_at = $1
                  WHERE run_id = $8 AND task_id = $9 AND map_index = $10 AND state = $11",
             )

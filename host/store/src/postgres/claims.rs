@@ -16,25 +16,27 @@ use tracing::{debug, warn};
 
 use super::{json, text};
 use crate::claims::{candidates_for, choose, Candidate, Wakeups};
-use crate::{ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Result, Topic, WorkerInfo};
+use crate::{Claim, ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Result, Topic, WorkerInfo};
 
 /// The advisory lock claims take turns on ("SFCL"; scheduling's is "SFLW").
 const CLAIM_LOCK: i64 = 0x5346_434C;
 
-pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Vec<Claimed>> {
+pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Claim> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await?;
     let candidates: Vec<Candidate> = sqlx::query_as(
         "SELECT ti.run_id, ti.task_id, ti.map_index, r.dag_id, ti.pool, ti.pool_slots, ti.max_active_tasks
          FROM task_instances ti JOIN dag_runs r ON r.run_id = ti.run_id
-         WHERE ti.state = 'queued' ORDER BY ti.priority DESC, ti.queued_at LIMIT $1
+         WHERE ti.state = 'queued' AND (ti.lease_owner IS NULL OR ti.lease_expires_at < $2)
+         ORDER BY ti.priority DESC, ti.queued_at LIMIT $1
          FOR UPDATE OF ti SKIP LOCKED",
     )
     .bind(candidates_for(request.limit))
+    .bind(at)
     .fetch_all(&mut *tx)
     .await?;
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claim::default());
     }
     let pool_sizes: HashMap<String, i64> =
         sqlx::query_as("SELECT name, slots FROM pools").fetch_all(&mut *tx).await?.into_iter().collect();
@@ -56,7 +58,9 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, at: DateTim
     .collect();
     let lease_until = at + chrono::Duration::from_std(request.lease).unwrap_or(chrono::Duration::seconds(10));
     let mut claimed = Vec::new();
-    for index in choose(&candidates, &pool_sizes, pool_used, dag_running, request) {
+    let chosen = choose(&candidates, &pool_sizes, pool_used, dag_running, request);
+    let more_waiting = chosen.len() < candidates.len();
+    for index in chosen {
         let c = &candidates[index];
         let row: Option<(i64, String, Json<serde_json::Value>)> = sqlx::query_as(
             "UPDATE task_instances SET state = 'running', try_number = try_number + 1, lease_owner = $1,
@@ -97,7 +101,7 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, at: DateTim
         });
     }
     tx.commit().await?;
-    Ok(claimed)
+    Ok(Claim { claimed, more_waiting })
 }
 
 pub(super) async fn renew_leases(
@@ -172,6 +176,9 @@ pub(super) async fn report_tries(pool: &PgPool, worker: &str, reports: &[Report]
     if fates.contains(&ReportFate::Accepted) {
         sqlx::query("SELECT pg_notify($1, '')").bind(Topic::Reported.channel()).execute(&mut *tx).await?;
     }
+    if fates.contains(&ReportFate::Orphaned) {
+        sqlx::query("SELECT pg_notify($1, '')").bind(Topic::Queued.channel()).execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(fates)
 }
@@ -212,7 +219,22 @@ async fn report_one(tx: &mut sqlx::PgConnection, worker: &str, report: &Report) 
     .bind(worker)
     .execute(&mut *tx)
     .await?;
-    Ok(if current.rows_affected() == 0 { ReportFate::Orphaned } else { ReportFate::Accepted })
+    if current.rows_affected() > 0 {
+        return Ok(ReportFate::Accepted);
+    }
+    // Cleared or marked while it ran: the instance's rerun may be claimed now.
+    sqlx::query(
+        "UPDATE task_instances SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE run_id = $1 AND task_id = $2 AND map_index = $3 AND try_number = $4 AND lease_owner = $5",
+    )
+    .bind(&report.run_id)
+    .bind(&report.task_id)
+    .bind(report.map_index)
+    .bind(report.try_number)
+    .bind(worker)
+    .execute(&mut *tx)
+    .await?;
+    Ok(ReportFate::Orphaned)
 }
 
 pub(super) async fn reported_tries(pool: &PgPool) -> Result<Vec<ReportedTry>> {

@@ -32,7 +32,7 @@ use crate::{
     ActionRow, ActionState, Change, DagRow, DatabaseUrl, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow,
     PoolRow, Result, RunRow, SchedulerRow, SchedulingGuard, SchedulingOwner, StoreError, TaskInstanceRow, TryRow,
 };
-use crate::{ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
+use crate::{Claim, ClaimRequest, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -537,7 +537,7 @@ impl Backend for Postgres {
 
     // ---- claims ----
 
-    async fn claim(&self, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Vec<Claimed>> {
+    async fn claim(&self, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Claim> {
         claims::claim(&self.pool, request, at).await
     }
 

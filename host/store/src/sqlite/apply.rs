@@ -79,7 +79,7 @@ pub(super) async fn one(tx: &mut SqliteConnection, change: &Change) -> Result<()
             let done = sqlx::query(
                 "UPDATE task_instances SET state = 'none', output = NULL, metrics = NULL, reason = NULL,
                      next_try_at = NULL, started_at = NULL, ended_at = NULL, tries_before_clear = try_number,
-                     lease_owner = NULL, reported_at = NULL, updated_at = ?
+                     reported_at = NULL, updated_at = ?
                  WHERE run_id = ? AND task_id = ? AND map_index = ? AND state = ?",
             )
             .bind(at)
@@ -126,7 +126,7 @@ pub(super) async fn one(tx: &mut SqliteConnection, change: &Change) -> Result<()
         Change::Queued { run_id, task_id, map_index, from, job, at } => {
             let done = sqlx::query(
                 "UPDATE task_instances SET state = 'queued', queued_at = ?, plugin_id = ?, pool = ?, pool_slots = ?,
-                     priority = ?, max_active_tasks = ?, job = ?, lease_owner = NULL, reported_at = NULL, updated_at = ?
+                     priority = ?, max_active_tasks = ?, job = ?, reported_at = NULL, updated_at = ?
                  WHERE run_id = ? AND task_id = ? AND map_index = ? AND state = ?",
             )
             .bind(at)

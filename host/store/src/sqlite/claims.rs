@@ -7,20 +7,22 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
 use crate::claims::{candidates_for, choose, Candidate};
-use crate::{ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Result, WorkerInfo};
+use crate::{Claim, ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Result, WorkerInfo};
 
-pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Vec<Claimed>> {
+pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Claim> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let candidates: Vec<Candidate> = sqlx::query_as(
         "SELECT ti.run_id, ti.task_id, ti.map_index, r.dag_id, ti.pool, ti.pool_slots, ti.max_active_tasks
          FROM task_instances ti JOIN dag_runs r ON r.run_id = ti.run_id
-         WHERE ti.state = 'queued' ORDER BY ti.priority DESC, ti.queued_at LIMIT ?",
+         WHERE ti.state = 'queued' AND (ti.lease_owner IS NULL OR ti.lease_expires_at < ?)
+         ORDER BY ti.priority DESC, ti.queued_at LIMIT ?",
     )
+    .bind(at)
     .bind(candidates_for(request.limit))
     .fetch_all(&mut *tx)
     .await?;
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claim::default());
     }
     let pool_sizes: HashMap<String, i64> =
         sqlx::query_as("SELECT name, slots FROM pools").fetch_all(&mut *tx).await?.into_iter().collect();
@@ -42,7 +44,9 @@ pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, at: Dat
     .collect();
     let lease_until = at + chrono::Duration::from_std(request.lease).unwrap_or(chrono::Duration::seconds(10));
     let mut claimed = Vec::new();
-    for index in choose(&candidates, &pool_sizes, pool_used, dag_running, request) {
+    let chosen = choose(&candidates, &pool_sizes, pool_used, dag_running, request);
+    let more_waiting = chosen.len() < candidates.len();
+    for index in chosen {
         let c = &candidates[index];
         let row: Option<(i64, String, String)> = sqlx::query_as(
             "UPDATE task_instances SET state = 'running', try_number = try_number + 1, lease_owner = ?,
@@ -84,7 +88,7 @@ pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, at: Dat
         });
     }
     tx.commit().await?;
-    Ok(claimed)
+    Ok(Claim { claimed, more_waiting })
 }
 
 pub(super) async fn renew_leases(
@@ -195,7 +199,22 @@ async fn report_one(tx: &mut sqlx::SqliteConnection, worker: &str, report: &Repo
     .bind(worker)
     .execute(&mut *tx)
     .await?;
-    Ok(if current.rows_affected() == 0 { ReportFate::Orphaned } else { ReportFate::Accepted })
+    if current.rows_affected() > 0 {
+        return Ok(ReportFate::Accepted);
+    }
+    // Cleared or marked while it ran: the instance's rerun may be claimed now.
+    sqlx::query(
+        "UPDATE task_instances SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ? AND lease_owner = ?",
+    )
+    .bind(&report.run_id)
+    .bind(&report.task_id)
+    .bind(report.map_index)
+    .bind(report.try_number)
+    .bind(worker)
+    .execute(&mut *tx)
+    .await?;
+    Ok(ReportFate::Orphaned)
 }
 
 pub(super) async fn reported_tries(pool: &SqlitePool) -> Result<Vec<ReportedTry>> {

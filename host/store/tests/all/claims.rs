@@ -69,7 +69,7 @@ fn worker(id: &str) -> WorkerInfo {
 
 async fn claim(store: &Store, worker: &str, limit: usize) -> Vec<String> {
     let request = ClaimRequest { worker, pools: &[], limit, lease: Duration::from_secs(30) };
-    store.claim(&request).await.unwrap().into_iter().map(|c| c.task_id).collect()
+    store.claim(&request).await.unwrap().claimed.into_iter().map(|c| c.task_id).collect()
 }
 
 fn report(task_id: &str, try_number: i64, outcome: &str) -> Report {
@@ -202,7 +202,7 @@ async fn a_renewal_answers_what_the_worker_still_holds(db: Db) {
 async fn an_expired_lease_is_taken_over_and_the_late_report_refused(db: Db) {
     with_queued(&db.store, &["a"], "default_pool", 16).await;
     let request = ClaimRequest { worker: "w1", pools: &[], limit: 1, lease: Duration::from_secs(1) };
-    assert_eq!(db.store.claim(&request).await.unwrap().len(), 1);
+    assert_eq!(db.store.claim(&request).await.unwrap().claimed.len(), 1);
     assert!(db.store.expired_leases(Utc::now()).await.unwrap().is_empty());
     let later = Utc::now() + chrono::Duration::seconds(2);
     let expired = db.store.expired_leases(later).await.unwrap();
@@ -245,10 +245,41 @@ async fn a_report_after_a_clear_records_the_try_alone(db: Db) {
         at: Utc::now(),
     };
     db.store.apply(&[reset]).await.unwrap();
+    // Queued again at once, but not claimable while the old try may still run.
+    let requeue = [
+        Change::TaskState {
+            run_id: RUN.into(),
+            task_id: "a".into(),
+            map_index: -1,
+            from: TaskState::None,
+            to: TaskState::Scheduled,
+            reason: None,
+            output: None,
+            at: Utc::now(),
+        },
+        Change::Queued {
+            run_id: RUN.into(),
+            task_id: "a".into(),
+            map_index: -1,
+            from: TaskState::Scheduled,
+            job: Box::new(QueuedJob {
+                plugin_id: "sha256:abc".into(),
+                pool: "default_pool".into(),
+                pool_slots: 1,
+                priority: 1,
+                max_active_tasks: 16,
+                job: json!({}),
+            }),
+            at: Utc::now(),
+        },
+    ];
+    db.store.apply(&requeue).await.unwrap();
+    assert!(claim(&db.store, "w2", 1).await.is_empty(), "the cleared try has not ended yet");
     let fates = db.store.report_tries("w1", &[report("a", 1, "killed")]).await.unwrap();
     assert_eq!(fates, [ReportFate::Orphaned]);
+    assert_eq!(claim(&db.store, "w2", 1).await, ["a"], "claimable once the old try ended");
+    assert_eq!(state_of(&db.store, "a").await, (TaskState::Running, 2));
     let tries = db.store.tries(RUN, "a", -1).await.unwrap();
     assert_eq!(tries[0].outcome.as_deref(), Some("killed"));
-    assert_eq!(state_of(&db.store, "a").await.0, TaskState::None);
     assert!(db.store.reported_tries().await.unwrap().is_empty());
 }
