@@ -30,11 +30,14 @@ pub struct Process {
     pub name: String,
     pub child: Child,
     pub log: PathBuf,
+    /// Whether the test killed it (a process that exits by itself is a failure).
+    killed: bool,
 }
 
 impl Process {
     /// `kill -9`, and wait for it to be gone.
     pub fn kill(&mut self) {
+        self.killed = true;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -153,7 +156,7 @@ impl Cluster {
             .stderr(Stdio::from(err))
             .spawn()
             .expect("spawning sandflow");
-        self.processes.push(Process { name, child, log });
+        self.processes.push(Process { name, child, log, killed: false });
         self.processes.len() - 1
     }
 
@@ -238,8 +241,9 @@ impl Cluster {
         self.block_on(store.run_tries(run_id)).expect("reading tries")
     }
 
-    /// Polls `check` every 100 ms until it gives a value; past [`DEADLINE`], fails the test with
-    /// `what` and the end of every process's log.
+    /// Polls `check` every 100 ms until it gives a value; past [`DEADLINE`], or as soon as a
+    /// process exits that the test did not kill, fails the test with `what` and the end of every
+    /// process's log.
     pub fn until<T>(&mut self, what: &str, mut check: impl FnMut(&mut Cluster) -> Option<T>) -> T {
         self.until_within(DEADLINE, what, &mut check)
     }
@@ -258,7 +262,21 @@ impl Cluster {
             if Instant::now() >= end {
                 panic!("{what}: not within {deadline:?}\n{}", self.logs());
             }
+            self.assert_none_exited(what);
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// Fails the test if a process the test did not kill has exited.
+    pub fn assert_none_exited(&mut self, what: &str) {
+        for i in 0..self.processes.len() {
+            if self.processes[i].killed {
+                continue;
+            }
+            if let Some(status) = self.processes[i].exited() {
+                let name = self.processes[i].name.clone();
+                panic!("while waiting for {what}: {name} exited by itself ({status})\n{}", self.logs());
+            }
         }
     }
 
