@@ -183,6 +183,6 @@ async fn own_scheduler(
     };
     let sandbox = crate::plugin_cmd::sandbox_with(home, 32)?;
     let config = SchedulerConfig { create_scheduled_runs: false, ..SchedulerConfig::default() };
-    let task = tokio::spawn(Scheduler::new(store.clone(), sandbox, config).run(shutdown.clone()));
+    let task = tokio::spawn(Scheduler::new(store.clone(), sandbox, config).run_with_worker(shutdown.clone()));
     Ok(Some((scheduling, task)))
 }

@@ -1,5 +1,7 @@
-//! `sandflow bench`: N DAGs of M `noop` tasks through the real loader, scheduler, SQLite store and
-//! executor, in a scratch home. Prints figures; asserts nothing.
+//! `sandflow bench`: N DAGs of M `noop` tasks through the real loader, scheduler, store and
+//! workers: a scratch SQLite database by default, or the database of `--database-url` (give it a
+//! fresh one); an in-process worker by default, or `--workers N` worker processes. Prints
+//! figures; asserts nothing.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -68,9 +70,13 @@ pub struct BenchArgs {
     /// `plugins/build.sh dags/plugins` puts it) and target/plugins/noop.wasm (`plugins/build.sh`).
     #[arg(long)]
     pub plugin: Option<PathBuf>,
-    /// Tries at once (at least 1).
+    /// Tries at once (at least 1), in each worker.
     #[arg(long, default_value_t = 32, value_parser = crate::app::at_least_one)]
     pub parallelism: usize,
+    /// Run tries in this many `sandflow worker` processes instead of one worker inside the
+    /// scheduler's process.
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
     /// Commit with synchronous=FULL instead of NORMAL.
     #[arg(long)]
     pub full_durability: bool,
@@ -137,7 +143,17 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
         std::fs::write(dags.join(format!("bench_{i:04}.toml")), text).context("writing a DAG file")?;
     }
     let durability = if args.full_durability { Durability::Full } else { Durability::Normal };
-    let store = Store::open(&scratch.path().join("sandflow.db"), durability).await.map_err(anyhow::Error::from)?;
+    let scratch_db = scratch.path().join("sandflow.db");
+    let store = if home.has_database_url() {
+        Store::connect(&home.database_url()).await.map_err(anyhow::Error::from)?
+    } else {
+        Store::open(&scratch_db, durability).await.map_err(anyhow::Error::from)?
+    };
+    let database_url = if home.has_database_url() {
+        home.database_url().expose_secret().to_string()
+    } else {
+        format!("sqlite://{}", scratch_db.display())
+    };
     let sandbox = crate::plugin_cmd::sandbox_with(home, args.parallelism)?;
     let config =
         SchedulerConfig { parallelism: args.parallelism, dags_dir: Some(dags.clone()), ..SchedulerConfig::default() };
@@ -163,7 +179,25 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
         let run = trigger(&store, &format!("bench_{i:04}"), options).await.map_err(anyhow::Error::from)?;
         run_ids.push(run.run_id);
     }
-    let task = tokio::spawn(scheduler.run(shutdown.clone()));
+    let mut workers = Vec::new();
+    for i in 0..args.workers {
+        let exe = std::env::current_exe().context("finding this program, to start workers")?;
+        let child = tokio::process::Command::new(exe)
+            .arg("--home")
+            .arg(home.root())
+            .args(["worker", "--concurrency", &args.parallelism.to_string(), "--name", &format!("bench-worker-{i}")])
+            .env("SANDFLOW_DATABASE_URL", &database_url)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a worker process")?;
+        workers.push(child);
+    }
+    let task = if args.workers > 0 {
+        tokio::spawn(scheduler.run(shutdown.clone()))
+    } else {
+        tokio::spawn(scheduler.run_with_worker(shutdown.clone()))
+    };
     let mut remaining = args.dag_count;
     let mut failed = 0;
     while remaining > 0 {
@@ -180,6 +214,9 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
     }
     let total = started.elapsed();
     shutdown.cancel();
+    for mut worker in workers {
+        let _ = worker.kill().await;
+    }
     task.await.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)?;
     if failed > 0 {
         return Err(CliError::Failed(format!("{failed} runs failed")));
@@ -202,11 +239,17 @@ pub async fn run(args: BenchArgs, home: &Home) -> Result<(), CliError> {
     gaps.sort_by(f64::total_cmp);
     let count = args.dag_count * args.tasks;
     outln!(
-        "shape {:?}, {} DAGs × {} tasks = {count} tasks, parallelism {}",
+        "shape {:?}, {} DAGs × {} tasks = {count} tasks, parallelism {}, {}, on {}",
         args.shape,
         args.dag_count,
         args.tasks,
-        args.parallelism
+        args.parallelism,
+        match args.workers {
+            0 => "a worker in the scheduler's process".to_string(),
+            1 => "1 worker process".to_string(),
+            n => format!("{n} worker processes"),
+        },
+        if home.has_database_url() { store.describe() } else { "a scratch SQLite file".to_string() }
     );
     outln!("loaded DAG files in {:.1} ms", load_time.as_secs_f64() * 1e3);
     outln!("total time:       {:.3} s", total.as_secs_f64());

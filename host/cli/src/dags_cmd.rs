@@ -378,7 +378,7 @@ async fn test(
     let say = |line: String| if show.json { errln!("{line}") } else { outln!("{line}") };
     say(format!("testing {dag_id} (version {}, {total} tasks), run {}", loaded.version, run.run_id));
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(scheduler.run(shutdown.clone()));
+    let task = tokio::spawn(scheduler.run_with_worker(shutdown.clone()));
     let started = Instant::now();
     let mut done = 0;
     let state = loop {

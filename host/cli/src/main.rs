@@ -15,6 +15,7 @@ mod home;
 mod out;
 mod plugin_cmd;
 mod pools_cmd;
+mod processes;
 mod standalone;
 mod table;
 mod tasks_cmd;
@@ -59,6 +60,11 @@ pub struct GlobalArgs {
 enum Command {
     /// Run the store, the scheduler and the executor in one process (the embedded SQLite store).
     Standalone(standalone::StandaloneArgs),
+    /// Run the scheduler alone: it decides and queues, workers run (several may start on one
+    /// PostgreSQL database: one schedules, the others stand by).
+    Scheduler(processes::SchedulerArgs),
+    /// Run a worker: claims queued tries and runs them in the sandbox (needs no DAG folder).
+    Worker(processes::WorkerArgs),
     /// List, show, trigger, pause and test DAGs.
     #[command(subcommand)]
     Dags(dags_cmd::DagsCmd),
@@ -151,6 +157,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Standalone(args) => standalone::run(args, &home).await,
+            Command::Scheduler(args) => processes::scheduler(args, &home).await,
+            Command::Worker(args) => processes::worker(args, &home).await,
             Command::Dags(cmd) => dags_cmd::run(cmd, &home).await,
             Command::Tasks(cmd) => tasks_cmd::run(cmd, &home).await,
             Command::Plugin(cmd) => plugin_cmd::run(cmd, &home).await,

@@ -73,7 +73,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
         waiting.insert(run.run_id);
     }
     let shutdown = CancellationToken::new();
-    let mut scheduler_task = tokio::spawn(scheduler.run(shutdown.clone()));
+    let mut scheduler_task = tokio::spawn(scheduler.run_with_worker(shutdown.clone()));
     handle.wake();
     let mut failed = false;
     if args.exit_when_done && waiting.is_empty() {

@@ -1,10 +1,12 @@
 //! The scheduler loop: one task owns the working set of active runs, decides every transition with
 //! the pure rules of `sandflow_core::state`, commits the decisions in batches, and only then acts.
 //!
-//! A loop turn: take every event that has arrived (tries that ended, wake-ups), commit what they
-//! change; advance the touched runs (tasks become scheduled, skipped or upstream_failed; runs start
-//! and end), commit; start tries while slots are free, commit, spawn them. A try's end is an event
-//! on the loop's channel, so a finished task's successors start in the same turn, without polling.
+//! A loop turn: judge the tries workers have reported, commit what they change; advance the
+//! touched runs (tasks become scheduled, skipped or upstream_failed; runs start and end), commit;
+//! queue what is ready, with its job, for workers to claim (the claim applies pools and
+//! `max_active_tasks` across every worker). A report wakes the loop at once (a watch channel in
+//! this process, `LISTEN/NOTIFY` across processes), so a finished task's successors are queued
+//! within the same turn; polling is the safety net, and finds tries whose leases expired.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -14,17 +16,18 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sandflow_core::dag::{Caps, Task, TaskKind};
 use sandflow_core::state::{RetryPolicy, RunState, TaskState};
-use sandflow_sandbox::{KillSwitch, Limits, Outcome, TryReport};
+use sandflow_sandbox::Limits;
 #[cfg(test)]
 use sandflow_sdk::TaskContext;
 use sandflow_sdk::{DataInterval, TaskResult};
-use sandflow_store::{ActionState, Change, DagRow, NewRun, RunRow, RunType, Store, TryEnd};
+use sandflow_store::{
+    ActionState, Change, DagRow, NewRun, QueuedJob, ReportedTry, RunRow, RunType, Store, StoreError, Topic, TryEnd,
+};
 use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, warn};
 
-use crate::executor::{Executor, Job};
 use crate::folder::DagFolder;
 use crate::loader::{LoadContext, StoredSpec};
 use crate::timetable::due_intervals;
@@ -36,7 +39,8 @@ mod carry_out;
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
-    /// Tries running at once, across all DAGs.
+    /// Tries running at once in `standalone`'s in-process worker (workers elsewhere have their
+    /// own `--concurrency`).
     pub parallelism: usize,
     /// Whether DAGs seen for the first time start paused (a DAG file's `is_paused_upon_creation`
     /// overrides it).
@@ -67,16 +71,7 @@ impl Default for SchedulerConfig {
 }
 
 enum Event {
-    Finished { key: TaskKey, try_number: u32, report: Box<TryReport> },
     Wake,
-}
-
-/// A try the executor is running.
-struct RunningTry {
-    kill: KillSwitch,
-    dag_id: String,
-    pool: String,
-    slots: u32,
 }
 
 struct DagMem {
@@ -103,10 +98,11 @@ impl SchedulerHandle {
     }
 }
 
-/// The scheduler and its in-process executor.
+/// The scheduler: decides, queues, judges; never runs a plugin (workers do).
 pub struct Scheduler {
     store: Store,
-    executor: Arc<Executor>,
+    /// For the folder's loader, and for an in-process worker ([`Scheduler::run_with_worker`]).
+    sandbox: sandflow_sandbox::Sandbox,
     config: SchedulerConfig,
     folder: Option<DagFolder>,
     dags: HashMap<String, DagMem>,
@@ -115,7 +111,6 @@ pub struct Scheduler {
     ready: ReadyQueue,
     /// Retries and sensor pokes waiting for their time.
     timers: Timers,
-    running: HashMap<TaskKey, RunningTry>,
     pools: HashMap<String, u32>,
     dirty: BTreeSet<String>,
     /// Notices wait here until what they tell is committed.
@@ -147,7 +142,7 @@ impl Scheduler {
             )
         });
         Scheduler {
-            executor: Arc::new(Executor::new(store.clone(), sandbox)),
+            sandbox,
             store,
             config,
             folder,
@@ -156,7 +151,6 @@ impl Scheduler {
             runs: BTreeMap::new(),
             ready: ReadyQueue::default(),
             timers: Timers::default(),
-            running: HashMap::new(),
             pools: HashMap::new(),
             dirty: BTreeSet::new(),
             unsent: Vec::new(),
@@ -184,8 +178,24 @@ impl Scheduler {
         }
     }
 
-    /// Runs until `shutdown` is cancelled. Tries still running then are left to the next start,
-    /// which records them as interrupted and retries them per their policy.
+    /// Runs the scheduler and a worker of `parallelism` slots in this process until `shutdown`
+    /// is cancelled (standalone, backfill, `dags test`, bench): the same claims as any worker.
+    pub async fn run_with_worker(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+        let config = crate::WorkerConfig { concurrency: self.config.parallelism, ..crate::WorkerConfig::default() };
+        let worker = crate::Worker::new(self.store.clone(), self.sandbox.clone(), config);
+        let stop_worker = shutdown.child_token();
+        let worker = tokio::spawn(worker.run(stop_worker.clone()));
+        let result = self.run(shutdown).await;
+        stop_worker.cancel();
+        match worker.await {
+            Ok(Ok(())) => result,
+            Ok(Err(e)) => result.and(Err(e.into())),
+            Err(e) => result.and(Err(SchedulerError::Store(StoreError::Invalid(format!("the worker crashed: {e}"))))),
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled. Tries running on workers go on; their reports are
+    /// judged by the next scheduler.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
         // The folder's watcher stops with the loop, however the loop ends.
         let _stop_watching = self.folder.take().map(|folder| {
@@ -197,42 +207,83 @@ impl Scheduler {
             tokio::spawn(folder.watch(wake, stop.clone()));
             stop.drop_guard()
         });
+        let mut reported = self.store.wakeups(Topic::Reported);
         self.recover().await?;
         let mut next_poll = Instant::now();
+        let mut judge = true;
         loop {
-            if Instant::now() >= next_poll {
-                self.poll().await?;
-                next_poll = Instant::now() + self.config.poll_interval;
-            }
-            self.advance().await?;
-            self.dispatch().await?;
-
-            let wake_at = self.next_wake(next_poll);
-            let event = tokio::select! {
-                () = shutdown.cancelled() => break,
-                event = self.events_rx.recv() => event,
-                () = tokio::time::sleep_until(wake_at.into()) => None,
-            };
-            let mut changes = Vec::new();
-            let mut pending = event;
-            while let Some(event) = pending {
-                match event {
-                    Event::Finished { key, try_number, report } => {
-                        self.finished(key, try_number, *report, &mut changes).await?;
-                    }
-                    Event::Wake => next_poll = Instant::now(),
+            match self.turn(&mut next_poll, &mut judge).await {
+                Ok(()) => {}
+                // Another process moved a row this scheduler was about to move (a worker's claim
+                // or report between a read and a write): nothing of that batch was committed, so
+                // memory is read again from the store and decided afresh.
+                Err(SchedulerError::Store(StoreError::LostRace(race))) => {
+                    warn!("{}; reloading the active runs", StoreError::LostRace(race));
+                    self.reload().await?;
+                    judge = true;
                 }
-                pending = self.events_rx.try_recv().ok();
+                Err(e) => return Err(e),
             }
-            self.store.apply(&changes).await?;
-            self.load_created_runs().await?;
-            self.send_notices();
-        }
-        for running in self.running.values() {
-            running.kill.kill();
+            let wake_at = self.next_wake(next_poll);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                event = self.events_rx.recv() => {
+                    if let Some(Event::Wake) = event {
+                        next_poll = Instant::now();
+                    }
+                    while self.events_rx.try_recv().is_ok() {}
+                }
+                changed = reported.changed() => {
+                    if changed.is_ok() {
+                        judge = true;
+                    }
+                }
+                () = tokio::time::sleep_until(wake_at.into()) => {}
+            }
         }
         self.store.remove_scheduler(&self.id).await?;
         Ok(())
+    }
+
+    /// One turn of the loop: look at the store if it is time, judge reported tries, advance,
+    /// queue.
+    async fn turn(&mut self, next_poll: &mut Instant, judge: &mut bool) -> Result<(), SchedulerError> {
+        if Instant::now() >= *next_poll {
+            self.poll().await?;
+            *next_poll = Instant::now() + self.config.poll_interval;
+            *judge = true;
+        }
+        if std::mem::take(judge) {
+            self.judge_reported().await?;
+        }
+        self.advance().await?;
+        self.dispatch().await
+    }
+
+    /// Judges every reported try, in one batch.
+    async fn judge_reported(&mut self) -> Result<(), SchedulerError> {
+        let reported = self.store.reported_tries().await?;
+        if reported.is_empty() {
+            return Ok(());
+        }
+        let mut changes = Vec::new();
+        for report in reported {
+            self.finished(report, &mut changes).await?;
+        }
+        self.store.apply(&changes).await?;
+        self.load_created_runs().await?;
+        self.send_notices();
+        Ok(())
+    }
+
+    /// Reads every active run again from the store (after a lost race).
+    async fn reload(&mut self) -> Result<(), SchedulerError> {
+        self.runs.clear();
+        self.ready = ReadyQueue::default();
+        self.timers = Timers::default();
+        self.unsent.clear();
+        self.created.clear();
+        self.recover().await
     }
 
     /// Loads the runs that the batch just committed created (runs triggered by tasks' results).
@@ -263,13 +314,29 @@ impl Scheduler {
             if !self.store.claim_action(row.id).await? {
                 continue;
             }
-            let result = self.carry_out(&row.payload, &row.requested_by).await?;
+            // A worker's claim between reading a run and writing the action's changes loses the
+            // race: read the runs again and carry the action out afresh.
+            let mut attempts = 0;
+            let result = loop {
+                match self.carry_out(&row.payload, &row.requested_by).await {
+                    Err(SchedulerError::Store(StoreError::LostRace(race))) if attempts < 5 => {
+                        debug!("{}; carrying the action out again", StoreError::LostRace(race));
+                        attempts += 1;
+                        self.reload().await?;
+                    }
+                    other => break other?,
+                }
+            };
             let (state, text) = match &result {
                 Ok(summary) => (ActionState::Done, summary.as_str()),
                 Err(message) => (ActionState::Failed, message.as_str()),
             };
             self.store.finish_action(row.id, state, text).await?;
             results.push((row.id, result));
+        }
+        if !results.is_empty() {
+            // A clear or mark of a running instance reaches its worker now, not at its next renewal.
+            self.store.notify(Topic::Kill).await?;
         }
         Ok(results)
     }
@@ -314,55 +381,94 @@ impl Scheduler {
         Ok(())
     }
 
-    /// After a crash or kill: tries that were running are recorded as interrupted and go to retry
-    /// (or fail) per their policy; tasks that were scheduled or queued are considered again.
+    /// At start (or after a lost race): loads the active runs as the store has them. Tries
+    /// running on workers are left alone (recovery is by lease: [`Scheduler::expire_leases`]);
+    /// queued instances stay queued for workers; scheduled ones are decided again.
     async fn recover(&mut self) -> Result<(), SchedulerError> {
         for row in self.store.active_runs().await? {
             self.load_run(row).await?;
         }
         let at = now();
         let mut changes = Vec::new();
-        for (run_id, run) in &mut self.runs {
-            let graph = run.graph.clone();
+        for run in self.runs.values_mut() {
             for (task_id, map_index, state) in run.instances() {
-                let Some(task) = graph.task(&task_id) else { continue };
-                match state {
-                    TaskState::Running if !(task.map_over.is_some() && map_index < 0) => {
-                        let Some(mem) = run.ti_mut(&task_id, map_index) else { continue };
-                        mem.failed_tries += 1;
-                        let (next, next_try_at) = after_failure(task_policy(task), mem.failed_tries, at);
-                        let try_number = mem.try_number;
-                        warn!(run_id, task_id, map_index, try_number, "recovering an interrupted try: {next}");
-                        let end = TryEnd {
-                            run_id: run_id.clone(),
-                            task_id: task_id.clone(),
-                            map_index,
-                            try_number: i64::from(try_number),
-                            outcome: "interrupted".into(),
-                            message: "interrupted: the process running this try stopped before it ended".into(),
-                            log: String::new(),
-                            fuel_used: 0,
-                            peak_memory: 0,
-                            wall: Duration::ZERO,
-                            at,
-                            state: Some(next),
-                            output: None,
-                            metrics: None,
-                            next_try_at,
-                        };
-                        run.end_try(end, None, &mut changes);
-                        if let Some(at) = next_try_at {
-                            self.timers.push(at, TaskKey { run_id: run_id.clone(), task_id, map_index });
-                        }
-                    }
-                    TaskState::Scheduled | TaskState::Queued => {
-                        run.set_state(&task_id, map_index, StateChange::to(TaskState::None), at, &mut changes);
-                    }
-                    _ => {}
+                if state == TaskState::Scheduled {
+                    run.set_state(&task_id, map_index, StateChange::to(TaskState::None), at, &mut changes);
                 }
             }
         }
         self.store.apply(&changes).await?;
+        Ok(())
+    }
+
+    /// Tries whose worker stopped renewing their lease (killed, its machine gone) are recorded as
+    /// interrupted, and go to retry or fail per their policy. Each is committed alone: a report
+    /// that arrives first wins, and that try is judged instead.
+    async fn expire_leases(&mut self) -> Result<(), SchedulerError> {
+        let at = now();
+        for expired in self.store.expired_leases(at).await? {
+            let key = TaskKey {
+                run_id: expired.run_id.clone(),
+                task_id: expired.task_id.clone(),
+                map_index: expired.map_index,
+            };
+            let Some(run) = self.runs.get_mut(&key.run_id) else { continue };
+            let graph = run.graph.clone();
+            let Some(task) = graph.task(&key.task_id) else { continue };
+            let try_number = u32::try_from(expired.try_number).unwrap_or(0);
+            run.claimed(&key.task_id, key.map_index, try_number, at);
+            let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { continue };
+            if mem.state() != TaskState::Running || mem.try_number != try_number {
+                continue;
+            }
+            mem.failed_tries += 1;
+            let (next, next_try_at) = after_failure(task_policy(task), mem.failed_tries, at);
+            let owner = expired.lease_owner.as_deref().unwrap_or("no worker");
+            warn!(run_id = %key.run_id, task_id = %key.task_id, map_index = key.map_index, try_number, owner,
+                "the lease of a running try expired: recorded as interrupted, now {next}");
+            let end = TryEnd {
+                run_id: key.run_id.clone(),
+                task_id: key.task_id.clone(),
+                map_index: key.map_index,
+                try_number: expired.try_number,
+                outcome: "interrupted".into(),
+                message: format!("interrupted: its worker ({owner}) stopped renewing its lease before it ended"),
+                log: String::new(),
+                fuel_used: 0,
+                peak_memory: 0,
+                wall: Duration::ZERO,
+                at,
+                state: Some(next),
+                output: None,
+                metrics: None,
+                next_try_at,
+            };
+            let mut changes = Vec::new();
+            run.end_try(end, None, &mut changes);
+            match self.store.apply(&changes).await {
+                Ok(()) => {}
+                Err(StoreError::LostRace(_)) => {
+                    // Reported in the meantime: memory is read again and the report judged.
+                    self.reload().await?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(at) = next_try_at {
+                self.timers.push(at, key.clone());
+            }
+            self.dirty.insert(key.run_id.clone());
+            self.unsent.push(Notice::TaskFinished {
+                dag_id: graph.dag.id.clone(),
+                run_id: key.run_id,
+                task_id: key.task_id,
+                map_index: key.map_index,
+                try_number,
+                state: next,
+                message: "interrupted".into(),
+                wall: Duration::ZERO,
+            });
+        }
         Ok(())
     }
 
@@ -374,6 +480,7 @@ impl Scheduler {
         self.pools =
             self.store.pools().await?.into_iter().map(|p| (p.name, u32::try_from(p.slots).unwrap_or(0))).collect();
         self.carry_out_actions().await?;
+        self.expire_leases().await?;
         for row in self.store.active_runs().await? {
             if !self.runs.contains_key(&row.run_id) {
                 debug!(run_id = %row.run_id, "picked up a run created elsewhere");
@@ -560,21 +667,14 @@ impl Scheduler {
 
     // ---- acting ----
 
-    /// Starts tries while slots are free (parallelism, the task's pool, its DAG's
-    /// max_active_tasks), highest priority first: each start is committed before its try runs.
+    /// Queues every ready instance, highest priority first, each with its job (plugin, context,
+    /// limits): workers claim them as pools and `max_active_tasks` allow across the cluster. An
+    /// instance whose pool does not exist, or is smaller than it needs, fails here.
     async fn dispatch(&mut self) -> Result<(), SchedulerError> {
         let at = now();
         let mut changes = Vec::new();
-        let mut jobs = Vec::new();
         let mut deferred = Vec::new();
-        let mut pool_used: HashMap<String, u32> = HashMap::new();
-        let mut dag_running: HashMap<String, u32> = HashMap::new();
-        for running in self.running.values() {
-            *pool_used.entry(running.pool.clone()).or_default() += running.slots;
-            *dag_running.entry(running.dag_id.clone()).or_default() += 1;
-        }
-        while self.running.len() + jobs.len() < self.config.parallelism {
-            let Some((priority, key)) = self.ready.pop() else { break };
+        while let Some((priority, key)) = self.ready.pop() {
             let Some(run) = self.runs.get(&key.run_id) else { continue };
             let dag_id = run.row.dag_id.clone();
             if self.paused(&dag_id) {
@@ -587,68 +687,46 @@ impl Scheduler {
                 continue;
             }
             let max_active_tasks = run.dag().max_active_tasks;
-            if dag_running.get(&dag_id).copied().unwrap_or(0) >= max_active_tasks {
-                deferred.push((priority, key));
-                continue;
-            }
-            let pool_size = self.pools.get(&task.pool).copied();
-            let fits = match pool_size {
+            let unfit = match self.pools.get(&task.pool).copied() {
                 None => {
-                    Err(format!("no pool `{}` (create it with: sandflow pools set {} SLOTS)", task.pool, task.pool))
+                    Some(format!("no pool `{}` (create it with: sandflow pools set {} SLOTS)", task.pool, task.pool))
                 }
                 Some(size) if task.pool_slots > size => {
-                    Err(format!("needs {} slots of pool `{}`, which has {size}", task.pool_slots, task.pool))
+                    Some(format!("needs {} slots of pool `{}`, which has {size}", task.pool_slots, task.pool))
                 }
-                Some(size) => Ok(pool_used.get(&task.pool).copied().unwrap_or(0) + task.pool_slots <= size),
+                Some(_) => None,
             };
-            match fits {
-                Err(reason) => {
-                    if let Some(run) = self.runs.get_mut(&key.run_id) {
-                        let failed = StateChange::because(TaskState::Failed, reason);
-                        run.set_state(&key.task_id, key.map_index, failed, at, &mut changes);
-                    }
-                    self.dirty.insert(key.run_id.clone());
-                    continue;
+            if let Some(reason) = unfit {
+                if let Some(run) = self.runs.get_mut(&key.run_id) {
+                    let failed = StateChange::because(TaskState::Failed, reason);
+                    run.set_state(&key.task_id, key.map_index, failed, at, &mut changes);
                 }
-                Ok(false) => {
-                    deferred.push((priority, key));
-                    continue;
-                }
-                Ok(true) => {}
+                self.dirty.insert(key.run_id.clone());
+                continue;
             }
-            *pool_used.entry(task.pool.clone()).or_default() += task.pool_slots;
-            *dag_running.entry(dag_id.clone()).or_default() += 1;
-
             let dag_runs = self.watched_runs(task).await?;
             let run = self.runs.get_mut(&key.run_id).expect("checked above");
             let inputs = run.instance_inputs(task, key.map_index);
             let conf = run.instance_conf(task, key.map_index);
-            let try_number = run.start_try(&key, &task.plugin_id, at, &mut changes);
+            let try_number = run.ti(&key.task_id, key.map_index).map_or(1, |m| m.try_number + 1);
             let map_item = run.ti(&key.task_id, key.map_index).and_then(|m| m.map_item.clone());
             let context =
                 build_context(run, task, key.map_index, map_item, inputs, conf.as_ref(), try_number, dag_runs);
-            let kill = KillSwitch::new();
-            let job = Job { plugin_id: task.plugin_id.clone(), context, limits: task_limits(task), kill: kill.clone() };
-            let running = RunningTry { kill, dag_id, pool: task.pool.clone(), slots: task.pool_slots };
-            jobs.push((key, try_number, job, running));
+            let job = QueuedJob {
+                plugin_id: task.plugin_id.clone(),
+                pool: task.pool.clone(),
+                pool_slots: i64::from(task.pool_slots),
+                priority: task.priority_weight,
+                max_active_tasks: i64::from(max_active_tasks),
+                job: serde_json::to_value(crate::worker::JobSpec { context, limits: task_limits(task) })
+                    .unwrap_or(Value::Null),
+            };
+            run.queue(&key, job, at, &mut changes);
         }
         for (priority, key) in deferred {
             self.ready.push(priority, key);
         }
         self.store.apply(&changes).await?;
-        for (key, try_number, job, running) in jobs {
-            self.running.insert(key.clone(), running);
-            let executor = self.executor.clone();
-            let events = self.events_tx.clone();
-            let span = info_span!("task_try", run_id = %key.run_id, task_id = %key.task_id, map_index = key.map_index, try_number);
-            tokio::spawn(
-                async move {
-                    let report = executor.run(&job).await;
-                    let _ = events.send(Event::Finished { key, try_number, report: Box::new(report) });
-                }
-                .instrument(span),
-            );
-        }
         Ok(())
     }
 
@@ -673,20 +751,23 @@ impl Scheduler {
         Ok(Some(Value::Object(runs)))
     }
 
-    /// A try ended: decide the task instance's new state, and queue the changes.
-    async fn finished(
-        &mut self,
-        key: TaskKey,
-        try_number: u32,
-        report: TryReport,
-        changes: &mut Vec<Change>,
-    ) -> Result<(), SchedulerError> {
-        self.running.remove(&key);
+    /// A reported try: decide the task instance's new state, and queue the changes.
+    async fn finished(&mut self, report: ReportedTry, changes: &mut Vec<Change>) -> Result<(), SchedulerError> {
         let at = now();
-        let Some(run) = self.runs.get(&key.run_id) else {
-            changes.push(try_only(&key, try_number, &report, at));
-            return Ok(());
-        };
+        let key =
+            TaskKey { run_id: report.run_id.clone(), task_id: report.task_id.clone(), map_index: report.map_index };
+        let try_number = u32::try_from(report.try_number).unwrap_or(0);
+        let wall = Duration::from_micros(u64::try_from(report.wall_us).unwrap_or(0));
+        if !self.runs.contains_key(&key.run_id) {
+            // A run this scheduler has not loaded (just created elsewhere): load it first.
+            match self.store.run(&key.run_id).await? {
+                Some(row) if !row.state.is_finished() => self.load_run(row).await?,
+                _ => return Ok(()),
+            }
+        }
+        let Some(run) = self.runs.get_mut(&key.run_id) else { return Ok(()) };
+        run.claimed(&key.task_id, key.map_index, try_number, at - chrono::Duration::from_std(wall).unwrap_or_default());
+        let run = &self.runs[&key.run_id];
         let graph = run.graph.clone();
         let Some(task) = graph.task(&key.task_id) else { return Ok(()) };
         let dag_id = run.row.dag_id.clone();
@@ -694,19 +775,27 @@ impl Scheduler {
             .ti(&key.task_id, key.map_index)
             .is_some_and(|m| m.state() == TaskState::Running && m.try_number == try_number);
         if !current {
-            // Cleared or marked while it ran: the try is recorded, the instance is left alone.
-            changes.push(try_only(&key, try_number, &report, at));
-            return Ok(());
+            warn!(run_id = %key.run_id, task_id = %key.task_id, map_index = key.map_index, try_number,
+                "a reported try this scheduler's memory does not know as running: reloading");
+            let race = sandflow_store::LostRace {
+                run_id: key.run_id.clone(),
+                task_id: Some(key.task_id.clone()),
+                map_index: Some(key.map_index),
+                expected: format!("running (try {try_number})"),
+                found: None,
+            };
+            return Err(SchedulerError::Store(StoreError::LostRace(Box::new(race))));
         }
 
-        let decision = match &report.outcome {
-            Outcome::Success { result } => self.judge(run, task, result, at),
-            Outcome::Killed => Decision::Fail { message: "killed".into(), retry: false, outcome: None },
-            failed => Decision::Fail { message: failed.to_string(), retry: true, outcome: None },
+        let ended = Ended::of(&report);
+        let decision = match &ended {
+            Ended::Success(result) => self.judge(run, task, result, at),
+            Ended::Killed => Decision::Fail { message: "killed".into(), retry: false, outcome: None },
+            Ended::Failed { message } => Decision::Fail { message: message.clone(), retry: true, outcome: None },
         };
         let mut decision = decision;
         let mut triggered = Vec::new();
-        if let (Decision::Success { .. }, Outcome::Success { result }) = (&decision, &report.outcome) {
+        if let (Decision::Success { .. }, Ended::Success(result)) = (&decision, &ended) {
             match self.runs_triggered_by(&key, &dag_id, &result.trigger, at).await {
                 Ok(runs) => triggered = runs,
                 Err(e) => {
@@ -747,8 +836,8 @@ impl Scheduler {
                 } else {
                     (TaskState::Failed, None)
                 };
-                let name = outcome.unwrap_or(report.outcome.name()).to_string();
-                (state, next, format!("{message} (plugin {})", report.plugin), name, None, None)
+                let name = outcome.map_or_else(|| report.outcome.clone(), str::to_string);
+                (state, next, format!("{message} (plugin {})", report.plugin_id), name, None, None)
             }
         };
         let end = TryEnd {
@@ -758,17 +847,17 @@ impl Scheduler {
             try_number: i64::from(try_number),
             outcome: outcome_name,
             message: message.clone(),
-            log: report.log.clone(),
-            fuel_used: i64::try_from(report.fuel_used).unwrap_or(i64::MAX),
-            peak_memory: i64::try_from(report.peak_memory_bytes).unwrap_or(i64::MAX),
-            wall: report.wall_time,
+            log: String::new(),
+            fuel_used: 0,
+            peak_memory: 0,
+            wall,
             at,
             state: Some(state),
             output: output.clone(),
             metrics,
             next_try_at,
         };
-        run.end_try(end, output, changes);
+        run.end_judged(end, output, changes);
         if let Some(chosen) = chosen {
             unchosen = run.skip_unchosen(&key.task_id, &chosen, at, changes);
         }
@@ -793,7 +882,7 @@ impl Scheduler {
             try_number,
             state,
             message,
-            wall: report.wall_time,
+            wall,
         });
         // The branch's own end first, then what it skipped.
         for task_id in unchosen {
@@ -908,25 +997,25 @@ enum Decision {
     },
 }
 
-/// A try's end recorded alone, leaving its instance as it is.
-fn try_only(key: &TaskKey, try_number: u32, report: &TryReport, at: DateTime<Utc>) -> Change {
-    Change::TryEnded(Box::new(TryEnd {
-        run_id: key.run_id.clone(),
-        task_id: key.task_id.clone(),
-        map_index: key.map_index,
-        try_number: i64::from(try_number),
-        outcome: report.outcome.name().to_string(),
-        message: format!("{} (the instance was cleared or marked while it ran)", report.outcome),
-        log: report.log.clone(),
-        fuel_used: i64::try_from(report.fuel_used).unwrap_or(i64::MAX),
-        peak_memory: i64::try_from(report.peak_memory_bytes).unwrap_or(i64::MAX),
-        wall: report.wall_time,
-        at,
-        state: None,
-        output: None,
-        metrics: None,
-        next_try_at: None,
-    }))
+/// How a reported try ended, as the judge reads it.
+enum Ended {
+    Success(TaskResult),
+    Killed,
+    Failed { message: String },
+}
+
+impl Ended {
+    fn of(report: &ReportedTry) -> Ended {
+        match report.outcome.as_str() {
+            "success" => match report.result.clone().map(serde_json::from_value::<TaskResult>) {
+                Some(Ok(result)) => Ended::Success(result),
+                Some(Err(e)) => Ended::Failed { message: format!("the reported result does not parse: {e}") },
+                None => Ended::Failed { message: "a success was reported without its result".into() },
+            },
+            "killed" => Ended::Killed,
+            _ => Ended::Failed { message: report.message.clone() },
+        }
+    }
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -1000,7 +1089,7 @@ fn build_context(
     conf: Option<&Map<String, Value>>,
     try_number: u32,
     dag_runs: Option<Value>,
-) -> Vec<u8> {
+) -> Value {
     let context = ContextRef {
         abi: sandflow_sdk::ABI_VERSION,
         dag_id: &run.row.dag_id,
@@ -1020,7 +1109,7 @@ fn build_context(
         inputs: &inputs,
         dag_runs: dag_runs.as_ref(),
     };
-    serde_json::to_vec(&context).unwrap_or_default()
+    serde_json::to_value(&context).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

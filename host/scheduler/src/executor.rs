@@ -1,4 +1,5 @@
-//! The in-process executor: fetches a plugin by id (store → sandbox, cached), runs one try.
+//! The executor a worker runs tries with: fetches a plugin by id (store → sandbox, verified by
+//! hash, compiled once per process), runs one try.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,14 +38,19 @@ impl Executor {
     pub async fn run(&self, job: &Job) -> TryReport {
         match self.plugin(&job.plugin_id).await {
             Ok(plugin) => self.sandbox.run(&plugin, &job.context, &job.limits, &job.kill).await,
-            Err(message) => TryReport {
-                plugin: job.plugin_id.parse().unwrap_or_else(|_| PluginId::of(job.plugin_id.as_bytes())),
-                outcome: Outcome::HostError { message },
-                log: String::new(),
-                fuel_used: 0,
-                peak_memory_bytes: 0,
-                wall_time: Duration::ZERO,
-            },
+            Err(message) => self.host_error(&job.plugin_id, message),
+        }
+    }
+
+    /// The report of a try that could not start.
+    pub fn host_error(&self, plugin_id: &str, message: String) -> TryReport {
+        TryReport {
+            plugin: plugin_id.parse().unwrap_or_else(|_| PluginId::of(plugin_id.as_bytes())),
+            outcome: Outcome::HostError { message },
+            log: String::new(),
+            fuel_used: 0,
+            peak_memory_bytes: 0,
+            wall_time: Duration::ZERO,
         }
     }
 

@@ -1,15 +1,20 @@
-//! Sandflow's scheduler and in-process executor.
+//! Sandflow's scheduler and worker.
 //!
 //! Why it is shaped this way:
 //! - **The rules are elsewhere.** Trigger rules, run outcomes and retry delays are pure functions
 //!   in `sandflow_core::state`; this crate applies them to the working set and commits the result.
 //! - **It knows nothing of wasmtime or SQL.** Tries run through `sandflow_sandbox::Sandbox`'s
 //!   plain types; state goes through `sandflow_store::Store`'s [`Change`](sandflow_store::Change)s.
-//! - **Commit, then act.** Every transition is committed before it takes effect: a try's start is
-//!   in the store before its plugin runs, its end before its successors start. After a crash, the
-//!   store says exactly which tries were running, and they are recorded as interrupted and retried.
-//! - **Event-driven.** A try's end wakes the loop at once; timers only for retries, schedules and
-//!   polling the store for work created by other processes.
+//! - **Commit, then act.** Every transition is committed before it takes effect: an instance is
+//!   queued before a worker may claim it, a try started (claimed) before its plugin runs, its end
+//!   reported and judged before its successors are queued.
+//! - **The scheduler decides, workers run** ([`Scheduler`], [`Worker`]): they meet only in the
+//!   store (claims under leases, see `sandflow_store`'s claims), so `standalone`'s in-process
+//!   worker and `sandflow worker` on another machine are one code path. A try whose worker died
+//!   is found by its expired lease, recorded as interrupted, and retried per its policy.
+//! - **Event-driven.** A commit wakes who waits on it at once (a watch channel in one process,
+//!   `LISTEN/NOTIFY` across processes); timers only for retries, schedules and polling as the
+//!   safety net.
 
 pub mod actions;
 mod engine;
@@ -17,6 +22,7 @@ mod executor;
 mod folder;
 mod loader;
 pub mod timetable;
+mod worker;
 mod working;
 
 use std::path::PathBuf;
@@ -30,6 +36,7 @@ pub use engine::{task_limits, Scheduler, SchedulerConfig, SchedulerHandle};
 pub use executor::{Executor, Job};
 pub use folder::{DagFolder, LoadReport, SETTLE};
 pub use loader::{load_file, read_regular_file, stored_kind, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES};
+pub use worker::{JobSpec, Worker, WorkerConfig};
 
 /// What can stop the scheduler or a trigger. Callers tell apart the user's mistakes (an unknown DAG
 /// or version) from failures of the store.

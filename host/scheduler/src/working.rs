@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use sandflow_core::dag::{Dag, Task};
 use sandflow_core::state::{readiness_of, Readiness, RunState, TaskState, UpstreamCounts};
 use sandflow_core::transition::is_legal;
-use sandflow_store::{Change, RunRow, TaskInstanceRow, TryEnd};
+use sandflow_store::{Change, QueuedJob, RunRow, TaskInstanceRow, TryEnd};
 use serde_json::{Map, Value};
 use tracing::error;
 
@@ -369,36 +369,55 @@ impl RunMem {
         Some(from)
     }
 
-    /// A try starts: the instance is queued for the executor, which claims it at once (both in
-    /// the same batch: the in-process executor's claim), and becomes running with its next try
-    /// number, which is returned (0 when the instance cannot start).
-    pub fn start_try(&mut self, key: &TaskKey, plugin_id: &str, at: DateTime<Utc>, changes: &mut Vec<Change>) -> u32 {
+    /// The instance is queued for a worker to claim, with its job; returns the try number the
+    /// claim will give it (0 when the instance cannot be queued).
+    pub fn queue(&mut self, key: &TaskKey, job: QueuedJob, at: DateTime<Utc>, changes: &mut Vec<Change>) -> u32 {
         let Some(i) = self.graph.ordinal(&key.task_id) else { return 0 };
-        self.set_state(&key.task_id, key.map_index, StateChange::to(TaskState::Queued), at, changes);
-        let Some(from) = self.move_to(i, key.map_index, TaskState::Running) else { return 0 };
+        let Some(from) = self.move_to(i, key.map_index, TaskState::Queued) else { return 0 };
         let Some(mem) = self.mem_mut(i, key.map_index) else { return 0 };
-        mem.try_number += 1;
         mem.next_try_at = None;
-        if mem.first_try_at.is_none() {
-            mem.first_try_at = Some(at);
-        }
-        let try_number = mem.try_number;
-        changes.push(Change::TryStarted {
+        changes.push(Change::Queued {
             run_id: key.run_id.clone(),
             task_id: key.task_id.clone(),
             map_index: key.map_index,
             from,
-            try_number: i64::from(try_number),
-            plugin_id: plugin_id.to_string(),
+            job: Box::new(job),
             at,
         });
-        try_number
+        mem.try_number + 1
+    }
+
+    /// A worker claimed the queued instance (the store already says so): it is running
+    /// `try_number`, which started at `started_at`. Memory only: nothing to commit.
+    pub fn claimed(&mut self, task_id: &str, map_index: i64, try_number: u32, started_at: DateTime<Utc>) {
+        let Some(i) = self.graph.ordinal(task_id) else { return };
+        if self.ti(task_id, map_index).is_none_or(|m| m.state != TaskState::Queued) {
+            return;
+        }
+        if self.move_to(i, map_index, TaskState::Running).is_none() {
+            return;
+        }
+        if let Some(mem) = self.mem_mut(i, map_index) {
+            mem.try_number = try_number;
+            mem.first_try_at.get_or_insert(started_at);
+        }
     }
 
     /// A try ends: the instance moves to `end.state` (with its output and retry time), and the end
     /// is pushed.
     /// A move the state machine refuses records the try alone.
     pub fn end_try(&mut self, mut end: TryEnd, output: Option<Value>, changes: &mut Vec<Change>) {
+        self.move_ended(&mut end, output);
+        changes.push(Change::TryEnded(Box::new(end)));
+    }
+
+    /// A reported try is judged: as [`RunMem::end_try`], committed as a judgment.
+    pub fn end_judged(&mut self, mut end: TryEnd, output: Option<Value>, changes: &mut Vec<Change>) {
+        self.move_ended(&mut end, output);
+        changes.push(Change::Judged(Box::new(end)));
+    }
+
+    fn move_ended(&mut self, end: &mut TryEnd, output: Option<Value>) {
         if let Some(state) = end.state {
             let moved = self.graph.ordinal(&end.task_id).filter(|&i| self.move_to(i, end.map_index, state).is_some());
             match moved.and_then(|i| self.mem_mut(i, end.map_index)) {
@@ -411,7 +430,6 @@ impl RunMem {
                 None => end.state = None,
             }
         }
-        changes.push(Change::TryEnded(Box::new(end)));
     }
 
     /// A clear: the instance goes back to none, forgets its output, and gets its retries back.

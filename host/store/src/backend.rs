@@ -8,6 +8,7 @@ use crate::{
     ActionRow, ActionState, Change, DagRow, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow, PoolRow,
     Result, RunRow, SchedulerRow, SchedulingGuard, TaskInstanceRow, TryRow,
 };
+use crate::{ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 #[async_trait::async_trait]
 pub(crate) trait Backend: Send + Sync {
@@ -58,6 +59,18 @@ pub(crate) trait Backend: Send + Sync {
 
     // ---- guarded writes ----
     async fn apply(&self, changes: &[Change]) -> Result<()>;
+
+    // ---- claims ----
+    async fn claim(&self, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Vec<Claimed>>;
+    async fn renew_leases(&self, worker: &WorkerInfo, at: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<HeldTry>>;
+    async fn remove_worker(&self, id: &str) -> Result<()>;
+    async fn live_workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>>;
+    async fn report_tries(&self, worker: &str, reports: &[Report]) -> Result<Vec<ReportFate>>;
+    async fn reported_tries(&self) -> Result<Vec<ReportedTry>>;
+    async fn expired_leases(&self, at: DateTime<Utc>) -> Result<Vec<ExpiredLease>>;
+    async fn notify(&self, topic: Topic) -> Result<()>;
+    /// Forwards other processes' notifications to `wakeups` (PostgreSQL; nothing on SQLite).
+    fn listen(&self, wakeups: std::sync::Arc<crate::claims::Wakeups>);
 
     // ---- pools ----
     async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()>;

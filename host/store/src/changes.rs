@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sandflow_core::state::{RunState, TaskState};
 use serde_json::{Map, Value};
 
-use crate::{NewRun, Result, Store};
+use crate::{NewRun, QueuedJob, Result, Store};
 
 /// A state change the scheduler has decided on, to be committed before it takes effect. Each
 /// names the state it expects the row to be in (`from`): a row found in any other state is a
@@ -47,6 +47,14 @@ pub enum Change {
         plugin_id: String,
         at: DateTime<Utc>,
     },
+    /// An instance is queued for a worker to claim, with what the worker needs (`from` is
+    /// `scheduled`).
+    Queued { run_id: String, task_id: String, map_index: i64, from: TaskState, job: Box<QueuedJob>, at: DateTime<Utc> },
+    /// The scheduler's judgment of a reported try: the instance (running that try, reported)
+    /// moves to [`TryEnd::state`] with its output; the try row takes the judged outcome and
+    /// message. Only `state`, `outcome`, `message`, `output`, `metrics`, `next_try_at` and `at`
+    /// are read.
+    Judged(Box<TryEnd>),
     /// A try ends (it must not have ended already), and, when [`TryEnd::state`] is given, its
     /// task instance moves there: guarded by the instance being `running` with that try number.
     TryEnded(Box<TryEnd>),
@@ -108,7 +116,11 @@ impl Store {
         for change in changes {
             check_legal(change)?;
         }
-        self.backend.apply(changes).await
+        self.backend.apply(changes).await?;
+        if changes.iter().any(|c| matches!(c, Change::Queued { .. })) {
+            self.wakeups.bump(crate::Topic::Queued);
+        }
+        Ok(())
     }
 }
 
@@ -122,6 +134,13 @@ fn check_legal(change: &Change) -> Result<()> {
         Change::TryStarted { run_id, task_id, map_index, from, .. } => {
             (run_id, task_id, *map_index, *from, TaskState::Running)
         }
+        Change::Queued { run_id, task_id, map_index, from, .. } => {
+            (run_id, task_id, *map_index, *from, TaskState::Queued)
+        }
+        Change::Judged(end) => match end.state {
+            Some(to) => (&end.run_id, &end.task_id, end.map_index, TaskState::Running, to),
+            None => return Ok(()),
+        },
         Change::TryEnded(end) => match end.state {
             Some(to) => (&end.run_id, &end.task_id, end.map_index, TaskState::Running, to),
             None => return Ok(()),

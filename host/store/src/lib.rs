@@ -49,6 +49,7 @@
 mod actions;
 mod backend;
 mod changes;
+mod claims;
 mod dags;
 mod error;
 mod open;
@@ -67,6 +68,9 @@ use std::sync::Arc;
 
 pub use actions::{ActionRow, ActionState};
 pub use changes::{Change, TryEnd};
+pub use claims::{
+    ClaimRequest, Claimed, ExpiredLease, HeldTry, QueuedJob, Report, ReportFate, ReportedTry, Topic, WorkerInfo,
+};
 pub use dags::{DagRow, ImportErrorRow, PauseChange};
 pub use error::{LostRace, Result, StoreError, UnknownName};
 pub use open::Durability;
@@ -84,6 +88,7 @@ pub use url::{BadDatabaseUrl, DatabaseUrl};
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn backend::Backend>,
+    wakeups: Arc<claims::Wakeups>,
 }
 
 impl std::fmt::Debug for Store {
@@ -94,7 +99,7 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     fn new(backend: impl backend::Backend + 'static) -> Store {
-        Store { backend: Arc::new(backend) }
+        Store { backend: Arc::new(backend), wakeups: Arc::default() }
     }
 
     /// The database, for messages: the SQLite file's path, `:memory:`, or the PostgreSQL URL

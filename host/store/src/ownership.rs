@@ -97,6 +97,16 @@ impl SchedulingGuard {
         SchedulingGuard { held: Held::Postgres(lease) }
     }
 
+    /// Whether this process still owns scheduling: on PostgreSQL, whether the connection holding
+    /// the lock still answers (if it died, the server freed the lock and a standby may have taken
+    /// it: stop scheduling at once). A file lock is held for as long as the process lives.
+    pub async fn check(&mut self) -> Result<()> {
+        match &mut self.held {
+            Held::Postgres(lease) => lease.check().await,
+            Held::File(_) | Held::Private => Ok(()),
+        }
+    }
+
     /// Lets go now, and waits until the next owner may take over (dropping the guard lets go
     /// too, but on PostgreSQL the server notices the closed connection a moment later).
     pub async fn release(mut self) -> Result<()> {

@@ -87,6 +87,12 @@ impl DatabaseUrl {
     }
 
     /// The URL as given, password included: for the driver, never for a message.
+    /// The URL with its password, to hand to a child process (in its environment, never on its
+    /// command line, where `ps` shows it). Never log it.
+    pub fn expose_secret(&self) -> &str {
+        self.secret()
+    }
+
     pub(crate) fn secret(&self) -> &str {
         &self.text
     }

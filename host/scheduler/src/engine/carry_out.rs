@@ -7,7 +7,7 @@ use tracing::info;
 
 use super::{now, Scheduler};
 use crate::actions::{Action, MarkState};
-use crate::working::{StateChange, TaskKey};
+use crate::working::StateChange;
 use crate::SchedulerError;
 
 impl Scheduler {
@@ -61,19 +61,30 @@ impl Scheduler {
                 _ => return Ok(Err(format!("DAG `{dag_id}` has no run `{run_id}`"))),
             }
         }
+        self.sync_claims(run_id).await?;
         Ok(Ok(()))
     }
 
-    /// Kills the try of an instance if one runs; returns whether it did.
+    /// Whether the instance's try is running (its worker kills it at its next lease renewal,
+    /// once the clear or mark is committed).
     fn kill(&mut self, run_id: &str, task_id: &str, map_index: i64) -> bool {
-        let key = TaskKey { run_id: run_id.to_string(), task_id: task_id.to_string(), map_index };
-        match self.running.get(&key) {
-            Some(running) => {
-                running.kill.kill();
-                true
+        self.runs
+            .get(run_id)
+            .and_then(|run| run.ti(task_id, map_index))
+            .is_some_and(|m| m.state() == TaskState::Running)
+    }
+
+    /// Brings memory up to what workers did: queued instances of the run that a worker has
+    /// claimed are running (memory learns of claims only from reports otherwise).
+    async fn sync_claims(&mut self, run_id: &str) -> Result<(), SchedulerError> {
+        let rows = self.store.task_instances(run_id).await?;
+        if let Some(run) = self.runs.get_mut(run_id) {
+            for row in rows.iter().filter(|r| r.state == TaskState::Running) {
+                let try_number = u32::try_from(row.try_number).unwrap_or(0);
+                run.claimed(&row.task_id, row.map_index, try_number, row.started_at.unwrap_or_else(now));
             }
-            None => false,
         }
+        Ok(())
     }
 
     /// A finished run that is changed by hand runs again, so its state is decided anew.

@@ -160,7 +160,7 @@ async fn scheduler_over(dir: &Path, create_scheduled_runs: bool) -> (Store, Canc
     let mut scheduler = Scheduler::new(store.clone(), sandbox, config);
     scheduler.load_dags().await.unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(scheduler.run(shutdown.clone()));
+    tokio::spawn(scheduler.run_with_worker(shutdown.clone()));
     (store, shutdown)
 }
 

@@ -69,7 +69,7 @@ impl Harness {
         let handle = scheduler.handle();
         let notices = handle.subscribe();
         let shutdown = CancellationToken::new();
-        tokio::spawn(scheduler.run(shutdown.clone()));
+        tokio::spawn(scheduler.run_with_worker(shutdown.clone()));
         Harness { dir, store, handle, notices, shutdown }
     }
 

@@ -142,12 +142,14 @@ params = { mode = "result", result = { trigger = [{ dag_id = "chain", conf = { n
     assert_eq!(state, RunState::Success);
     let tries = h.store.tries(&run.run_id, "kick", -1).await.unwrap();
     assert_eq!(tries.len(), 1);
-    let ended_at = tries[0].ended_at.unwrap();
+    assert!(tries[0].ended_at.is_some());
+    // The worker reports the try's end; the scheduler's judgment of it ends the instance.
+    let ended_at = h.ti(&run.run_id, "kick").await.ended_at.unwrap();
     let mut children = h.store.runs(Some("chain"), 10).await.unwrap();
     children.reverse();
     assert_eq!(children.len(), 2, "each request made exactly one run: {children:?}");
-    // One decision, one transaction: the runs carry the time of the try's end (a microsecond
-    // apart, so that their ids differ).
+    // One decision, one transaction: the runs carry the time of the judgment that ended the
+    // instance (a microsecond apart, so that their ids differ).
     assert_eq!(children[0].created_at, ended_at);
     assert_eq!(children[1].created_at, ended_at + chrono::Duration::microseconds(1));
     for (child, n) in children.iter().zip([1, 2]) {

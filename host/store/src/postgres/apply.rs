@@ -92,6 +92,7 @@ pub(super) async fn one(tx: &mut PgConnection, change: &Change) -> Result<()> {
             let done = sqlx::query(
                 "UPDATE task_instances SET state = 'none', output = NULL, metrics = NULL, reason = NULL,
                      next_try_at = NULL, started_at = NULL, ended_at = NULL, tries_before_clear = try_number,
+                     lease_owner = NULL, reported_at = NULL,
                      updated_at = $1
                  WHERE run_id = $2 AND task_id = $3 AND map_index = $4 AND state = $5",
             )
@@ -136,9 +137,49 @@ pub(super) async fn one(tx: &mut PgConnection, change: &Change) -> Result<()> {
             .execute(&mut *tx)
             .await?;
         }
+        Change::Queued { run_id, task_id, map_index, from, job, at } => {
+            let done = sqlx::query(
+                "UPDATE task_instances SET state = 'queued', queued_at = $1, plugin_id = $2, pool = $3, pool_slots = $4,
+                     priority = $5, max_active_tasks = $6, job = $7, lease_owner = NULL, reported_at = NULL,
+                     updated_at = $1
+                 WHERE run_id = $8 AND task_id = $9 AND map_index = $10 AND state = $11",
+            )
+            .bind(at)
+            .bind(&job.plugin_id)
+            .bind(&job.pool)
+            .bind(job.pool_slots)
+            .bind(job.priority)
+            .bind(job.max_active_tasks)
+            .bind(json(&job.job))
+            .bind(run_id)
+            .bind(task_id)
+            .bind(map_index)
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(lost_task(tx, run_id, task_id, *map_index, from.as_str()).await);
+            }
+        }
+        Change::Judged(end) => {
+            let state = end.state.unwrap_or(TaskState::Failed);
+            end_instance(tx, end, state, true).await?;
+            sqlx::query(
+                "UPDATE task_tries SET outcome = $1, message = $2, result = NULL
+                 WHERE run_id = $3 AND task_id = $4 AND map_index = $5 AND try_number = $6",
+            )
+            .bind(&end.outcome)
+            .bind(text(&end.message))
+            .bind(&end.run_id)
+            .bind(&end.task_id)
+            .bind(end.map_index)
+            .bind(end.try_number)
+            .execute(&mut *tx)
+            .await?;
+        }
         Change::TryEnded(end) => {
             if let Some(state) = end.state {
-                end_instance(tx, end, state).await?;
+                end_instance(tx, end, state, false).await?;
             }
             end_try(tx, end).await?;
         }
@@ -152,13 +193,21 @@ pub(super) async fn one(tx: &mut PgConnection, change: &Change) -> Result<()> {
 }
 
 /// The instance of a try that ended moves to `state`, if it is still running that try.
-async fn end_instance(tx: &mut PgConnection, end: &TryEnd, state: TaskState) -> Result<()> {
+/// The instance of a try that ended moves to `state`, if it is still running that try (and, for
+/// a judgment, its end was reported; otherwise, it was not).
+async fn end_instance(tx: &mut PgConnection, end: &TryEnd, state: TaskState, reported: bool) -> Result<()> {
     let metrics = end.metrics.as_ref().map(|m| Value::Object(m.clone()));
-    let done = sqlx::query(
+    let done = sqlx::query(if reported {
         "UPDATE task_instances SET state = $1, output = COALESCE($2, output), metrics = COALESCE($3, metrics),
-             reason = $4, next_try_at = $5, updated_at = $6, ended_at = $7
-         WHERE run_id = $8 AND task_id = $9 AND map_index = $10 AND state = 'running' AND try_number = $11",
-    )
+             reason = $4, next_try_at = $5, updated_at = $6, ended_at = $7, lease_owner = NULL, reported_at = NULL
+         WHERE run_id = $8 AND task_id = $9 AND map_index = $10 AND state = 'running' AND try_number = $11
+             AND reported_at IS NOT NULL"
+    } else {
+        "UPDATE task_instances SET state = $1, output = COALESCE($2, output), metrics = COALESCE($3, metrics),
+             reason = $4, next_try_at = $5, updated_at = $6, ended_at = $7, lease_owner = NULL, reported_at = NULL
+         WHERE run_id = $8 AND task_id = $9 AND map_index = $10 AND state = 'running' AND try_number = $11
+             AND reported_at IS NULL"
+    })
     .bind(state.as_str())
     .bind(end.output.as_ref().map(json))
     .bind(metrics.as_ref().map(json))
@@ -187,7 +236,7 @@ async fn end_instance(tx: &mut PgConnection, end: &TryEnd, state: TaskState) -> 
         &end.run_id,
         &end.task_id,
         end.map_index,
-        format!("running (try {})", end.try_number),
+        format!("running (try {}{})", end.try_number, if reported { ", reported" } else { "" }),
         found.map(|(state, number)| format!("{state} (try {number})")),
     ))
 }

@@ -14,6 +14,7 @@
 //! session locks.
 
 mod apply;
+mod claims;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -31,6 +32,7 @@ use crate::{
     ActionRow, ActionState, Change, DagRow, DatabaseUrl, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow,
     PoolRow, Result, RunRow, SchedulerRow, SchedulingGuard, SchedulingOwner, StoreError, TaskInstanceRow, TryRow,
 };
+use crate::{ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -148,6 +150,18 @@ impl Postgres {
 /// Dropping it closes the connection, and the server frees the lock.
 pub(crate) struct Lease {
     conn: PgConnection,
+}
+
+impl Lease {
+    /// Whether the lock's connection still answers.
+    pub(crate) async fn check(&mut self) -> Result<()> {
+        tokio::time::timeout(Duration::from_secs(5), self.conn.ping())
+            .await
+            .map_err(|_| {
+                StoreError::Invalid("the connection holding the scheduling lock did not answer in 5 s".into())
+            })?
+            .map_err(StoreError::from)
+    }
 }
 
 impl std::fmt::Debug for Lease {
@@ -513,8 +527,51 @@ impl Backend for Postgres {
         for change in changes {
             apply::one(&mut tx, change).await?;
         }
+        // Workers on every machine wake at the commit (a notification is sent only if it commits).
+        if changes.iter().any(|c| matches!(c, Change::Queued { .. })) {
+            sqlx::query("SELECT pg_notify($1, '')").bind(Topic::Queued.channel()).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    // ---- claims ----
+
+    async fn claim(&self, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Vec<Claimed>> {
+        claims::claim(&self.pool, request, at).await
+    }
+
+    async fn renew_leases(&self, worker: &WorkerInfo, at: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<HeldTry>> {
+        claims::renew_leases(&self.pool, worker, at, until).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        claims::remove_worker(&self.pool, id).await
+    }
+
+    async fn live_workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>> {
+        claims::live_workers(&self.pool, since).await
+    }
+
+    async fn report_tries(&self, worker: &str, reports: &[Report]) -> Result<Vec<ReportFate>> {
+        claims::report_tries(&self.pool, worker, reports).await
+    }
+
+    async fn reported_tries(&self) -> Result<Vec<ReportedTry>> {
+        claims::reported_tries(&self.pool).await
+    }
+
+    async fn expired_leases(&self, at: DateTime<Utc>) -> Result<Vec<ExpiredLease>> {
+        claims::expired_leases(&self.pool, at).await
+    }
+
+    async fn notify(&self, topic: Topic) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')").bind(topic.channel()).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn listen(&self, wakeups: std::sync::Arc<crate::claims::Wakeups>) {
+        claims::listen(self.pool.clone(), wakeups);
     }
 
     // ---- pools ----

@@ -79,7 +79,7 @@ pub(super) async fn one(tx: &mut SqliteConnection, change: &Change) -> Result<()
             let done = sqlx::query(
                 "UPDATE task_instances SET state = 'none', output = NULL, metrics = NULL, reason = NULL,
                      next_try_at = NULL, started_at = NULL, ended_at = NULL, tries_before_clear = try_number,
-                     updated_at = ?
+                     lease_owner = NULL, reported_at = NULL, updated_at = ?
                  WHERE run_id = ? AND task_id = ? AND map_index = ? AND state = ?",
             )
             .bind(at)
@@ -123,9 +123,49 @@ pub(super) async fn one(tx: &mut SqliteConnection, change: &Change) -> Result<()
             .execute(&mut *tx)
             .await?;
         }
+        Change::Queued { run_id, task_id, map_index, from, job, at } => {
+            let done = sqlx::query(
+                "UPDATE task_instances SET state = 'queued', queued_at = ?, plugin_id = ?, pool = ?, pool_slots = ?,
+                     priority = ?, max_active_tasks = ?, job = ?, lease_owner = NULL, reported_at = NULL, updated_at = ?
+                 WHERE run_id = ? AND task_id = ? AND map_index = ? AND state = ?",
+            )
+            .bind(at)
+            .bind(&job.plugin_id)
+            .bind(&job.pool)
+            .bind(job.pool_slots)
+            .bind(job.priority)
+            .bind(job.max_active_tasks)
+            .bind(job.job.to_string())
+            .bind(at)
+            .bind(run_id)
+            .bind(task_id)
+            .bind(map_index)
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(lost_task(tx, run_id, task_id, *map_index, from.as_str()).await);
+            }
+        }
+        Change::Judged(end) => {
+            let state = end.state.unwrap_or(TaskState::Failed);
+            end_instance(tx, end, state, true).await?;
+            sqlx::query(
+                "UPDATE task_tries SET outcome = ?, message = ?, result = NULL
+                 WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ?",
+            )
+            .bind(&end.outcome)
+            .bind(&end.message)
+            .bind(&end.run_id)
+            .bind(&end.task_id)
+            .bind(end.map_index)
+            .bind(end.try_number)
+            .execute(&mut *tx)
+            .await?;
+        }
         Change::TryEnded(end) => {
             if let Some(state) = end.state {
-                end_instance(tx, end, state).await?;
+                end_instance(tx, end, state, false).await?;
             }
             end_try(tx, end).await?;
         }
@@ -138,13 +178,20 @@ pub(super) async fn one(tx: &mut SqliteConnection, change: &Change) -> Result<()
     Ok(())
 }
 
-/// The instance of a try that ended moves to `state`, if it is still running that try.
-async fn end_instance(tx: &mut SqliteConnection, end: &TryEnd, state: TaskState) -> Result<()> {
-    let done = sqlx::query(
+/// The instance of a try that ended moves to `state`, if it is still running that try (and, for
+/// a judgment, its end was reported; otherwise, it was not).
+async fn end_instance(tx: &mut SqliteConnection, end: &TryEnd, state: TaskState, reported: bool) -> Result<()> {
+    let done = sqlx::query(if reported {
         "UPDATE task_instances SET state = ?, output = COALESCE(?, output), metrics = COALESCE(?, metrics),
-             reason = ?, next_try_at = ?, updated_at = ?, ended_at = ?
-         WHERE run_id = ? AND task_id = ? AND map_index = ? AND state = 'running' AND try_number = ?",
-    )
+             reason = ?, next_try_at = ?, updated_at = ?, ended_at = ?, lease_owner = NULL, reported_at = NULL
+         WHERE run_id = ? AND task_id = ? AND map_index = ? AND state = 'running' AND try_number = ?
+             AND reported_at IS NOT NULL"
+    } else {
+        "UPDATE task_instances SET state = ?, output = COALESCE(?, output), metrics = COALESCE(?, metrics),
+             reason = ?, next_try_at = ?, updated_at = ?, ended_at = ?, lease_owner = NULL, reported_at = NULL
+         WHERE run_id = ? AND task_id = ? AND map_index = ? AND state = 'running' AND try_number = ?
+             AND reported_at IS NULL"
+    })
     .bind(state.as_str())
     .bind(end.output.as_ref().map(Value::to_string))
     .bind(end.metrics.as_ref().map(|m| Value::Object(m.clone()).to_string()))
@@ -173,7 +220,7 @@ async fn end_instance(tx: &mut SqliteConnection, end: &TryEnd, state: TaskState)
         &end.run_id,
         &end.task_id,
         end.map_index,
-        format!("running (try {})", end.try_number),
+        format!("running (try {}{})", end.try_number, if reported { ", reported" } else { "" }),
         found.map(|(state, number)| format!("{state} (try {number})")),
     ))
 }

@@ -4,6 +4,7 @@
 //! them: homes made by earlier builds open as they are); rows decode them into their types.
 
 mod apply;
+mod claims;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -19,6 +20,7 @@ use crate::{
     ActionRow, ActionState, Change, DagRow, Durability, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow,
     PoolRow, Result, RunRow, SchedulerRow, SchedulingGuard, StoreError, TaskInstanceRow, TryRow,
 };
+use crate::{ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -493,6 +495,44 @@ impl Backend for Sqlite {
         tx.commit().await?;
         Ok(())
     }
+
+    // ---- claims ----
+
+    async fn claim(&self, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Vec<Claimed>> {
+        claims::claim(&self.pool, request, at).await
+    }
+
+    async fn renew_leases(&self, worker: &WorkerInfo, at: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<HeldTry>> {
+        claims::renew_leases(&self.pool, worker, at, until).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        claims::remove_worker(&self.pool, id).await
+    }
+
+    async fn live_workers(&self, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>> {
+        claims::live_workers(&self.pool, since).await
+    }
+
+    async fn report_tries(&self, worker: &str, reports: &[Report]) -> Result<Vec<ReportFate>> {
+        claims::report_tries(&self.pool, worker, reports).await
+    }
+
+    async fn reported_tries(&self) -> Result<Vec<ReportedTry>> {
+        claims::reported_tries(&self.pool).await
+    }
+
+    async fn expired_leases(&self, at: DateTime<Utc>) -> Result<Vec<ExpiredLease>> {
+        claims::expired_leases(&self.pool, at).await
+    }
+
+    /// One machine: every process with this file is woken by polling; this process's own
+    /// subscribers were woken by the store handle already.
+    async fn notify(&self, _topic: Topic) -> Result<()> {
+        Ok(())
+    }
+
+    fn listen(&self, _wakeups: std::sync::Arc<crate::claims::Wakeups>) {}
 
     // ---- pools ----
 

@@ -6,6 +6,7 @@
 mod db;
 
 mod basics;
+mod claims;
 mod concurrency;
 mod guarded;
 mod opening;

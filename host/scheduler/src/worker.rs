@@ -1,0 +1,328 @@
+//! A worker: claims queued task instances from the store, runs their tries in the sandbox, keeps
+//! its leases alive while they run, and reports how each ended. It knows nothing of DAGs: a claim
+//! brings the plugin id, the try's context and its limits; the plugin's bytes come from the store
+//! by hash. `standalone` runs one in its own process; `sandflow worker` runs one anywhere.
+//!
+//! - **Leases.** Every claimed try is under this worker's lease, renewed every
+//!   [`WorkerConfig::renew_every`]. A try missing from a renewal's answer was cleared, marked or
+//!   taken over by a scheduler (its lease expired): the worker kills it. A worker that cannot
+//!   reach the store for a whole lease kills its tries itself: they are being taken over.
+//! - **Wake-ups.** A commit of queued instances wakes the worker at once (in this process, or by
+//!   `LISTEN/NOTIFY` on PostgreSQL); it also polls, as the safety net.
+//! - **Stopping.** Running tries are killed and not reported: their leases expire and the
+//!   scheduler records them as interrupted and retries them per their policy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sandflow_sandbox::{KillSwitch, Limits, Outcome, Sandbox, TryReport};
+use sandflow_store::{ClaimRequest, Claimed, Report, ReportFate, Store, StoreError, Topic, WorkerInfo};
+use serde_json::Value;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::executor::{Executor, Job};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Its id, unique in the cluster; `None` for `<hostname>-<pid>-<start>`.
+    pub id: Option<String>,
+    /// Tries running at once in this worker.
+    pub concurrency: usize,
+    /// The pools it serves; empty for all.
+    pub pools: Vec<String>,
+    /// How long a lease lasts unless renewed: how long a killed worker's tries wait before they
+    /// are retried elsewhere.
+    pub lease: Duration,
+    /// How often leases are renewed (and kills noticed).
+    pub renew_every: Duration,
+    /// How often the store is polled for queued work without a wake-up.
+    pub poll_interval: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            id: None,
+            concurrency: 32,
+            pools: Vec::new(),
+            lease: Duration::from_secs(10),
+            renew_every: Duration::from_millis(500),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A job as the scheduler queues it (the JSON of [`sandflow_store::QueuedJob::job`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobSpec {
+    /// The task context the plugin reads.
+    pub context: Value,
+    /// The try's limits.
+    pub limits: Limits,
+}
+
+type Key = (String, String, i64);
+
+struct Running {
+    try_number: i64,
+    kill: KillSwitch,
+}
+
+/// Claims and runs tries until stopped.
+pub struct Worker {
+    store: Store,
+    executor: Arc<Executor>,
+    config: WorkerConfig,
+    info: WorkerInfo,
+}
+
+impl Worker {
+    /// A worker over `store`, running tries in `sandbox`.
+    pub fn new(store: Store, sandbox: Sandbox, config: WorkerConfig) -> Worker {
+        let started_at = Utc::now();
+        let hostname = hostname();
+        let id = config
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{hostname}-{}-{}", std::process::id(), started_at.timestamp_micros()));
+        let info = WorkerInfo {
+            id,
+            hostname,
+            pid: std::process::id(),
+            concurrency: config.concurrency.max(1),
+            pools: config.pools.clone(),
+            started_at,
+        };
+        Worker { executor: Arc::new(Executor::new(store.clone(), sandbox)), store, config, info }
+    }
+
+    /// This worker's id (its leases' owner).
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    /// Runs until `shutdown` is cancelled; fails only when the store cannot be reached for a whole
+    /// lease (its tries are killed first).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StoreError> {
+        let mut queued = self.store.wakeups(Topic::Queued);
+        let mut kills = self.store.wakeups(Topic::Kill);
+        let mut running: HashMap<Key, Running> = HashMap::new();
+        // Claims of an instance whose previous try still runs here (cleared, being killed): they
+        // start once it has ended and been reported, so tries of one instance never overlap here.
+        let mut waiting: HashMap<Key, Claimed> = HashMap::new();
+        let mut tries: JoinSet<(Key, i64, TryReport)> = JoinSet::new();
+        let mut next_renew = Instant::now();
+        let mut next_poll = Instant::now();
+        let mut last_renewed = Instant::now();
+        let mut want_claim = true;
+        info!(worker = %self.info.id, concurrency = self.info.concurrency, pools = ?self.info.pools, "worker started");
+        let result = loop {
+            if Instant::now() >= next_renew {
+                match self.store.renew_leases(&self.info, self.config.lease).await {
+                    Ok(held) => {
+                        last_renewed = Instant::now();
+                        let held: std::collections::HashSet<(Key, i64)> =
+                            held.into_iter().map(|h| ((h.run_id, h.task_id, h.map_index), h.try_number)).collect();
+                        for (key, try_) in &running {
+                            if !held.contains(&(key.clone(), try_.try_number)) && !try_.kill.is_killed() {
+                                info!(run_id = %key.0, task_id = %key.1, map_index = key.2, try_number = try_.try_number,
+                                    "killing a try whose instance was cleared, marked or taken over");
+                                try_.kill.kill();
+                            }
+                        }
+                    }
+                    Err(e) if last_renewed.elapsed() < self.config.lease => {
+                        warn!("renewing leases: {e} (trying again)");
+                    }
+                    Err(e) => {
+                        warn!("could not renew leases for a whole lease: killing this worker's tries");
+                        break Err(e);
+                    }
+                }
+                next_renew = Instant::now() + self.config.renew_every;
+            }
+            let free = self.info.concurrency.saturating_sub(running.len() + waiting.len());
+            if want_claim && free > 0 && !shutdown.is_cancelled() {
+                want_claim = false;
+                next_poll = Instant::now() + self.config.poll_interval;
+                let request = ClaimRequest {
+                    worker: &self.info.id,
+                    pools: &self.info.pools,
+                    limit: free,
+                    lease: self.config.lease,
+                };
+                match self.store.claim(&request).await {
+                    Ok(claimed) => {
+                        // A full claim may have left more behind.
+                        want_claim = claimed.len() == free;
+                        for claim in claimed {
+                            let key = (claim.run_id.clone(), claim.task_id.clone(), claim.map_index);
+                            if running.contains_key(&key) {
+                                waiting.insert(key, claim);
+                            } else {
+                                self.start(claim, &mut running, &mut tries);
+                            }
+                        }
+                    }
+                    Err(e) => warn!("claiming work: {e} (trying again at the next poll)"),
+                }
+            }
+            let wake_at = next_renew.min(next_poll);
+            tokio::select! {
+                () = shutdown.cancelled() => break Ok(()),
+                changed = queued.changed() => {
+                    if changed.is_ok() {
+                        want_claim = true;
+                    }
+                }
+                changed = kills.changed() => {
+                    if changed.is_ok() {
+                        next_renew = Instant::now();
+                    }
+                }
+                Some(joined) = tries.join_next(), if !tries.is_empty() => {
+                    // Every try that has ended by now is reported in one transaction.
+                    let mut ended = Vec::new();
+                    let mut next = Some(joined);
+                    while let Some(joined) = next {
+                        match joined {
+                            Ok(done) => ended.push(done),
+                            Err(e) => warn!("a try's task failed: {e}"),
+                        }
+                        next = tries.try_join_next();
+                    }
+                    for (key, _, _) in &ended {
+                        running.remove(key);
+                    }
+                    self.report(ended).await;
+                    let restart: Vec<Key> = waiting.keys().filter(|k| !running.contains_key(*k)).cloned().collect();
+                    for key in restart {
+                        if let Some(claim) = waiting.remove(&key) {
+                            self.start(claim, &mut running, &mut tries);
+                        }
+                    }
+                    want_claim = true;
+                }
+                () = tokio::time::sleep_until(wake_at.into()) => {
+                    if Instant::now() >= next_poll {
+                        want_claim = true;
+                    }
+                }
+            }
+        };
+        for try_ in running.values() {
+            try_.kill.kill();
+        }
+        tries.shutdown().await;
+        if !running.is_empty() || !waiting.is_empty() {
+            info!(
+                tries = running.len() + waiting.len(),
+                "stopped with tries claimed: they are retried once their leases expire"
+            );
+        }
+        if let Err(e) = self.store.remove_worker(&self.info.id).await {
+            debug!("removing the worker's row: {e}");
+        }
+        result
+    }
+
+    fn start(&self, claim: Claimed, running: &mut HashMap<Key, Running>, tries: &mut JoinSet<(Key, i64, TryReport)>) {
+        let key = (claim.run_id.clone(), claim.task_id.clone(), claim.map_index);
+        let kill = KillSwitch::new();
+        running.insert(key.clone(), Running { try_number: claim.try_number, kill: kill.clone() });
+        let executor = self.executor.clone();
+        let span = info_span!("task_try", run_id = %claim.run_id, task_id = %claim.task_id,
+            map_index = claim.map_index, try_number = claim.try_number, worker = %self.info.id);
+        tries.spawn(
+            async move {
+                let report = match job_of(&claim, kill) {
+                    Ok(job) => executor.run(&job).await,
+                    Err(message) => executor.host_error(&claim.plugin_id, message),
+                };
+                (key, claim.try_number, report)
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Reports ended tries in one transaction, retried while the leases would still be ours:
+    /// losing a report would leave its try to be recorded as interrupted and run again.
+    async fn report(&self, ended: Vec<(Key, i64, TryReport)>) {
+        let at = Utc::now();
+        let reports: Vec<Report> =
+            ended.into_iter().map(|(key, try_number, report)| report_of(key, try_number, report, at)).collect();
+        let deadline = Instant::now() + self.config.lease;
+        loop {
+            match self.store.report_tries(&self.info.id, &reports).await {
+                Ok(fates) => {
+                    for (report, fate) in reports.iter().zip(fates) {
+                        match fate {
+                            ReportFate::Accepted => {}
+                            ReportFate::Orphaned => info!(run_id = %report.run_id, task_id = %report.task_id,
+                                map_index = report.map_index, try_number = report.try_number,
+                                "recorded a try whose instance was cleared or marked while it ran"),
+                            ReportFate::Refused => warn!(run_id = %report.run_id, task_id = %report.task_id,
+                                map_index = report.map_index, try_number = report.try_number,
+                                "refused: this try's lease was taken over and it was recorded as interrupted"),
+                        }
+                    }
+                    return;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    warn!("reporting tries: {e} (trying again)");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    warn!(
+                        "could not report {} tries: {e}; their leases will expire and they will be retried",
+                        reports.len()
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn report_of(key: Key, try_number: i64, report: TryReport, at: chrono::DateTime<Utc>) -> Report {
+    let (outcome, result, message) = match &report.outcome {
+        Outcome::Success { result } => ("success", serde_json::to_value(result).ok(), "success".to_string()),
+        other => (other.name(), None, other.to_string()),
+    };
+    Report {
+        run_id: key.0,
+        task_id: key.1,
+        map_index: key.2,
+        try_number,
+        outcome: outcome.to_string(),
+        message,
+        log: report.log,
+        fuel_used: i64::try_from(report.fuel_used).unwrap_or(i64::MAX),
+        peak_memory: i64::try_from(report.peak_memory_bytes).unwrap_or(i64::MAX),
+        wall: report.wall_time,
+        result,
+        at,
+    }
+}
+
+/// The executor's job for a claim: its context and limits, as the scheduler queued them.
+fn job_of(claim: &Claimed, kill: KillSwitch) -> Result<Job, String> {
+    let spec: JobSpec = serde_json::from_value(claim.job.clone())
+        .map_err(|e| format!("the queued job of this try does not parse: {e}"))?;
+    let context = serde_json::to_vec(&spec.context).map_err(|e| e.to_string())?;
+    Ok(Job { plugin_id: claim.plugin_id.clone(), context, limits: spec.limits, kill })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
