@@ -23,7 +23,8 @@ fn long_tries(cluster: &mut Cluster, run_id: &str) -> Vec<TryRow> {
 fn clearing_a_try_running_on_another_worker_kills_it() {
     let mut cluster = Cluster::new(&[("long", LONG)]);
     cluster.scheduler();
-    cluster.worker(2, None, &[]);
+    let worker = cluster.worker(2, None, &[]);
+    let worker = cluster.process(worker).name.clone();
     cluster.until_loaded("long");
     let run_id = cluster.trigger("long");
     cluster
@@ -40,6 +41,8 @@ fn clearing_a_try_running_on_another_worker_kills_it() {
     let after = ended - asked;
     let context = format!("clear printed: {cleared}\nfirst try: {first:?}\n{}", cluster.describe(&run_id));
     assert_eq!(first.outcome.as_deref(), Some("killed"), "{context}");
+    let ran_on = cluster.try_workers(&run_id).get(&("long".to_string(), -1, 1)).cloned().flatten();
+    assert_eq!(ran_on.as_deref(), Some(worker.as_str()), "the try ran in the worker process:\n{context}");
     assert!(
         after <= chrono::Duration::seconds(2),
         "the try ended {after} after the clear was asked (30 s if nobody killed it):\n{context}\n{}",

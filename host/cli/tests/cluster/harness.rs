@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use sandflow_core::state::RunState;
 use sandflow_store::{DatabaseUrl, RunRow, Store, TaskInstanceRow, TryRow};
+use sqlx::{Connection, PgConnection};
 
 /// How long anything a loaded two-core machine must get done may take. Nothing in these tests
 /// asserts a speed: this only keeps a broken cluster from hanging the test run.
@@ -241,6 +242,22 @@ impl Cluster {
         self.block_on(store.run_tries(run_id)).expect("reading tries")
     }
 
+    /// Which worker ran each try of a run, by (task id, map index, try number): the `worker`
+    /// column the store's `TryRow` does not carry, read with a connection of our own.
+    pub fn try_workers(&self, run_id: &str) -> BTreeMap<(String, i64, i64), Option<String>> {
+        self.block_on(async {
+            let mut conn = PgConnection::connect(&self.url).await.expect("connecting to the test database");
+            let rows: Vec<(String, i64, i64, Option<String>)> =
+                sqlx::query_as("SELECT task_id, map_index, try_number, worker FROM task_tries WHERE run_id = $1")
+                    .bind(run_id)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("reading the tries' workers");
+            let _ = conn.close().await;
+            rows.into_iter().map(|(task, index, number, worker)| ((task, index, number), worker)).collect()
+        })
+    }
+
     /// Polls `check` every 100 ms until it gives a value; past [`DEADLINE`], or as soon as a
     /// process exits that the test did not kill, fails the test with `what` and the end of every
     /// process's log.
@@ -321,14 +338,21 @@ impl Cluster {
         let run = self.run_row(run_id);
         let mut text = format!("run {run_id}: {:?}\n", run.map(|r| r.state));
         let tries = self.tries(run_id);
-        let mut by_instance: BTreeMap<(String, i64), Vec<&TryRow>> = BTreeMap::new();
-        for t in &tries {
-            by_instance.entry((t.task_id.clone(), t.map_index)).or_default().push(t);
-        }
+        let workers = self.try_workers(run_id);
+        let by_instance = tries_by_instance(&tries);
         for ti in self.task_instances(run_id) {
             let outcomes: Vec<String> = by_instance
                 .get(&(ti.task_id.clone(), ti.map_index))
-                .map(|ts| ts.iter().map(|t| format!("{}:{:?}", t.try_number, t.outcome)).collect())
+                .map(|ts| {
+                    ts.iter()
+                        .map(|t| {
+                            let worker =
+                                workers.get(&(t.task_id.clone(), t.map_index, t.try_number)).cloned().flatten();
+                            let outcome = t.outcome.as_deref().unwrap_or("(open)");
+                            format!("{}:{outcome}@{}", t.try_number, worker.as_deref().unwrap_or("?"))
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             text.push_str(&format!(
                 "  {}[{}] {:?} try {} {:?} tries {:?}\n",

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sandflow_core::state::{RunState, TaskState};
 
 use crate::harness::{tries_by_instance, Cluster, Rng};
@@ -60,6 +61,8 @@ fn kill_nine_workers_and_schedulers() {
 
     let mut rng = Rng::new(SEED);
     let mut kills = Vec::new();
+    // Each killed worker's name and the moment it was gone.
+    let mut killed_workers: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     let mut run_ids = Vec::new();
     for round in 0..ROUNDS {
         let run_id = cluster.trigger("killable");
@@ -73,6 +76,9 @@ fn kill_nine_workers_and_schedulers() {
         let process = cluster.process(victim);
         let name = process.name.clone();
         process.kill();
+        if role == "worker" {
+            killed_workers.insert(name.clone(), Utc::now());
+        }
         kills.push(format!("round {round}: kill -9 {name} (run {run_id})"));
         match role {
             "worker" => cluster.worker(2, Some(LEASE), &[]),
@@ -93,7 +99,33 @@ fn kill_nine_workers_and_schedulers() {
         let context = format!("seed {SEED:#x}, kills:\n{kills}\n{described}");
         assert_eq!(run.state, RunState::Success, "{context}\n{}", cluster.logs());
         let tries = cluster.tries(&run.run_id);
+        let workers = cluster.try_workers(&run.run_id);
         for t in &tries {
+            let worker = workers.get(&(t.task_id.clone(), t.map_index, t.try_number)).cloned().flatten();
+            let worker =
+                worker.unwrap_or_else(|| panic!("{}[{}] try {}: no worker", t.task_id, t.map_index, t.try_number));
+            let killed_at = killed_workers.get(&worker);
+            // Only a kill interrupts: a live worker keeps its leases, and a scheduler that starts
+            // (or takes over) leaves a live worker's tries alone.
+            if t.outcome.as_deref() == Some("interrupted") {
+                assert!(
+                    killed_at.is_some(),
+                    "{}[{}] try {} was interrupted though its worker {worker} was never killed:\n{context}",
+                    t.task_id,
+                    t.map_index,
+                    t.try_number
+                );
+            }
+            // A dead worker reports nothing: its successes all ended before it was killed.
+            if let (Some(at), Some("success"), Some(ended)) = (killed_at, t.outcome.as_deref(), t.ended_at) {
+                assert!(
+                    ended <= *at,
+                    "{}[{}] try {} succeeded at {ended} on {worker}, killed at {at}:\n{context}",
+                    t.task_id,
+                    t.map_index,
+                    t.try_number
+                );
+            }
             let outcome = t.outcome.clone().unwrap_or_else(|| "(open)".into());
             *outcomes.entry(outcome).or_default() += 1;
             // The plugin never fails by itself: a try that did not succeed was cut short by a kill.

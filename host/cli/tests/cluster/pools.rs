@@ -52,8 +52,15 @@ fn a_pool_of_two_holds_across_three_workers() {
     assert_eq!(run.state, RunState::Success, "{described}\n{}", cluster.logs());
     let tries = cluster.tries(&run_id);
     assert_eq!(tries.len(), 10, "one try per task:\n{described}");
-    let timeline: Vec<String> =
-        tries.iter().map(|t| format!("{} {} .. {:?}", t.task_id, t.started_at, t.ended_at)).collect();
+    let workers = cluster.try_workers(&run_id);
+    let timeline: Vec<String> = tries
+        .iter()
+        .map(|t| {
+            let worker = workers.get(&(t.task_id.clone(), t.map_index, t.try_number)).cloned().flatten();
+            format!("{} {} .. {:?} on {worker:?}", t.task_id, t.started_at, t.ended_at)
+        })
+        .collect();
+    eprintln!("a_pool_of_two_holds_across_three_workers:\n{}", timeline.join("\n"));
     let most = max_overlap(&tries);
     assert!(most <= 2, "{most} tries of pool `small` (2 slots) ran at once:\n{}", timeline.join("\n"));
     assert_eq!(most, 2, "the pool's two slots were both used at some point:\n{}", timeline.join("\n"));

@@ -1,6 +1,7 @@
 //! Many runs of a wide DAG (a mapped task, a branch, four layers of fan-out) through two
 //! schedulers and three workers: every run succeeds, and every instance succeeded exactly once.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sandflow_core::state::{RunState, TaskState};
@@ -80,7 +81,11 @@ fn two_schedulers_three_workers_run_twenty_runs() {
         rows.filter(|rows| rows.iter().all(|r| matches!(r.state, RunState::Success | RunState::Failed)))
     });
 
+    let mut tries_per_worker: BTreeMap<String, usize> = BTreeMap::new();
     for run in &runs {
+        for worker in cluster.try_workers(&run.run_id).into_values() {
+            *tries_per_worker.entry(worker.unwrap_or_else(|| "(none)".into())).or_default() += 1;
+        }
         let described = cluster.describe(&run.run_id);
         assert_eq!(run.state, RunState::Success, "{described}\n{}", cluster.logs());
         let instances = cluster.task_instances(&run.run_id);
@@ -110,4 +115,6 @@ fn two_schedulers_three_workers_run_twenty_runs() {
             assert!(open.is_empty(), "{}[{}] tries {open:?} never ended:\n{described}", ti.task_id, ti.map_index);
         }
     }
+    eprintln!("two_schedulers_three_workers_run_twenty_runs: tries per worker {tries_per_worker:?}");
+    assert!(tries_per_worker.len() >= 2, "the work was shared between workers: {tries_per_worker:?}");
 }
