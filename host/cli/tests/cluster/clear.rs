@@ -1,5 +1,5 @@
 //! `sandflow tasks clear` from a CLI process of its own reaches a try running in a worker
-//! process: the try is killed within two seconds, and the instance runs again.
+//! process: the try is killed within two seconds, and then the instance runs again.
 
 use sandflow_store::TryRow;
 
@@ -23,8 +23,14 @@ fn long_tries(cluster: &mut Cluster, run_id: &str) -> Vec<TryRow> {
 fn clearing_a_try_running_on_another_worker_kills_it() {
     let mut cluster = Cluster::new(&[("long", LONG)]);
     cluster.scheduler();
-    let worker = cluster.worker(2, None, &[]);
-    let worker = cluster.process(worker).name.clone();
+    // Two workers of one slot each: while the first try holds one, the rerun can only go to the
+    // other, the moment it is queued; so the order of the kill and the rerun shows every time.
+    let workers: Vec<String> = (0..2)
+        .map(|_| {
+            let index = cluster.worker(1, None, &[]);
+            cluster.process(index).name.clone()
+        })
+        .collect();
     cluster.until_loaded("long");
     let run_id = cluster.trigger("long");
     cluster
@@ -42,7 +48,10 @@ fn clearing_a_try_running_on_another_worker_kills_it() {
     let context = format!("clear printed: {cleared}\nfirst try: {first:?}\n{}", cluster.describe(&run_id));
     assert_eq!(first.outcome.as_deref(), Some("killed"), "{context}");
     let ran_on = cluster.try_workers(&run_id).get(&("long".to_string(), -1, 1)).cloned().flatten();
-    assert_eq!(ran_on.as_deref(), Some(worker.as_str()), "the try ran in the worker process:\n{context}");
+    assert!(
+        ran_on.as_ref().is_some_and(|w| workers.contains(w)),
+        "the try ran in a worker process: {ran_on:?}\n{context}"
+    );
     assert!(
         after <= chrono::Duration::seconds(2),
         "the try ended {after} after the clear was asked (30 s if nobody killed it):\n{context}\n{}",
@@ -51,5 +60,12 @@ fn clearing_a_try_running_on_another_worker_kills_it() {
 
     let second = cluster
         .until("the cleared instance's second try", |c| long_tries(c, &run_id).into_iter().find(|t| t.try_number == 2));
-    assert!(second.started_at >= ended, "the second try started after the first ended: {second:?}\n{context}");
+    // DESIGN §5: clearing kills the running try first; a rerun that starts before the old try
+    // has stopped runs the task twice at once.
+    let second_on = cluster.try_workers(&run_id).get(&("long".to_string(), -1, 2)).cloned().flatten();
+    assert!(
+        second.started_at >= ended,
+        "the second try (on {second_on:?}) started {} before the first (on {ran_on:?}) ended: {second:?}\n{context}",
+        ended - second.started_at
+    );
 }
