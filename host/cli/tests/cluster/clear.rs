@@ -13,6 +13,19 @@ plugin = "plugins/hostile.wasm"
 params = { mode = "sleep", ms = 30000 }
 "#;
 
+/// Two tries of the same plugin at once, one for each one-slot worker: each worker compiles the
+/// plugin (seconds on a loaded machine, and a kill does not cut a compile short), so that the
+/// long task's try is in the plugin's sleep when it is cleared.
+const WARM: &str = r#"
+id = "warm"
+[tasks.w1]
+plugin = "plugins/hostile.wasm"
+params = { mode = "sleep", ms = 1500 }
+[tasks.w2]
+plugin = "plugins/hostile.wasm"
+params = { mode = "sleep", ms = 1500 }
+"#;
+
 fn long_tries(cluster: &mut Cluster, run_id: &str) -> Vec<TryRow> {
     let mut tries: Vec<TryRow> = cluster.tries(run_id).into_iter().filter(|t| t.task_id == "long").collect();
     tries.sort_by_key(|t| t.try_number);
@@ -21,7 +34,7 @@ fn long_tries(cluster: &mut Cluster, run_id: &str) -> Vec<TryRow> {
 
 #[test]
 fn clearing_a_try_running_on_another_worker_kills_it() {
-    let mut cluster = Cluster::new(&[("long", LONG)]);
+    let mut cluster = Cluster::new(&[("long", LONG), ("warm", WARM)]);
     cluster.scheduler();
     // Two workers of one slot each: while the first try holds one, the rerun can only go to the
     // other, the moment it is queued; so the order of the kill and the rerun shows every time.
@@ -32,10 +45,21 @@ fn clearing_a_try_running_on_another_worker_kills_it() {
         })
         .collect();
     cluster.until_loaded("long");
+    cluster.until_loaded("warm");
+    let mut warmed = std::collections::BTreeSet::new();
+    for _ in 0..5 {
+        let warm = cluster.trigger("warm");
+        cluster.until_ended(std::slice::from_ref(&warm));
+        warmed.extend(cluster.try_workers(&warm).into_values().flatten());
+        if warmed.len() == workers.len() {
+            break;
+        }
+    }
+    assert_eq!(warmed.len(), workers.len(), "both workers ran the plugin once: {warmed:?}\n{}", cluster.logs());
     let run_id = cluster.trigger("long");
     cluster
         .until("the first try running", |c| long_tries(c, &run_id).first().filter(|t| t.outcome.is_none()).map(|_| ()));
-    // Let the plugin get into its sleep (past compiling and instantiating).
+    // Let the plugin get into its sleep (past instantiating).
     std::thread::sleep(std::time::Duration::from_millis(500));
 
     let asked = chrono::Utc::now();
