@@ -85,7 +85,9 @@ pub async fn scheduler(args: SchedulerArgs, home: &Home) -> Result<(), CliError>
             Err(StoreError::SchedulerRunning { owner, lock }) => {
                 if !said {
                     let who = match (owner, lock) {
-                        (Some(o), _) => format!("pid {} ({}, since {})", o.pid, o.role, o.started_at.format("%Y-%m-%dT%H:%M:%SZ")),
+                        (Some(o), _) => {
+                            format!("pid {} ({}, since {})", o.pid, o.role, o.started_at.format("%Y-%m-%dT%H:%M:%SZ"))
+                        }
                         (None, Some(lock)) => format!("the process holding {}", lock.display()),
                         (None, None) => "another process".to_string(),
                     };

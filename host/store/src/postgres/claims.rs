@@ -16,7 +16,9 @@ use tracing::{debug, warn};
 
 use super::{json, text};
 use crate::claims::{candidates_for, choose, Candidate, Wakeups};
-use crate::{Claim, ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Result, Topic, WorkerInfo};
+use crate::{
+    Claim, ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Result, Topic, WorkerInfo,
+};
 
 /// The advisory lock claims take turns on ("SFCL"; scheduling's is "SFLW").
 const CLAIM_LOCK: i64 = 0x5346_434C;
