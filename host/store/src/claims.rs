@@ -97,6 +97,22 @@ pub(crate) fn candidates_for(limit: usize) -> i64 {
     i64::try_from(limit.saturating_mul(8).max(64)).unwrap_or(i64::MAX)
 }
 
+/// The claim's counts read as (kind, name, number) rows: pool sizes (`size`), slots running in
+/// each pool (`used`), tries running in each DAG (`dag`).
+pub(crate) type Counts = (HashMap<String, i64>, HashMap<String, i64>, HashMap<String, i64>);
+
+pub(crate) fn split_counts(rows: Vec<(String, String, i64)>) -> Counts {
+    let (mut sizes, mut used, mut dags) = (HashMap::new(), HashMap::new(), HashMap::new());
+    for (kind, name, n) in rows {
+        match kind.as_str() {
+            "size" => sizes.insert(name, n),
+            "used" => used.insert(name, n),
+            _ => dags.insert(name, n),
+        };
+    }
+    (sizes, used, dags)
+}
+
 /// Which candidates fit (by index), in queue order (a try counts as running until it is
 /// reported: its slot is free once its plugin has stopped): a pool's running slots plus the candidate's
 /// stay within its size, a DAG's running tries within its `max_active_tasks`, the worker serves

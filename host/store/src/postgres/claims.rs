@@ -4,7 +4,6 @@
 //! milliseconds; workers take up to their free slots at once). Queued rows are read `FOR UPDATE
 //! SKIP LOCKED`, so a claim never waits on a row a scheduler is changing (a clear, say).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use sqlx::PgPool;
 use tracing::{debug, warn};
 
 use super::{json, text};
-use crate::claims::{candidates_for, choose, Candidate, Wakeups};
+use crate::claims::{candidates_for, choose, split_counts, Candidate, Wakeups};
 use crate::{
     Claim, ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Result, Topic, WorkerInfo,
 };
@@ -40,24 +39,20 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, at: DateTim
     if candidates.is_empty() {
         return Ok(Claim::default());
     }
-    let pool_sizes: HashMap<String, i64> =
-        sqlx::query_as("SELECT name, slots FROM pools").fetch_all(&mut *tx).await?.into_iter().collect();
-    let pool_used: HashMap<String, i64> = sqlx::query_as(
-        "SELECT pool, SUM(COALESCE(pool_slots, 1))::BIGINT FROM task_instances
-         WHERE state = 'running' AND pool IS NOT NULL AND reported_at IS NULL GROUP BY pool",
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
-    let dag_running: HashMap<String, i64> = sqlx::query_as(
-        "SELECT r.dag_id, COUNT(*) FROM task_instances ti JOIN dag_runs r ON r.run_id = ti.run_id
+    // What the counts are now, in one statement: pool sizes, the slots running in each pool, and
+    // the tries running in each DAG (a reported try has stopped: its slot is free).
+    let counts: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT 'size', name, slots FROM pools
+         UNION ALL
+         SELECT 'used', pool, SUM(COALESCE(pool_slots, 1))::BIGINT FROM task_instances
+         WHERE state = 'running' AND pool IS NOT NULL AND reported_at IS NULL GROUP BY pool
+         UNION ALL
+         SELECT 'dag', r.dag_id, COUNT(*) FROM task_instances ti JOIN dag_runs r ON r.run_id = ti.run_id
          WHERE ti.state = 'running' AND ti.pool IS NOT NULL AND ti.reported_at IS NULL GROUP BY r.dag_id",
     )
     .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
+    let (pool_sizes, pool_used, dag_running) = split_counts(counts);
     let lease_until = at + chrono::Duration::from_std(request.lease).unwrap_or(chrono::Duration::seconds(10));
     let mut claimed = Vec::new();
     let chosen = choose(&candidates, &pool_sizes, pool_used, dag_running, request);

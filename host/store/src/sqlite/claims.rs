@@ -1,12 +1,11 @@
 //! SQLite's claims: one writer at a time (`BEGIN IMMEDIATE`), so a claim's counts of what runs
 //! in each pool and DAG cannot change between reading them and starting the tries.
 
-use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
-use crate::claims::{candidates_for, choose, Candidate};
+use crate::claims::{candidates_for, choose, split_counts, Candidate};
 use crate::{Claim, ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Result, WorkerInfo};
 
 pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Claim> {
@@ -24,24 +23,20 @@ pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, at: Dat
     if candidates.is_empty() {
         return Ok(Claim::default());
     }
-    let pool_sizes: HashMap<String, i64> =
-        sqlx::query_as("SELECT name, slots FROM pools").fetch_all(&mut *tx).await?.into_iter().collect();
-    let pool_used: HashMap<String, i64> = sqlx::query_as(
-        "SELECT pool, SUM(COALESCE(pool_slots, 1)) FROM task_instances
-         WHERE state = 'running' AND pool IS NOT NULL AND reported_at IS NULL GROUP BY pool",
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
-    let dag_running: HashMap<String, i64> = sqlx::query_as(
-        "SELECT r.dag_id, COUNT(*) FROM task_instances ti JOIN dag_runs r ON r.run_id = ti.run_id
+    // What the counts are now, in one statement: pool sizes, the slots running in each pool, and
+    // the tries running in each DAG (a reported try has stopped: its slot is free).
+    let counts: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT 'size', name, slots FROM pools
+         UNION ALL
+         SELECT 'used', pool, SUM(COALESCE(pool_slots, 1)) FROM task_instances
+         WHERE state = 'running' AND pool IS NOT NULL AND reported_at IS NULL GROUP BY pool
+         UNION ALL
+         SELECT 'dag', r.dag_id, COUNT(*) FROM task_instances ti JOIN dag_runs r ON r.run_id = ti.run_id
          WHERE ti.state = 'running' AND ti.pool IS NOT NULL AND ti.reported_at IS NULL GROUP BY r.dag_id",
     )
     .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
+    let (pool_sizes, pool_used, dag_running) = split_counts(counts);
     let lease_until = at + chrono::Duration::from_std(request.lease).unwrap_or(chrono::Duration::seconds(10));
     let mut claimed = Vec::new();
     let chosen = choose(&candidates, &pool_sizes, pool_used, dag_running, request);
