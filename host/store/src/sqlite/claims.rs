@@ -1,7 +1,6 @@
 //! SQLite's claims: one writer at a time (`BEGIN IMMEDIATE`), so a claim's counts of what runs
 //! in each pool and DAG cannot change between reading them and starting the tries.
 
-
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
