@@ -575,7 +575,6 @@ impl Scheduler {
     /// runs that end, for [`Scheduler::ended`] once committed.
     fn decide(&mut self, changes: &mut Vec<Change>) -> Vec<(String, RunState)> {
         let at = now();
-        let changes = changes;
         self.start_queued_runs(at, changes);
         self.due_retries(at, changes);
         let dirty = std::mem::take(&mut self.dirty);
@@ -682,7 +681,6 @@ impl Scheduler {
     /// instance whose pool does not exist, or is smaller than it needs, fails here.
     async fn dispatch(&mut self, changes: &mut Vec<Change>) -> Result<(), SchedulerError> {
         let at = now();
-        let changes = changes;
         let mut deferred = Vec::new();
         while let Some((priority, key)) = self.ready.pop() {
             let Some(run) = self.runs.get(&key.run_id) else { continue };
