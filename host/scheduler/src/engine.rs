@@ -419,7 +419,7 @@ impl Scheduler {
                 continue;
             }
             mem.failed_tries += 1;
-            let (next, next_try_at) = after_failure(task_policy(task), mem.failed_tries, at);
+            let (next, next_try_at) = after_failure(task, mem.failed_tries, at);
             let owner = expired.lease_owner.as_deref().unwrap_or("no worker");
             warn!(run_id = %key.run_id, task_id = %key.task_id, map_index = key.map_index, try_number, owner,
                 "the lease of a running try expired: recorded as interrupted, now {next}");
@@ -835,11 +835,8 @@ impl Scheduler {
             Decision::Fail { message, retry, outcome } => {
                 let Some(mem) = run.ti_mut(&key.task_id, key.map_index) else { return Ok(()) };
                 mem.failed_tries += 1;
-                let (state, next) = if retry {
-                    after_failure(task_policy(task), mem.failed_tries, at)
-                } else {
-                    (TaskState::Failed, None)
-                };
+                let (state, next) =
+                    if retry { after_failure(task, mem.failed_tries, at) } else { (TaskState::Failed, None) };
                 let name = outcome.map_or_else(|| report.outcome.clone(), str::to_string);
                 (state, next, format!("{message} (plugin {})", report.plugin_id), name, None, None)
             }
@@ -1026,23 +1023,13 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn task_policy(task: &sandflow_core::dag::Task) -> RetryPolicy {
-    RetryPolicy {
-        retries: task.retries,
-        delay: task.retry_delay,
-        exponential_backoff: task.retry_exponential_backoff,
-        max_delay: task.max_retry_delay,
-    }
-}
-
-/// After the `failures`-th failed try since the last clear: up_for_retry with its time, or failed.
-fn after_failure(policy: RetryPolicy, failures: u32, at: DateTime<Utc>) -> (TaskState, Option<DateTime<Utc>>) {
-    match policy.after_failure(failures) {
-        Some(delay) => {
-            let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-            (TaskState::UpForRetry, Some(at.checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC)))
-        }
-        None => (TaskState::Failed, None),
+/// After the `failures`-th failed try since the last clear: up_for_retry with its time, or failed
+/// (core's rule, as the states and retry time the working set records).
+fn after_failure(task: &Task, failures: u32, at: DateTime<Utc>) -> (TaskState, Option<DateTime<Utc>>) {
+    use sandflow_core::transition::Fate;
+    match sandflow_core::transition::after_failure(RetryPolicy::of(task), failures, at) {
+        Fate::Retry { at } => (TaskState::UpForRetry, Some(at)),
+        _ => (TaskState::Failed, None),
     }
 }
 
