@@ -47,11 +47,13 @@ pub(crate) enum Take {
     Skip,
 }
 
-/// A kept file, before it is sorted into DAGs and plugins.
+/// A file seen, before it is sorted into DAGs and plugins.
 struct Kept {
     /// The entry's name as the archive spells it, for messages.
     shown: String,
-    /// Its bytes, or `None` for a file that is ignored (kept only to catch duplicates).
+    /// A DAG file or a plugin (else ignored, and listed only to catch duplicates).
+    wanted: bool,
+    /// Its bytes, once read; `None` for an ignored file, or one that could not be read.
     bytes: Option<Vec<u8>>,
 }
 
@@ -88,6 +90,11 @@ impl<'l> Collector<'l> {
 
     pub(crate) fn limits(&self) -> &'l Limits {
         self.limits
+    }
+
+    /// Whether any entry was seen yet.
+    pub(crate) fn seen_any(&self) -> bool {
+        self.entries > 0
     }
 
     /// Records a problem with one entry, or with the archive; reading goes on.
@@ -221,11 +228,11 @@ impl<'l> Collector<'l> {
         match classify(&path) {
             Some(reason) => {
                 self.ignored.push(Ignored { path: path.clone(), size, reason });
-                self.files.insert(path, Kept { shown, bytes: None });
+                self.files.insert(path, Kept { shown, wanted: false, bytes: None });
                 Ok(Take::Skip)
             }
             None => {
-                self.files.insert(path.clone(), Kept { shown, bytes: None });
+                self.files.insert(path.clone(), Kept { shown, wanted: true, bytes: None });
                 Ok(Take::Keep(path))
             }
         }
@@ -241,6 +248,8 @@ impl<'l> Collector<'l> {
     /// The bundle, or every problem found.
     pub(crate) fn finish(mut self) -> Result<Bundle, Diagnostics> {
         self.check_conflicts();
+        // A DAG file that could not be read is reported already: it is not missing.
+        let has_dags = self.files.iter().any(|(path, kept)| kept.wanted && path.ends_with(".toml"));
         let mut dags = BTreeMap::new();
         let mut plugins = BTreeMap::new();
         let mut nested_dags = Vec::new();
@@ -260,8 +269,6 @@ impl<'l> Collector<'l> {
                                 .in_file(kept.shown)
                                 .at(line, column),
                         );
-                        // Still a DAG file: `no_dags` would be wrong.
-                        dags.insert(path, String::new());
                     }
                 }
             }
@@ -271,7 +278,7 @@ impl<'l> Collector<'l> {
                 nested_dags.push(ignored.path.as_str());
             }
         }
-        if dags.is_empty() && !self.stopped {
+        if !has_dags && !self.stopped {
             let hint = match nested_dags.first() {
                 Some(nested) => format!(
                     " (`{nested}` is in a folder: archive the DAG folder's contents, not the folder, e.g. \
@@ -294,7 +301,7 @@ impl<'l> Collector<'l> {
     fn check_conflicts(&mut self) {
         let mut conflicts = Vec::new();
         let folders = self.files.keys().flat_map(|path| ancestors(path).map(move |a| (a, path.as_str())));
-        let named = self.dirs.iter().map(|(path, _)| (path.as_str(), path.as_str()));
+        let named = self.dirs.keys().map(|path| (path.as_str(), path.as_str()));
         let mut seen = std::collections::BTreeSet::new();
         for (folder, inner) in folders.chain(named) {
             if let Some(file) = self.files.get(folder) {

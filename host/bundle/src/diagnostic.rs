@@ -246,7 +246,9 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for code in code::ALL {
             assert!(seen.insert(code), "{code} listed twice");
-            assert!(!code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert!(
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            );
             assert!(!code.starts_with('_') && !code.ends_with('_') && !code.contains("__"), "{code}");
         }
     }

@@ -37,19 +37,27 @@ pub(crate) fn read(bytes: &[u8], collector: &mut Collector<'_>) -> Stats {
     let meter = Rc::new(Meter::default());
     let input = Counted { inner: bytes, meter: Rc::clone(&meter) };
     let stream = Metered { inner: MultiGzDecoder::new(input), meter: Rc::clone(&meter) };
-    let _ = walk(stream, &meter, collector);
+    let _ = walk(bytes, stream, &meter, collector);
     Stats { compressed: meter.compressed.get(), inflated: meter.inflated.get() }
 }
 
-fn walk(stream: Metered<MultiGzDecoder<Counted<'_>>>, meter: &Meter, collector: &mut Collector<'_>) -> Result<(), Stop> {
+fn walk(
+    input: &[u8],
+    stream: Metered<MultiGzDecoder<Counted<'_>>>,
+    meter: &Meter,
+    collector: &mut Collector<'_>,
+) -> Result<(), Stop> {
     let max = collector.limits().max_unpacked_bytes;
     meter.allow_up_to(BLOCK + MAX_HEADER_BYTES, max);
     let mut archive = tar::Archive::new(stream);
-    let entries = archive.entries().map_err(|e| collector.stop(broken(meter, max, &e)))?;
+    let entries = archive.entries().map_err(|e| fail(input, collector, meter, &e))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| collector.stop(broken(meter, max, &e)))?;
+        let mut entry = entry.map_err(|e| fail(input, collector, meter, &e))?;
         let raw_name = entry.path_bytes().into_owned();
         let size = entry.size();
+        // The collector's checks first, so an entry both over the file limit and over what is
+        // left says both.
+        let take = collector.entry(&raw_name, kind(&entry), size)?;
         // The entry's data, padded to whole blocks, must fit what is left; then the next entry's
         // headers may follow.
         let data_end = size
@@ -60,15 +68,14 @@ fn walk(stream: Metered<MultiGzDecoder<Counted<'_>>>, meter: &Meter, collector: 
             Some(end) if end <= max => meter.allow_up_to(end.saturating_add(BLOCK + MAX_HEADER_BYTES), max),
             _ => return Err(collector.stop(unpacked_too_large(max).in_file(printable(&raw_name)))),
         }
-        let kind = kind(&entry);
-        match collector.entry(&raw_name, kind, size)? {
+        match take {
             Take::Skip => {}
             Take::Keep(path) => {
                 // Bounded: `size` was checked against the per-file limit, and the entry's reader
                 // stops at `size`.
                 let capacity = usize::try_from(size.min(1 << 20)).unwrap_or(0);
                 let mut bytes = Vec::with_capacity(capacity);
-                entry.read_to_end(&mut bytes).map_err(|e| collector.stop(broken(meter, max, &e)))?;
+                entry.read_to_end(&mut bytes).map_err(|e| fail(input, collector, meter, &e))?;
                 if bytes.len() as u64 != size {
                     return Err(collector.stop(
                         Diagnostic::new(code::TRUNCATED_ARCHIVE, "the archive ends in the middle of this file")
@@ -80,13 +87,18 @@ fn walk(stream: Metered<MultiGzDecoder<Counted<'_>>>, meter: &Meter, collector: 
         }
     }
     let stream = archive.into_inner();
-    drain(stream, meter, max, collector)
+    drain(input, stream, meter, collector)
 }
 
 /// Reads what follows the tar's end-of-archive block to the end of the gzip stream: zeros (tar
 /// pads to whole records) and the gzip trailer, whose checksum and length then prove the whole
 /// stream arrived intact.
-fn drain(mut stream: Metered<MultiGzDecoder<Counted<'_>>>, meter: &Meter, max: u64, collector: &mut Collector<'_>) -> Result<(), Stop> {
+fn drain(
+    input: &[u8],
+    mut stream: Metered<MultiGzDecoder<Counted<'_>>>,
+    meter: &Meter,
+    collector: &mut Collector<'_>,
+) -> Result<(), Stop> {
     meter.allowed.set(meter.inflated.get().saturating_add(MAX_TRAILING_BYTES));
     let mut buf = [0u8; 8192];
     loop {
@@ -105,7 +117,7 @@ fn drain(mut stream: Metered<MultiGzDecoder<Counted<'_>>>, meter: &Meter, max: u
                     format!("more than {MAX_TRAILING_BYTES} bytes after the end of the tar archive"),
                 )))
             }
-            Err(e) => return Err(collector.stop(broken(meter, max, &e))),
+            Err(e) => return Err(fail(input, collector, meter, &e)),
         }
     }
 }
@@ -129,9 +141,25 @@ fn kind<R: Read>(entry: &tar::Entry<'_, R>) -> Kind {
     }
 }
 
+/// Stops the walk on a failed read.
+fn fail(input: &[u8], collector: &mut Collector<'_>, meter: &Meter, error: &io::Error) -> Stop {
+    // A tar that fails before its first entry may be no tar at all (a gzip of something else), or
+    // one whose first header is damaged: ustar and GNU headers say which by their magic.
+    let not_tar = !collector.seen_any() && !starts_with_tar_header(input);
+    let diagnostic = broken(meter, collector.limits().max_unpacked_bytes, not_tar, error);
+    collector.stop(diagnostic)
+}
+
+/// Whether the gzip stream starts with a ustar or GNU tar header (inflating 512 bytes only).
+fn starts_with_tar_header(input: &[u8]) -> bool {
+    let mut block = [0u8; BLOCK as usize];
+    let mut decoder = MultiGzDecoder::new(input).take(BLOCK);
+    decoder.read_exact(&mut block).is_ok() && &block[257..262] == b"ustar"
+}
+
 /// The diagnostic for a read that failed: over the allowance, a broken gzip stream, or a broken
 /// tar inside a sound one.
-fn broken(meter: &Meter, max: u64, error: &io::Error) -> Diagnostic {
+fn broken(meter: &Meter, max: u64, not_tar: bool, error: &io::Error) -> Diagnostic {
     if meter.refused.get() {
         return if meter.allowed.get() >= max {
             unpacked_too_large(max)
@@ -150,6 +178,12 @@ fn broken(meter: &Meter, max: u64, error: &io::Error) -> Diagnostic {
         } else {
             Diagnostic::new(code::CORRUPT_ARCHIVE, format!("the gzip data is damaged: {message}"))
         };
+    }
+    if not_tar {
+        return Diagnostic::new(
+            code::NOT_AN_ARCHIVE,
+            "this is gzip-compressed, but what it holds is not a tar archive: a bundle is a compressed tar (`tar -czf`) or a zip",
+        );
     }
     if meter.ended.get() {
         return Diagnostic::new(code::TRUNCATED_ARCHIVE, "the tar archive inside the gzip stream ends early");
@@ -226,3 +260,7 @@ impl Read for Counted<'_> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+#[path = "targz_tests.rs"]
+mod tests;

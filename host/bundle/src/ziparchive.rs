@@ -8,7 +8,7 @@
 use std::io::{Cursor, Read};
 
 use zip::result::ZipError;
-use zip::{CompressionMethod, ZipArchive};
+use zip::{CompressionMethod, ZipArchive, ZipReadOptions};
 
 use crate::collect::{Collector, Kind, Stop, Take};
 use crate::diagnostic::{code, Diagnostic};
@@ -16,8 +16,10 @@ use crate::path::printable;
 
 /// The end-of-central-directory record's signature.
 const EOCD_SIGNATURE: &[u8] = b"PK\x05\x06";
+/// The record's size without its comment.
+const EOCD_BYTES: usize = 22;
 /// The record is 22 bytes plus a comment of at most 65,535.
-const EOCD_SEARCH_BYTES: usize = 22 + 65_535;
+const EOCD_SEARCH_BYTES: usize = EOCD_BYTES + 65_535;
 
 const S_IFMT: u32 = 0o170_000;
 const S_IFSOCK: u32 = 0o140_000;
@@ -32,7 +34,8 @@ const S_IFIFO: u32 = 0o010_000;
 pub(crate) fn read(bytes: &[u8], collector: &mut Collector<'_>) -> Result<(), Stop> {
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(|e| collector.stop(open_error(bytes, &e)))?;
     collector.expect_entries(archive.len() as u64)?;
-    if archive.has_duplicate_names() {
+    let duplicates = archive.has_duplicate_names();
+    if duplicates {
         collector.report(Diagnostic::new(
             code::DUPLICATE_NAME,
             "the zip's central directory lists one name twice (only one of them can be read)",
@@ -65,7 +68,7 @@ pub(crate) fn read(bytes: &[u8], collector: &mut Collector<'_>) -> Result<(), St
             continue;
         }
         collector.declare(&shown, size)?;
-        match read_entry(&mut archive, index, size) {
+        match read_entry(&mut archive, index, size, !duplicates) {
             Ok(bytes) => collector.keep(&path, bytes),
             Err(diagnostic) => collector.report(diagnostic.in_file(shown)),
         }
@@ -73,16 +76,24 @@ pub(crate) fn read(bytes: &[u8], collector: &mut Collector<'_>) -> Result<(), St
     Ok(())
 }
 
-/// One file's bytes: exactly `size` of them, checksum verified.
-fn read_entry(archive: &mut ZipArchive<Cursor<&[u8]>>, index: usize, size: u64) -> Result<Vec<u8>, Diagnostic> {
-    let file = archive.by_index(index).map_err(|e| corrupt(&e))?;
+/// One file's bytes: exactly `size` of them, checksum verified, and (unless the central directory
+/// names a file twice, which is reported already) its local header checked against the central
+/// directory's, so no other zip reader could see a different name or size.
+fn read_entry(
+    archive: &mut ZipArchive<Cursor<&[u8]>>,
+    index: usize,
+    size: u64,
+    consistent: bool,
+) -> Result<Vec<u8>, Diagnostic> {
+    let options = ZipReadOptions::new().enforce_header_consistency(consistent);
+    let file = archive.by_index_with_options(index, options).map_err(|e| corrupt(&e))?;
     let capacity = usize::try_from(size.min(1 << 20)).unwrap_or(0);
     let mut bytes = Vec::with_capacity(capacity);
     // One byte over the declared size: reading to the end is what makes the zip crate check the
     // CRC, and a file longer than declared shows itself without being inflated further.
-    file.take(size.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| {
-        Diagnostic::new(code::CORRUPT_ARCHIVE, format!("this file's data is damaged: {e}"))
-    })?;
+    file.take(size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Diagnostic::new(code::CORRUPT_ARCHIVE, format!("this file's data is damaged: {e}")))?;
     if bytes.len() as u64 != size {
         return Err(Diagnostic::new(
             code::CORRUPT_ARCHIVE,
@@ -107,11 +118,16 @@ fn kind(is_dir: bool, unix_mode: Option<u32>) -> Kind {
     }
 }
 
-/// A zip that cannot be opened: truncated when its central directory, which is at its very end,
-/// cannot be found; otherwise damaged.
+/// A zip that cannot be opened: truncated when the record that ends its central directory, at its
+/// very end, is missing or cut; otherwise damaged.
 fn open_error(bytes: &[u8], error: &ZipError) -> Diagnostic {
-    let tail = &bytes[bytes.len().saturating_sub(EOCD_SEARCH_BYTES)..];
-    if tail.windows(EOCD_SIGNATURE.len()).any(|w| w == EOCD_SIGNATURE) {
+    let start = bytes.len().saturating_sub(EOCD_SEARCH_BYTES);
+    let complete_record = bytes[start..].windows(EOCD_SIGNATURE.len()).enumerate().any(|(at, w)| {
+        let at = start + at;
+        let comment = bytes.get(at + 20..at + 22).map(|n| usize::from(u16::from_le_bytes([n[0], n[1]])));
+        w == EOCD_SIGNATURE && comment.is_some_and(|comment| at + EOCD_BYTES + comment <= bytes.len())
+    });
+    if complete_record {
         corrupt(error)
     } else {
         Diagnostic::new(

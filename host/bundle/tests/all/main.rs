@@ -1,0 +1,5 @@
+//! One test binary for the crate (link time on 2 cores): reading .tar.gz, reading .zip.
+
+mod support;
+mod targz;
+mod zipfile;
