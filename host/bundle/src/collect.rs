@@ -252,7 +252,6 @@ impl<'l> Collector<'l> {
         let has_dags = self.files.iter().any(|(path, kept)| kept.wanted && path.ends_with(".toml"));
         let mut dags = BTreeMap::new();
         let mut plugins = BTreeMap::new();
-        let mut nested_dags = Vec::new();
         for (path, kept) in std::mem::take(&mut self.files) {
             let Some(bytes) = kept.bytes else { continue };
             if path.ends_with(".wasm") {
@@ -273,13 +272,14 @@ impl<'l> Collector<'l> {
                 }
             }
         }
-        for ignored in &self.ignored {
-            if ignored.reason == IgnoredReason::NestedToml {
-                nested_dags.push(ignored.path.as_str());
-            }
-        }
+        // DAG files one folder down: the archive was made of the folder, not of its contents.
+        let one_down = self.ignored.iter().map(|i| i.path.as_str()).find(|path| {
+            path.ends_with(".toml")
+                && path.split('/').count() == 2
+                && !path.rsplit('/').next().is_some_and(|name| name.starts_with('.'))
+        });
         if !has_dags && !self.stopped {
-            let hint = match nested_dags.first() {
+            let hint = match one_down {
                 Some(nested) => format!(
                     " (`{nested}` is in a folder: archive the DAG folder's contents, not the folder, e.g. \
                      `sandflow bundle build DIR` or `tar -C DIR -czf bundle.tar.gz .`)"

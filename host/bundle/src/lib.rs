@@ -43,9 +43,13 @@
 //! `*.wasm`: they are editor leftovers and resource forks (`._train.wasm` is not wasm). Ignored
 //! files still count towards the limits. A bundle with no DAG file is refused (`no_dags`), with a
 //! hint when the DAG files sit one folder down (`tar -czf b.tar.gz dags/`, a common slip).
+//!
+//! [`build`] makes the archive the other way, from a DAG folder, deterministically: the same
+//! folder gives the same bytes, whatever its files' times and owners.
 
 #![deny(missing_docs)]
 
+mod build;
 mod collect;
 mod diagnostic;
 mod limits;
@@ -58,6 +62,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use build::{build, BuildError};
 pub use diagnostic::{code, Diagnostic, Diagnostics};
 pub use limits::Limits;
 
