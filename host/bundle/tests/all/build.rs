@@ -146,7 +146,10 @@ fn bundles_made_by_tar_and_zip_read_as_the_built_one() {
     assert_eq!((&bundle.dags, &bundle.plugins), (&built.dags, &built.plugins));
     let mut ignored: Vec<_> = bundle.ignored.iter().map(|i| i.path.as_str()).collect();
     ignored.sort();
-    assert_eq!(ignored, [".git/objects/x.wasm", ".ml.toml.swp", "README.md", "plugins/src/main.rs", "team/nested.toml"]);
+    assert_eq!(
+        ignored,
+        [".git/objects/x.wasm", ".ml.toml.swp", "README.md", "plugins/src/main.rs", "team/nested.toml"]
+    );
 
     // The folder itself rather than its contents: refused, with the way out.
     let parent = dir.path().parent().unwrap().to_str().unwrap();

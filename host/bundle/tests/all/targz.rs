@@ -319,3 +319,24 @@ fn diagnostics_serialise_as_the_api_will_send_them() {
         }])
     );
 }
+
+/// Every one-byte change (of the tar, and of its gzip) and every cut of a small bundle is read
+/// without a panic.
+#[test]
+fn damaged_bundles_never_panic() {
+    let tar = tar(&[file("a.toml", DAG), link("l", b'2', "x"), file(&format!("{}.wasm", "n".repeat(120)), WASM)]);
+    for at in 0..tar.len().min(4096) {
+        for bits in [0x01, 0x80, 0xff] {
+            let mut damaged = tar.clone();
+            damaged[at] ^= bits;
+            let _ = read(&gzip(&damaged));
+        }
+    }
+    let bytes = gzip(&tar);
+    for at in 0..bytes.len() {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x55;
+        let _ = read(&damaged);
+        let _ = read(&bytes[..at]);
+    }
+}

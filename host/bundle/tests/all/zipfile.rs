@@ -213,3 +213,17 @@ fn unsupported_compression_and_encryption_are_refused() {
     assert_eq!(diagnostics.codes(), [code::UNSUPPORTED_COMPRESSION, code::ENCRYPTED_ENTRY]);
     assert!(diagnostics.as_slice()[0].message.contains("Bzip2"), "{diagnostics}");
 }
+
+/// Every one-byte change and every cut of a small zip is read without a panic.
+#[test]
+fn damaged_zips_never_panic() {
+    let bytes = with_good(Item::Symlink("l", "x"));
+    for at in 0..bytes.len() {
+        for bits in [0x01, 0x80, 0xff] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= bits;
+            let _ = read(&damaged);
+        }
+        let _ = read(&bytes[..at]);
+    }
+}
