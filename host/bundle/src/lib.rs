@@ -19,7 +19,9 @@
 //!   sizes up front and is checked from its central directory before anything is inflated; a
 //!   `.tar.gz` is a stream that declares nothing trustworthy, so its inflated bytes go through a
 //!   meter whose allowance grows one checked entry at a time (see `targz.rs`). A gzip bomb is
-//!   refused after a few kilobytes of work, and memory stays bounded by the files kept.
+//!   refused at the header that declares too much, after a few kilobytes of work; one spread over
+//!   many entries each under the limits costs at most the unpacked limit. Memory stays bounded by
+//!   the files kept.
 //! - **Refused whole, with every reason.** A problem with one entry (a link, a bad path, a
 //!   duplicate) is recorded and reading goes on, so the answer lists everything to fix; a problem
 //!   after which reading on is unsafe or pointless (a limit on the whole archive, a broken stream)

@@ -19,9 +19,10 @@ pub struct Limits {
     /// (ten Rust plugins under 2 MB each) compress to a few MB, and a Python component (about 40 MB,
     /// the largest common kind) to about a third of that.
     pub max_archive_bytes: u64,
-    /// Bytes the archive unpacks to, all entries together (for a tar, headers included: every byte
-    /// the gzip stream inflates to). This is the memory a check holds. Default 256 MiB: four of the
-    /// largest plugins the sandbox accepts, far above a real DAG folder.
+    /// Bytes the archive unpacks to. For a `.tar.gz`, every byte the gzip stream inflates to,
+    /// headers and ignored files included (a stream must be read through); for a `.zip`, the files
+    /// kept (the only ones inflated). This bounds the memory a check holds. Default 256 MiB: four
+    /// of the largest plugins the sandbox accepts, far above a real DAG folder.
     pub max_unpacked_bytes: u64,
     /// Bytes of one file. Default 64 MiB, the sandbox's largest plugin (`MAX_PLUGIN_BYTES`), so a
     /// plugin it would refuse is refused here before being inflated.
