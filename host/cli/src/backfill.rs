@@ -92,6 +92,7 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
                     note: Some("backfill".into()),
                     triggered_by: user(),
                     created_at: Utc::now(),
+                    experiment: None,
                 };
                 if store.create_run(&run, &task_ids).await.map_err(anyhow::Error::from)? {
                     created += 1;

@@ -125,7 +125,8 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
         DagsCmd::Load { dags } => load(&dags, home).await,
         DagsCmd::Trigger { dag_id, conf: text, note, dag_version: version, json } => {
             let store = open_store(home).await?;
-            let options = TriggerOptions { conf: conf(text.as_deref())?, note, triggered_by: user(), version };
+            let options =
+                TriggerOptions { conf: conf(text.as_deref())?, note, triggered_by: user(), version, experiment: None };
             let run = trigger(&store, &dag_id, options).await.map_err(anyhow::Error::from)?;
             if json {
                 table::json(&run)?;
@@ -370,7 +371,7 @@ async fn test(
     let run = trigger(
         &store,
         dag_id,
-        TriggerOptions { conf, note: Some("dags test".into()), triggered_by: user(), version: None },
+        TriggerOptions { conf, note: Some("dags test".into()), triggered_by: user(), ..Default::default() },
     )
     .await
     .map_err(anyhow::Error::from)?;

@@ -538,6 +538,7 @@ impl Scheduler {
                     note: None,
                     triggered_by: "scheduler".into(),
                     created_at: at,
+                    experiment: None,
                 };
                 let task_ids: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
                 if self.store.create_run(&run, &task_ids).await? {
@@ -967,6 +968,7 @@ impl Scheduler {
                 note: None,
                 triggered_by: by.clone(),
                 version: None,
+                experiment: None,
             };
             let planned = crate::plan_manual_run(&self.store, &request.dag_id, options).await?;
             // Created when the try ended, or a microsecond after the last run this process

@@ -154,6 +154,8 @@ pub struct TriggerOptions {
     pub triggered_by: String,
     /// A version to pin; `None` for the DAG's active version.
     pub version: Option<String>,
+    /// The experiment the pinned version belongs to, recorded with the run.
+    pub experiment: Option<String>,
 }
 
 /// Creates a queued manual run of `dag_id`. A running scheduler picks it up at its next poll (or at
@@ -181,6 +183,7 @@ pub(crate) struct PlannedRun {
     conf: Map<String, Value>,
     note: Option<String>,
     triggered_by: String,
+    experiment: Option<String>,
 }
 
 impl PlannedRun {
@@ -197,6 +200,7 @@ impl PlannedRun {
             note: self.note.clone(),
             triggered_by: self.triggered_by.clone(),
             created_at: at,
+            experiment: self.experiment.clone(),
         }
     }
 }
@@ -227,5 +231,6 @@ pub(crate) async fn plan_manual_run(
         conf: options.conf,
         note: options.note,
         triggered_by: options.triggered_by,
+        experiment: options.experiment,
     })
 }

@@ -138,12 +138,29 @@ fn parse_blocking(path: &Path, cx: &LoadContext) -> Result<Parsed, String> {
 pub async fn record(parsed: Parsed, cx: &LoadContext) -> Result<Loaded, String> {
     let Parsed { dag, version, file, spec } = parsed;
     let paused = dag.paused.unwrap_or(cx.paused_at_creation);
-    let new_version = cx
+    let plugin_ids = plugin_ids(&dag);
+    let recorded = cx
         .store
-        .record_dag_version(&dag.id, &version, &spec, &file, paused)
+        .record_version(&sandflow_store::NewVersion {
+            dag_id: &dag.id,
+            version: &version,
+            spec: &spec,
+            file_path: &file,
+            plugin_ids: &plugin_ids,
+            paused_if_new: paused,
+            origin: sandflow_store::VersionOrigin::Folder,
+            uploaded_by: None,
+            placement: sandflow_store::Placement::Activate,
+        })
         .await
         .map_err(|e| format!("{file}: {e}"))?;
-    Ok(Loaded { dag, version, new_version })
+    Ok(Loaded { dag, version, new_version: recorded.new_version })
+}
+
+/// Every plugin a DAG's tasks pin, once each, sorted.
+pub fn plugin_ids(dag: &Dag) -> Vec<String> {
+    let ids: std::collections::BTreeSet<&str> = dag.tasks.iter().map(|t| t.plugin_id.as_str()).collect();
+    ids.into_iter().map(String::from).collect()
 }
 
 /// Pins one plugin reference: a path is read, checked by the sandbox and stored; an id must be in

@@ -8,6 +8,7 @@ use crate::{
     ActionRow, ActionState, Change, DagRow, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow, PoolRow,
     Result, RunRow, SchedulerRow, SchedulingGuard, TaskInstanceRow, TryRow,
 };
+use crate::{ActivateChange, ExperimentRow, NewVersion, Recorded, RunQuery, VersionRow};
 use crate::{Claim, ClaimRequest, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 #[async_trait::async_trait]
@@ -19,20 +20,18 @@ pub(crate) trait Backend: Send + Sync {
     async fn own_scheduling(&self, role: &str) -> Result<SchedulingGuard>;
 
     // ---- plugins ----
-    async fn put_plugin(&self, id: &str, bytes: &[u8], kind: PluginKind) -> Result<()>;
+    async fn put_plugin(&self, id: &str, bytes: &[u8], kind: PluginKind) -> Result<bool>;
+    async fn plugin(&self, id: &str) -> Result<Option<PluginRow>>;
     async fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>>;
     async fn plugins(&self) -> Result<Vec<PluginRow>>;
     async fn has_plugin(&self, id: &str) -> Result<bool>;
 
     // ---- DAGs, versions, import errors ----
-    async fn record_dag_version(
-        &self,
-        dag_id: &str,
-        version: &str,
-        spec: &Value,
-        file_path: &str,
-        paused_if_new: bool,
-    ) -> Result<bool>;
+    async fn record_version(&self, version: &NewVersion<'_>) -> Result<Recorded>;
+    async fn activate_version(&self, dag_id: &str, version: &str) -> Result<ActivateChange>;
+    async fn versions(&self, dag_id: &str) -> Result<Vec<VersionRow>>;
+    async fn experiments(&self, dag_id: &str) -> Result<Vec<ExperimentRow>>;
+    async fn versions_using(&self, plugin_id: &str) -> Result<Vec<VersionRow>>;
     async fn record_import_error(&self, file_path: &str, dag_id: Option<&str>, message: &str) -> Result<()>;
     async fn clear_import_error(&self, file_path: &str) -> Result<()>;
     async fn mark_stale(&self, dag_id: &str) -> Result<bool>;
@@ -47,6 +46,8 @@ pub(crate) trait Backend: Send + Sync {
     async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool>;
     async fn run(&self, run_id: &str) -> Result<Option<RunRow>>;
     async fn runs(&self, dag_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>>;
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRow>>;
+    async fn count_runs(&self, query: &RunQuery) -> Result<i64>;
     async fn active_runs(&self) -> Result<Vec<RunRow>>;
     async fn last_scheduled_interval_end(&self, dag_id: &str) -> Result<Option<DateTime<Utc>>>;
     async fn runs_between(&self, dag_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RunRow>>;

@@ -101,6 +101,9 @@ pub enum StoreError {
         /// Why.
         source: sqlx::Error,
     },
+    /// A DAG the store does not have (an experiment of it, say).
+    #[error("there is no DAG `{0}`")]
+    NoSuchDag(String),
     /// A value a caller passed that the store cannot take (an action finished as `pending`...).
     #[error("{0}")]
     Invalid(String),

@@ -71,13 +71,16 @@ pub use changes::{Change, TryEnd};
 pub use claims::{
     Claim, ClaimRequest, Claimed, ExpiredLease, HeldTry, QueuedJob, Report, ReportFate, ReportedTry, Topic, WorkerInfo,
 };
-pub use dags::{DagRow, ImportErrorRow, PauseChange};
+pub use dags::{
+    ActivateChange, DagRow, ExperimentRow, ImportErrorRow, NewVersion, PauseChange, Placement, Recorded, VersionOrigin,
+    VersionRow,
+};
 pub use error::{LostRace, Result, StoreError, UnknownName};
 pub use open::Durability;
 pub use ownership::{lock_path, SchedulingGuard, SchedulingOwner};
 pub use plugins::{PluginKind, PluginRow};
 pub use pools::PoolRow;
-pub use runs::{NewRun, RunRow, RunType};
+pub use runs::{NewRun, RunCursor, RunQuery, RunRow, RunType, MAX_PAGE};
 pub use schedulers::SchedulerRow;
 pub use task_instances::TaskInstanceRow;
 pub use tries::TryRow;

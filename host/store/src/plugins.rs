@@ -63,10 +63,16 @@ pub struct PluginRow {
 }
 
 impl Store {
-    /// Stores plugin bytes under their id (no-op when present). The id is the caller's (the
-    /// sandbox computes it as it checks the bytes); every read checks the bytes against it.
-    pub async fn put_plugin(&self, id: &str, bytes: &[u8], kind: PluginKind) -> Result<()> {
+    /// Stores plugin bytes under their id (no-op when present); returns whether they were new.
+    /// The id is the caller's (the sandbox computes it as it checks the bytes); every read checks
+    /// the bytes against it. Of several processes storing the same bytes at once, one stores them.
+    pub async fn put_plugin(&self, id: &str, bytes: &[u8], kind: PluginKind) -> Result<bool> {
         self.backend.put_plugin(id, bytes, kind).await
+    }
+
+    /// One stored plugin, without its bytes.
+    pub async fn plugin(&self, id: &str) -> Result<Option<PluginRow>> {
+        self.backend.plugin(id).await
     }
 
     /// The bytes stored under `id`, if any, checked against it: bytes that hash to anything else are

@@ -83,6 +83,8 @@ pub struct NewRun {
     /// Who started it: `scheduler`, a user name, or `task:<dag>/<run>/<task>`.
     pub triggered_by: String,
     pub created_at: DateTime<Utc>,
+    /// The experiment whose version it runs, if any.
+    pub experiment: Option<String>,
 }
 
 /// A DAG run.
@@ -106,6 +108,45 @@ pub struct RunRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// The experiment whose version it runs, if any.
+    pub experiment: Option<String>,
+}
+
+/// Which runs to list, and which page: newest first (or oldest first), after a cursor or from an
+/// offset. A cursor (the last row's `created_at` and `run_id`) costs the same on every page; an
+/// offset reads and skips the rows before it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunQuery {
+    pub dag_id: Option<String>,
+    /// Any of these states; empty for all.
+    pub states: Vec<RunState>,
+    pub run_type: Option<RunType>,
+    pub experiment: Option<String>,
+    pub triggered_by: Option<String>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
+    /// Rows strictly after this one in the order asked.
+    pub after: Option<RunCursor>,
+    pub offset: i64,
+    /// At most this many rows (the store caps it at [`MAX_PAGE`]).
+    pub limit: i64,
+}
+
+/// The largest page of a list.
+pub const MAX_PAGE: i64 = 1000;
+
+/// Where a page of runs ends: the last row's creation time and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCursor {
+    pub created_at: DateTime<Utc>,
+    pub run_id: String,
+}
+
+impl RunCursor {
+    /// The cursor after `row`.
+    pub fn after(row: &RunRow) -> RunCursor {
+        RunCursor { created_at: row.created_at, run_id: row.run_id.clone() }
+    }
 }
 
 impl Store {
@@ -124,6 +165,19 @@ impl Store {
     /// Runs of a DAG (or of every DAG), newest first.
     pub async fn runs(&self, dag_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
         self.backend.runs(dag_id, limit).await
+    }
+
+    /// A page of runs (see [`RunQuery`]).
+    pub async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRow>> {
+        let mut query = query.clone();
+        query.limit = query.limit.clamp(0, MAX_PAGE);
+        query.offset = query.offset.max(0);
+        self.backend.list_runs(&query).await
+    }
+
+    /// How many runs match `query` (its page, cursor and order aside).
+    pub async fn count_runs(&self, query: &RunQuery) -> Result<i64> {
+        self.backend.count_runs(query).await
     }
 
     /// Runs that are queued or running, oldest first: the scheduler's working set.

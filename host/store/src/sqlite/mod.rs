@@ -20,6 +20,7 @@ use crate::{
     ActionRow, ActionState, Change, DagRow, Durability, ImportErrorRow, NewRun, PauseChange, PluginKind, PluginRow,
     PoolRow, Result, RunRow, SchedulerRow, SchedulingGuard, StoreError, TaskInstanceRow, TryRow,
 };
+use crate::{ActivateChange, ExperimentRow, NewVersion, Placement, Recorded, RunQuery, VersionOrigin, VersionRow};
 use crate::{Claim, ClaimRequest, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -28,7 +29,9 @@ const DAG_SELECT: &str =
     "SELECT dag_id, active_version, file_path, is_paused, created_at, updated_at, stale_since FROM dags";
 
 const RUN_SELECT: &str = "SELECT run_id, dag_id, version, run_type, state, logical_date, interval_start,
-    interval_end, conf, note, triggered_by, created_at, started_at, ended_at FROM dag_runs";
+    interval_end, conf, note, triggered_by, created_at, started_at, ended_at, experiment FROM dag_runs";
+
+const VERSION_SELECT: &str = "SELECT dag_id, version, created_at, origin, uploaded_by FROM dag_versions";
 
 const ACTION_SELECT: &str = "SELECT id, kind, payload, requested_by, requested_at, state, result, done_at FROM actions";
 
@@ -175,8 +178,8 @@ impl Sqlite {
 async fn insert_run(tx: &mut sqlx::SqliteConnection, run: &NewRun, task_ids: &[String]) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO dag_runs (run_id, dag_id, version, run_type, state, logical_date, interval_start, interval_end,
-                               conf, note, triggered_by, created_at)
-         VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                               conf, note, triggered_by, created_at, experiment)
+         VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(&run.run_id)
     .bind(&run.dag_id)
@@ -189,6 +192,7 @@ async fn insert_run(tx: &mut sqlx::SqliteConnection, run: &NewRun, task_ids: &[S
     .bind(&run.note)
     .bind(&run.triggered_by)
     .bind(run.created_at)
+    .bind(&run.experiment)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -207,6 +211,31 @@ async fn insert_run(tx: &mut sqlx::SqliteConnection, run: &NewRun, task_ids: &[S
         .await?;
     }
     Ok(true)
+}
+
+/// `WHERE` and the filters of a run query (none of its paging).
+fn run_filters(sql: &mut sqlx::QueryBuilder<'_, sqlx::Sqlite>, query: &RunQuery) {
+    sql.push(" WHERE 1 = 1");
+    if let Some(dag_id) = &query.dag_id {
+        sql.push(" AND dag_id = ").push_bind(dag_id.clone());
+    }
+    if !query.states.is_empty() {
+        sql.push(" AND state IN (");
+        let mut states = sql.separated(", ");
+        for state in &query.states {
+            states.push_bind(state.as_str());
+        }
+        sql.push(")");
+    }
+    if let Some(run_type) = query.run_type {
+        sql.push(" AND run_type = ").push_bind(run_type.as_str());
+    }
+    if let Some(experiment) = &query.experiment {
+        sql.push(" AND experiment = ").push_bind(experiment.clone());
+    }
+    if let Some(by) = &query.triggered_by {
+        sql.push(" AND triggered_by = ").push_bind(by.clone());
+    }
 }
 
 #[async_trait::async_trait]
@@ -236,8 +265,8 @@ impl Backend for Sqlite {
 
     // ---- plugins ----
 
-    async fn put_plugin(&self, id: &str, bytes: &[u8], kind: PluginKind) -> Result<()> {
-        sqlx::query("INSERT INTO plugins (id, bytes, size, kind, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
+    async fn put_plugin(&self, id: &str, bytes: &[u8], kind: PluginKind) -> Result<bool> {
+        let done = sqlx::query("INSERT INTO plugins (id, bytes, size, kind, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
             .bind(id)
             .bind(bytes)
             .bind(bytes.len() as i64)
@@ -245,7 +274,14 @@ impl Backend for Sqlite {
             .bind(Utc::now())
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn plugin(&self, id: &str) -> Result<Option<PluginRow>> {
+        Ok(sqlx::query_as("SELECT id, kind, size, created_at FROM plugins WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn plugin_bytes(&self, id: &str) -> Result<Option<Vec<u8>>> {
@@ -268,44 +304,130 @@ impl Backend for Sqlite {
 
     // ---- DAGs ----
 
-    async fn record_dag_version(
-        &self,
-        dag_id: &str,
-        version: &str,
-        spec: &Value,
-        file_path: &str,
-        paused_if_new: bool,
-    ) -> Result<bool> {
+    async fn record_version(&self, v: &NewVersion<'_>) -> Result<Recorded> {
         let now = Utc::now();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO dags (dag_id, active_version, file_path, is_paused, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (dag_id) DO UPDATE SET active_version = excluded.active_version, file_path = excluded.file_path,
-             stale_since = NULL,
-             updated_at = CASE WHEN dags.active_version = excluded.active_version THEN dags.updated_at ELSE excluded.updated_at END",
-        )
-        .bind(dag_id)
-        .bind(version)
-        .bind(file_path)
-        .bind(paused_if_new)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let active: Option<String> = sqlx::query_scalar("SELECT active_version FROM dags WHERE dag_id = ?")
+            .bind(v.dag_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let activate = match (&v.placement, &active) {
+            (Placement::Experiment { .. }, None) => return Err(StoreError::NoSuchDag(v.dag_id.to_string())),
+            (Placement::Experiment { .. }, Some(_)) => false,
+            (Placement::Keep, Some(_)) => false,
+            (Placement::Activate, _) | (Placement::Keep, None) => true,
+        };
+        if activate {
+            // First: the version's row references the DAG's.
+            sqlx::query(
+                "INSERT INTO dags (dag_id, active_version, file_path, is_paused, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (dag_id) DO UPDATE SET active_version = excluded.active_version, file_path = excluded.file_path,
+                 stale_since = NULL,
+                 updated_at = CASE WHEN dags.active_version = excluded.active_version THEN dags.updated_at ELSE excluded.updated_at END",
+            )
+            .bind(v.dag_id)
+            .bind(v.version)
+            .bind(v.file_path)
+            .bind(v.paused_if_new)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         let inserted = sqlx::query(
-            "INSERT INTO dag_versions (dag_id, version, spec, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO dag_versions (dag_id, version, spec, created_at, origin, uploaded_by) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
         )
-        .bind(dag_id)
-        .bind(version)
-        .bind(spec.to_string())
+        .bind(v.dag_id)
+        .bind(v.version)
+        .bind(v.spec.to_string())
         .bind(now)
+        .bind(v.origin.as_str())
+        .bind(v.uploaded_by)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             > 0;
-        sqlx::query("DELETE FROM import_errors WHERE file_path = ?").bind(file_path).execute(&mut *tx).await?;
+        for plugin_id in v.plugin_ids {
+            sqlx::query("INSERT OR IGNORE INTO dag_version_plugins (dag_id, version, plugin_id) VALUES (?, ?, ?)")
+                .bind(v.dag_id)
+                .bind(v.version)
+                .bind(plugin_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Placement::Experiment { name, note } = v.placement {
+            sqlx::query(
+                "INSERT INTO experiments (dag_id, name, version, author, note, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(v.dag_id)
+            .bind(name)
+            .bind(v.version)
+            .bind(v.uploaded_by.unwrap_or("unknown"))
+            .bind(note)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if v.origin == VersionOrigin::Folder {
+            sqlx::query("DELETE FROM import_errors WHERE file_path = ?").bind(v.file_path).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
-        Ok(inserted)
+        let activated = activate && active.as_deref() != Some(v.version);
+        Ok(Recorded { new_version: inserted, activated, new_dag: active.is_none() })
+    }
+
+    async fn activate_version(&self, dag_id: &str, version: &str) -> Result<ActivateChange> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM dag_versions WHERE dag_id = ? AND version = ?")
+            .bind(dag_id)
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await?
+            > 0;
+        if !exists {
+            return Ok(ActivateChange::NoSuchVersion);
+        }
+        let done =
+            sqlx::query("UPDATE dags SET active_version = ?, updated_at = ? WHERE dag_id = ? AND active_version <> ?")
+                .bind(version)
+                .bind(Utc::now())
+                .bind(dag_id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(if done.rows_affected() > 0 { ActivateChange::Changed } else { ActivateChange::Already })
+    }
+
+    async fn versions(&self, dag_id: &str) -> Result<Vec<VersionRow>> {
+        Ok(sqlx::query_as(&format!("{VERSION_SELECT} WHERE dag_id = ? ORDER BY created_at DESC, version DESC"))
+            .bind(dag_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn experiments(&self, dag_id: &str) -> Result<Vec<ExperimentRow>> {
+        Ok(sqlx::query_as(
+            "SELECT dag_id, name, version, author, note, created_at FROM experiments WHERE dag_id = ?
+             ORDER BY created_at DESC, name, version",
+        )
+        .bind(dag_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn versions_using(&self, plugin_id: &str) -> Result<Vec<VersionRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{VERSION_SELECT} WHERE (dag_id, version) IN (SELECT dag_id, version FROM dag_version_plugins WHERE plugin_id = ?)
+             ORDER BY created_at DESC, dag_id, version"
+        ))
+        .bind(plugin_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn record_import_error(&self, file_path: &str, dag_id: Option<&str>, message: &str) -> Result<()> {
@@ -391,7 +513,8 @@ impl Backend for Sqlite {
     // ---- runs ----
 
     async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if !insert_run(&mut tx, run, task_ids).await? {
             return Ok(false);
         }
@@ -411,6 +534,25 @@ impl Backend for Sqlite {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRow>> {
+        let mut sql = sqlx::QueryBuilder::new(RUN_SELECT);
+        run_filters(&mut sql, query);
+        let (cmp, dir) = if query.oldest_first { (">", "ASC") } else { ("<", "DESC") };
+        if let Some(after) = &query.after {
+            sql.push(format!(" AND (created_at, run_id) {cmp} ("));
+            sql.push_bind(after.created_at).push(", ").push_bind(after.run_id.clone()).push(")");
+        }
+        sql.push(format!(" ORDER BY created_at {dir}, run_id {dir} LIMIT "));
+        sql.push_bind(query.limit).push(" OFFSET ").push_bind(query.offset);
+        Ok(sql.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    async fn count_runs(&self, query: &RunQuery) -> Result<i64> {
+        let mut sql = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM dag_runs");
+        run_filters(&mut sql, query);
+        Ok(sql.build_query_scalar().fetch_one(&self.pool).await?)
     }
 
     async fn active_runs(&self) -> Result<Vec<RunRow>> {

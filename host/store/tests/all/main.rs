@@ -11,6 +11,7 @@ mod concurrency;
 mod guarded;
 mod opening;
 mod ownership;
+mod versions;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sandflow_store::{NewRun, RunType, Store};
@@ -60,6 +61,7 @@ pub fn new_run(run_id: &str, run_type: RunType, start: i64) -> NewRun {
         note: Some("a note".into()),
         triggered_by: "tester".into(),
         created_at: at,
+        experiment: None,
     }
 }
 
