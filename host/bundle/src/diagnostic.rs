@@ -204,6 +204,17 @@ pub mod code {
     pub const ENCRYPTED_ENTRY: &str = "encrypted_entry";
     /// The bundle has no DAG file (`*.toml`) at its top level.
     pub const NO_DAGS: &str = "no_dags";
+    /// A DAG file does not validate (syntax, a cycle, an unknown task, a bad cron...): the
+    /// diagnostic carries the file's line, column and field. Checked by the server, not here.
+    pub const INVALID_DAG: &str = "invalid_dag";
+    /// A `.wasm` file is not a plugin the server can run (not wasm, not a command, too large).
+    pub const INVALID_PLUGIN: &str = "invalid_plugin";
+    /// Two DAG files of the bundle declare the same DAG id.
+    pub const DUPLICATE_DAG_ID: &str = "duplicate_dag_id";
+    /// A DAG file is over the server's limit for one DAG file.
+    pub const DAG_FILE_TOO_LARGE: &str = "dag_file_too_large";
+    /// An experiment of a DAG the server does not have: push it once without an experiment.
+    pub const UNKNOWN_DAG: &str = "unknown_dag";
 
     /// Every code, for tests and documentation.
     pub const ALL: &[&str] = &[
@@ -234,6 +245,11 @@ pub mod code {
         UNSUPPORTED_COMPRESSION,
         ENCRYPTED_ENTRY,
         NO_DAGS,
+        INVALID_DAG,
+        INVALID_PLUGIN,
+        DUPLICATE_DAG_ID,
+        DAG_FILE_TOO_LARGE,
+        UNKNOWN_DAG,
     ];
 }
 

@@ -9,6 +9,8 @@
 mod app;
 mod backfill;
 mod bench_cmd;
+mod bundle_cmd;
+mod client;
 mod dags_cmd;
 mod db_cmd;
 mod home;
@@ -16,6 +18,7 @@ mod out;
 mod plugin_cmd;
 mod pools_cmd;
 mod processes;
+mod server;
 mod standalone;
 mod table;
 mod tasks_cmd;
@@ -60,6 +63,9 @@ pub struct GlobalArgs {
 enum Command {
     /// Run the store, the scheduler and the executor in one process (the embedded SQLite store).
     Standalone(standalone::StandaloneArgs),
+    /// Run the HTTP API alone (DAGs arrive as bundles; schedulers and workers run elsewhere, or
+    /// actions are carried out in this process while none does).
+    Server(server::ServerArgs),
     /// Run the scheduler alone: it decides and queues, workers run (several may start on one
     /// PostgreSQL database: one schedules, the others stand by).
     Scheduler(processes::SchedulerArgs),
@@ -77,6 +83,9 @@ enum Command {
     /// Pools: named numbers of slots that tasks share.
     #[command(subcommand)]
     Pools(pools_cmd::PoolsCmd),
+    /// Build a bundle of a DAG folder, push one to a server (as new versions or an experiment).
+    #[command(subcommand)]
+    Bundle(bundle_cmd::BundleCmd),
     /// Create, migrate or reset the embedded database.
     #[command(subcommand)]
     Db(db_cmd::DbCmd),
@@ -157,6 +166,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Standalone(args) => standalone::run(args, &home).await,
+            Command::Server(args) => server::run(args, &home).await,
+            Command::Bundle(cmd) => bundle_cmd::run(cmd).await,
             Command::Scheduler(args) => processes::scheduler(args, &home).await,
             Command::Worker(args) => processes::worker(args, &home).await,
             Command::Dags(cmd) => dags_cmd::run(cmd, &home).await,

@@ -50,7 +50,7 @@ fn lease(text: &str) -> Result<Duration, String> {
 }
 
 /// Cancelled on Ctrl-C or SIGTERM (what systemd and docker send).
-fn stop_on_signal() -> CancellationToken {
+pub fn stop_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let stop = token.clone();
     tokio::spawn(async move {

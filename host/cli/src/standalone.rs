@@ -25,6 +25,8 @@ pub struct StandaloneArgs {
     /// Trigger a run of this DAG once the folder is loaded (repeatable).
     #[arg(long)]
     pub trigger: Vec<String>,
+    #[command(flatten)]
+    pub bind: crate::server::BindArgs,
     /// Exit once every run queued or running at start, or triggered with --trigger, has ended
     /// (exit 1 if one failed): for batch jobs and scripts.
     #[arg(long)]
@@ -63,6 +65,11 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
     }
     let handle = scheduler.handle();
     let mut notices = handle.subscribe();
+    let api_stop = CancellationToken::new();
+    let _stop_api = api_stop.clone().drop_guard();
+    let service = crate::server::service(store.clone(), home, args.dags_paused_at_creation)?;
+    let (addr, _api) = crate::server::start(service, args.bind.bind, api_stop).await?;
+    sayln!("API on http://{addr}/api/v1 (health: http://{addr}/healthz)");
     let mut waiting: std::collections::BTreeSet<String> =
         store.active_runs().await.map_err(anyhow::Error::from)?.into_iter().map(|r| r.run_id).collect();
     for dag_id in &args.trigger {

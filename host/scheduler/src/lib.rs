@@ -35,7 +35,9 @@ use serde_json::{Map, Value};
 pub use engine::{task_limits, Scheduler, SchedulerConfig, SchedulerHandle};
 pub use executor::{Executor, Job};
 pub use folder::{DagFolder, LoadReport, SETTLE};
-pub use loader::{load_file, read_regular_file, stored_kind, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES};
+pub use loader::{
+    load_file, plugin_ids, read_regular_file, stored_kind, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES,
+};
 pub use worker::{JobSpec, Worker, WorkerConfig};
 
 /// What can stop the scheduler or a trigger. Callers tell apart the user's mistakes (an unknown DAG

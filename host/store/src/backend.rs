@@ -27,7 +27,7 @@ pub(crate) trait Backend: Send + Sync {
     async fn has_plugin(&self, id: &str) -> Result<bool>;
 
     // ---- DAGs, versions, import errors ----
-    async fn record_version(&self, version: &NewVersion<'_>) -> Result<Recorded>;
+    async fn record_versions(&self, versions: &[NewVersion<'_>]) -> Result<Vec<Recorded>>;
     async fn activate_version(&self, dag_id: &str, version: &str) -> Result<ActivateChange>;
     async fn versions(&self, dag_id: &str) -> Result<Vec<VersionRow>>;
     async fn experiments(&self, dag_id: &str) -> Result<Vec<ExperimentRow>>;

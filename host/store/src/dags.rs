@@ -206,7 +206,13 @@ impl Store {
     /// version already stored keeps its first origin and uploader. An experiment of a DAG the
     /// store does not have is [`StoreError::NoSuchDag`](crate::StoreError::NoSuchDag).
     pub async fn record_version(&self, version: &NewVersion<'_>) -> Result<Recorded> {
-        self.backend.record_version(version).await
+        let recorded = self.backend.record_versions(std::slice::from_ref(version)).await?;
+        recorded.into_iter().next().ok_or_else(|| crate::StoreError::Invalid("no version was recorded".into()))
+    }
+
+    /// Records several versions (a bundle's) in one transaction: all or none.
+    pub async fn record_versions(&self, versions: &[NewVersion<'_>]) -> Result<Vec<Recorded>> {
+        self.backend.record_versions(versions).await
     }
 
     /// Makes a stored version the DAG's active one (a guarded write).

@@ -33,6 +33,9 @@ impl Env {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sandflow"));
         command
             .env("SANDFLOW_HOME", self.home.path())
+            // Tests run at once: every server takes a free port (and prints it).
+            .env("SANDFLOW_BIND", "127.0.0.1:0")
+            .env_remove("SANDFLOW_SERVER")
             .env_remove("SANDFLOW_DATABASE_URL")
             .env_remove("RUST_LOG")
             .env_remove("RUST_BACKTRACE");

@@ -132,6 +132,8 @@ impl Cluster {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sandflow"));
         command
             .env_remove("SANDFLOW_HOME")
+            .env("SANDFLOW_BIND", "127.0.0.1:0")
+            .env_remove("SANDFLOW_SERVER")
             .env_remove("SANDFLOW_DATABASE_URL")
             .env_remove("RUST_LOG")
             .env_remove("RUST_BACKTRACE")

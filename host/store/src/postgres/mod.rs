@@ -248,6 +248,80 @@ fn run_filters(sql: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, query: &RunQuer
     }
 }
 
+/// Records one version in `tx` (see [`Store::record_versions`](crate::Store::record_versions)).
+async fn record_version(tx: &mut PgConnection, v: &NewVersion<'_>, now: DateTime<Utc>) -> Result<Recorded> {
+    // Locks the DAG's row: a concurrent activation or push of the same DAG waits its turn.
+    let active: Option<String> = sqlx::query_scalar("SELECT active_version FROM dags WHERE dag_id = $1 FOR UPDATE")
+        .bind(v.dag_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let activate = match (&v.placement, &active) {
+        (Placement::Experiment { .. }, None) => return Err(StoreError::NoSuchDag(v.dag_id.to_string())),
+        (Placement::Experiment { .. }, Some(_)) => false,
+        (Placement::Keep, Some(_)) => false,
+        (Placement::Activate, _) | (Placement::Keep, None) => true,
+    };
+    if activate {
+        // First: the version's row references the DAG's.
+        sqlx::query(
+            "INSERT INTO dags (dag_id, active_version, file_path, is_paused, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (dag_id) DO UPDATE SET active_version = excluded.active_version, file_path = excluded.file_path,
+             stale_since = NULL,
+             updated_at = CASE WHEN dags.active_version = excluded.active_version THEN dags.updated_at ELSE excluded.updated_at END",
+        )
+        .bind(v.dag_id)
+        .bind(v.version)
+        .bind(text(v.file_path))
+        .bind(v.paused_if_new)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO dag_versions (dag_id, version, spec, created_at, origin, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(v.dag_id)
+    .bind(v.version)
+    .bind(json(v.spec))
+    .bind(now)
+    .bind(v.origin.as_str())
+    .bind(v.uploaded_by.map(text))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    sqlx::query(
+        "INSERT INTO dag_version_plugins (dag_id, version, plugin_id)
+         SELECT $1, $2, p FROM UNNEST($3::text[]) AS p ON CONFLICT DO NOTHING",
+    )
+    .bind(v.dag_id)
+    .bind(v.version)
+    .bind(v.plugin_ids)
+    .execute(&mut *tx)
+    .await?;
+    if let Placement::Experiment { name, note } = v.placement {
+        sqlx::query(
+            "INSERT INTO experiments (dag_id, name, version, author, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(v.dag_id)
+        .bind(text(name))
+        .bind(v.version)
+        .bind(text(v.uploaded_by.unwrap_or("unknown")))
+        .bind(note.map(text))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if v.origin == VersionOrigin::Folder {
+        sqlx::query("DELETE FROM import_errors WHERE file_path = $1").bind(v.file_path).execute(&mut *tx).await?;
+    }
+    let activated = activate && active.as_deref() != Some(v.version);
+    Ok(Recorded { new_version: inserted, activated, new_dag: active.is_none() })
+}
+
 #[async_trait::async_trait]
 impl Backend for Postgres {
     fn describe(&self) -> String {
@@ -330,80 +404,15 @@ impl Backend for Postgres {
 
     // ---- DAGs ----
 
-    async fn record_version(&self, v: &NewVersion<'_>) -> Result<Recorded> {
+    async fn record_versions(&self, versions: &[NewVersion<'_>]) -> Result<Vec<Recorded>> {
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
-        // Locks the DAG's row: a concurrent activation or push of the same DAG waits its turn.
-        let active: Option<String> = sqlx::query_scalar("SELECT active_version FROM dags WHERE dag_id = $1 FOR UPDATE")
-            .bind(v.dag_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let activate = match (&v.placement, &active) {
-            (Placement::Experiment { .. }, None) => return Err(StoreError::NoSuchDag(v.dag_id.to_string())),
-            (Placement::Experiment { .. }, Some(_)) => false,
-            (Placement::Keep, Some(_)) => false,
-            (Placement::Activate, _) | (Placement::Keep, None) => true,
-        };
-        if activate {
-            // First: the version's row references the DAG's.
-            sqlx::query(
-                "INSERT INTO dags (dag_id, active_version, file_path, is_paused, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $5)
-                 ON CONFLICT (dag_id) DO UPDATE SET active_version = excluded.active_version, file_path = excluded.file_path,
-                 stale_since = NULL,
-                 updated_at = CASE WHEN dags.active_version = excluded.active_version THEN dags.updated_at ELSE excluded.updated_at END",
-            )
-            .bind(v.dag_id)
-            .bind(v.version)
-            .bind(text(v.file_path))
-            .bind(v.paused_if_new)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO dag_versions (dag_id, version, spec, created_at, origin, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(v.dag_id)
-        .bind(v.version)
-        .bind(json(v.spec))
-        .bind(now)
-        .bind(v.origin.as_str())
-        .bind(v.uploaded_by.map(text))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        sqlx::query(
-            "INSERT INTO dag_version_plugins (dag_id, version, plugin_id)
-             SELECT $1, $2, p FROM UNNEST($3::text[]) AS p ON CONFLICT DO NOTHING",
-        )
-        .bind(v.dag_id)
-        .bind(v.version)
-        .bind(v.plugin_ids)
-        .execute(&mut *tx)
-        .await?;
-        if let Placement::Experiment { name, note } = v.placement {
-            sqlx::query(
-                "INSERT INTO experiments (dag_id, name, version, author, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(v.dag_id)
-            .bind(text(name))
-            .bind(v.version)
-            .bind(text(v.uploaded_by.unwrap_or("unknown")))
-            .bind(note.map(text))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if v.origin == VersionOrigin::Folder {
-            sqlx::query("DELETE FROM import_errors WHERE file_path = $1").bind(v.file_path).execute(&mut *tx).await?;
+        let mut recorded = Vec::with_capacity(versions.len());
+        for v in versions {
+            recorded.push(record_version(&mut tx, v, now).await?);
         }
         tx.commit().await?;
-        let activated = activate && active.as_deref() != Some(v.version);
-        Ok(Recorded { new_version: inserted, activated, new_dag: active.is_none() })
+        Ok(recorded)
     }
 
     async fn activate_version(&self, dag_id: &str, version: &str) -> Result<ActivateChange> {

@@ -1,0 +1,55 @@
+//! Sandflow's HTTP API: `/api/v1` (everything the CLI can do), the event stream, `/healthz`.
+//! Handlers are thin: they read the request, call the service layer and write its answer as
+//! JSON; errors are `{"code", "message"}` with statuses chosen in one place ([`error`]).
+//! The only crate that knows axum.
+
+pub mod error;
+mod events;
+mod extract;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use sandflow_service::Service;
+use tokio_util::sync::CancellationToken;
+
+pub use events::{EventHub, StateEvent};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) service: Service,
+    pub(crate) events: Arc<EventHub>,
+    pub(crate) started: Instant,
+}
+
+impl AppState {
+    /// The API over `service`.
+    pub fn new(service: Service) -> AppState {
+        let events = Arc::new(EventHub::new(service.store().clone()));
+        AppState { service, events, started: Instant::now() }
+    }
+}
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    routes::router().with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled; requests in flight finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let events = state.events.clone();
+    let stop_events = shutdown.clone();
+    tokio::spawn(async move { events.run(stop_events).await });
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,85 @@
+//! Plugins by hash, and bundles.
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sandflow_service::bundles::PushOptions;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::extract::{content_length, read_limited, require_type, QueryOf};
+use crate::routes::caller;
+use crate::AppState;
+
+/// `GET /api/v1/plugins`.
+pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"items": state.service.store().plugins().await?})))
+}
+
+/// `GET /api/v1/plugins/{id}`: metadata and the DAG versions that pin it.
+pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(state.service.plugin(&id).await?)))
+}
+
+/// `GET /api/v1/plugins/{id}/bytes`: the wasm, checked against its id.
+pub(crate) async fn bytes(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let bytes = state.service.plugin_bytes(&id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
+}
+
+/// `POST /api/v1/plugins`: one `.wasm` (`Content-Type: application/wasm`), checked and compiled.
+pub(crate) async fn upload(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    require_type(request.headers(), &["application/wasm", "application/octet-stream"], "a wasm module")?;
+    let declared = content_length(request.headers());
+    let body = read_limited(request.into_body(), declared, sandflow_sandbox_limit()).await?;
+    let uploaded = state.service.upload_plugin(body).await?;
+    let status = if uploaded.new { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!(uploaded))).into_response())
+}
+
+fn sandflow_sandbox_limit() -> usize {
+    usize::try_from(sandflow_sandbox::MAX_PLUGIN_BYTES).unwrap_or(usize::MAX)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PushQuery {
+    /// Keep each DAG's active version.
+    no_activate: Option<bool>,
+    experiment: Option<String>,
+    note: Option<String>,
+}
+
+/// `POST /api/v1/bundles?experiment=&note=&no_activate=`: a `.tar.gz` or `.zip` of DAG files and
+/// plugins, checked whole and stored all or nothing. 201 with what was stored; 422 with every
+/// diagnostic.
+pub(crate) async fn push_bundle(
+    State(state): State<AppState>,
+    QueryOf(q): QueryOf<PushQuery>,
+    headers: HeaderMap,
+    request: Request,
+) -> ApiResult<Response> {
+    require_type(
+        &headers,
+        &[
+            "application/gzip",
+            "application/x-gzip",
+            "application/x-tar+gzip",
+            "application/zip",
+            "application/octet-stream",
+        ],
+        "a bundle (.tar.gz or .zip)",
+    )?;
+    let limit = usize::try_from(state.service.bundle_limits().max_archive_bytes).unwrap_or(usize::MAX);
+    let body = read_limited(request.into_body(), content_length(&headers), limit).await?;
+    let options = PushOptions {
+        no_activate: q.no_activate.unwrap_or(false),
+        experiment: q.experiment,
+        note: q.note,
+        author: caller(&headers),
+    };
+    let report = state.service.push_bundle(body, options).await?;
+    Ok((StatusCode::CREATED, Json(json!(report))).into_response())
+}

@@ -1,0 +1,166 @@
+//! The HTTP API, tested over real HTTP on loopback against a real store (a SQLite file, and a
+//! PostgreSQL database when one is configured), with a real scheduler and worker in the process
+//! where a test runs DAGs. No mocks.
+
+mod bad_input;
+mod bundles;
+
+use std::time::Duration;
+
+use sandflow_sandbox::{Sandbox, SandboxConfig};
+use sandflow_scheduler::{Scheduler, SchedulerConfig};
+use sandflow_service::{Service, ServiceConfig};
+use sandflow_store::{Durability, Store};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// A server on a free loopback port over a fresh store, and a client for it.
+pub struct Server {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: Store,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Server {
+    /// The API alone over a new SQLite file.
+    pub async fn start() -> Server {
+        Server::start_on(Backend::Sqlite, false).await
+    }
+
+    /// The API with a scheduler and an in-process worker, as `standalone` runs them.
+    pub async fn with_scheduler() -> Server {
+        Server::start_on(Backend::Sqlite, true).await
+    }
+
+    pub async fn start_on(backend: Backend, scheduler: bool) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store = match backend {
+            Backend::Sqlite => Store::open(&dir.path().join("sandflow.db"), Durability::Normal).await.unwrap(),
+            Backend::Postgres => {
+                let url = sandflow_test_postgres::fresh_database().await;
+                Store::connect(&sandflow_store::DatabaseUrl::parse(&url).unwrap()).await.unwrap()
+            }
+        };
+        let cache = dir.path().join("code");
+        let sandbox = Sandbox::new(SandboxConfig {
+            cache_dir: Some(cache),
+            max_concurrent_tries: 16,
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let stop = CancellationToken::new();
+        if scheduler {
+            let config =
+                SchedulerConfig { poll_interval: Duration::from_millis(100), parallelism: 8, ..Default::default() };
+            let scheduler = Scheduler::new(store.clone(), sandbox.clone(), config);
+            tokio::spawn(scheduler.run_with_worker(stop.clone()));
+        }
+        let service = Service::new(store.clone(), sandbox, ServiceConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(sandflow_api::serve(listener, sandflow_api::AppState::new(service), stop.clone()));
+        Server { base, http: reqwest::Client::new(), store, stop, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET path`: status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        answer(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        answer(self.http.post(self.url(path)).header("x-sandflow-user", "alice").json(&body).send().await.unwrap())
+            .await
+    }
+
+    /// `POST path` with bytes of a content type, as `user`.
+    pub async fn post_bytes(&self, path: &str, content_type: &str, bytes: Vec<u8>, user: &str) -> (u16, Value) {
+        let request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .header("x-sandflow-user", user)
+            .body(bytes);
+        answer(request.send().await.unwrap()).await
+    }
+
+    /// Pushes a bundle (a .tar.gz) as `user` with a query string (`experiment=x`, or empty).
+    pub async fn push(&self, bundle: Vec<u8>, query: &str, user: &str) -> (u16, Value) {
+        self.post_bytes(&format!("/api/v1/bundles?{query}"), "application/gzip", bundle, user).await
+    }
+
+    /// Waits for a run to end; returns its final JSON.
+    pub async fn wait_run(&self, run_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, run) = self.get(&format!("/api/v1/runs/{}", enc(run_id))).await;
+            assert_eq!(status, 200, "{run}");
+            if matches!(run["state"].as_str(), Some("success" | "failed")) {
+                return run;
+            }
+            assert!(std::time::Instant::now() < deadline, "run {run_id} did not end: {run}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Percent-encodes a path segment.
+pub fn enc(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A .tar.gz of `files` (path, bytes).
+pub fn targz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, path, *bytes).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// A DAG file of one or more noop tasks in a chain, with a param that changes its version.
+pub fn chain_dag(dag_id: &str, tasks: usize, param: i64) -> String {
+    let mut text = format!("id = {dag_id:?}\n");
+    for i in 0..tasks {
+        text.push_str(&format!("[tasks.t{i}]\nplugin = \"plugins/echo.wasm\"\nparams = {{ n = {param} }}\n"));
+        if i > 0 {
+            text.push_str(&format!("upstream = [\"t{}\"]\n", i - 1));
+        }
+    }
+    text
+}

@@ -1,0 +1,81 @@
+//! Sandflow's use cases: what a user can ask of the server, whichever way they ask (the command
+//! line on this machine, or the HTTP API). The CLI and the API are thin over this crate: they
+//! parse and print; validation, defaults, and the order of writes live here, once.
+//!
+//! - [`bundles`]: push a bundle (checked whole, stored all or nothing), versions, experiments.
+//! - [`plugins`]: upload one plugin, its metadata and which versions pin it.
+//! - [`dags`]: DAGs with their schedule and last run, versions, their diff, activation, pause.
+//! - [`runs`]: trigger (a version, an experiment), list page by page, compare runs.
+//! - [`actions`]: clear and mark, carried out by the scheduler that owns the store.
+//!
+//! Errors are [`ServiceError`]s with stable codes; nothing here knows HTTP.
+
+pub mod actions;
+pub mod bundles;
+pub mod dags;
+mod error;
+pub mod plugins;
+pub mod runs;
+
+use sandflow_core::dag::Caps;
+use sandflow_sandbox::Sandbox;
+use sandflow_store::Store;
+
+pub use error::{Result, ServiceError};
+
+/// What the use cases are set up with.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The server's caps DAGs are checked against.
+    pub caps: Caps,
+    /// Limits on an uploaded bundle.
+    pub bundle_limits: sandflow_bundle::Limits,
+    /// Whether a DAG seen for the first time starts paused (its file may say otherwise).
+    pub paused_at_creation: bool,
+    /// Who carries out an action when no scheduler owns the store, for its lock's record
+    /// (`the command line`, `the server`).
+    pub role: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            caps: Caps::default(),
+            bundle_limits: sandflow_bundle::Limits::default(),
+            paused_at_creation: false,
+            role: "the command line".to_string(),
+        }
+    }
+}
+
+/// The use cases over one store. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    store: Store,
+    sandbox: Sandbox,
+    config: ServiceConfig,
+    specs: std::sync::Arc<dags::SpecCache>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// The use cases over `store`, checking plugins with `sandbox`.
+    pub fn new(store: Store, sandbox: Sandbox, config: ServiceConfig) -> Service {
+        Service { store, sandbox, config, specs: Default::default() }
+    }
+
+    /// The limits on an uploaded bundle.
+    pub fn bundle_limits(&self) -> &sandflow_bundle::Limits {
+        &self.config.bundle_limits
+    }
+
+    /// The store, for reads the use cases do not wrap.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
