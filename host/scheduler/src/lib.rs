@@ -21,6 +21,7 @@ mod engine;
 mod executor;
 mod folder;
 mod loader;
+mod shutdown;
 pub mod timetable;
 mod worker;
 mod working;
@@ -36,7 +37,8 @@ pub use engine::{task_limits, Scheduler, SchedulerConfig, SchedulerHandle};
 pub use executor::{Executor, Job};
 pub use folder::{DagFolder, LoadReport, SETTLE};
 pub use loader::{load_file, read_regular_file, stored_kind, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES};
-pub use worker::{JobSpec, Worker, WorkerConfig};
+pub use shutdown::{Shutdown, Stopping};
+pub use worker::{JobSpec, Worker, WorkerConfig, DEFAULT_SHUTDOWN_GRACE};
 
 /// What can stop the scheduler or a trigger. Callers tell apart the user's mistakes (an unknown DAG
 /// or version) from failures of the store.
