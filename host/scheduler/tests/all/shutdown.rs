@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use sandflow_core::state::{RunState, TaskState};
 use sandflow_sandbox::{Sandbox, SandboxConfig};
-use sandflow_scheduler::{trigger, Scheduler, SchedulerConfig, SchedulerError, Shutdown, Stopping, TriggerOptions};
+use sandflow_scheduler::{
+    trigger, Scheduler, SchedulerConfig, SchedulerError, Shutdown, Stopping, TriggerOptions, Worker, WorkerConfig,
+};
 use sandflow_store::{Durability, Store, TaskInstanceRow};
 use tokio::task::JoinHandle;
 
@@ -36,18 +38,27 @@ struct Process {
     task: JoinHandle<Result<(), SchedulerError>>,
 }
 
+fn sandbox() -> Sandbox {
+    Sandbox::new(SandboxConfig { max_concurrent_tries: 4, ..SandboxConfig::default() }).unwrap()
+}
+
+/// A scheduler over the home in `dir`, its DAG folder loaded.
+async fn scheduler(dir: &Path, grace: Duration) -> (Store, Scheduler) {
+    let store = Store::open(&dir.join("sandflow.db"), Durability::Normal).await.unwrap();
+    let config = SchedulerConfig {
+        dags_dir: Some(dags(dir)),
+        poll_interval: Duration::from_millis(100),
+        shutdown_grace: grace,
+        ..SchedulerConfig::default()
+    };
+    let mut scheduler = Scheduler::new(store.clone(), sandbox(), config);
+    scheduler.load_dags().await.unwrap();
+    (store, scheduler)
+}
+
 impl Process {
     async fn start(dir: &Path, grace: Duration) -> Process {
-        let store = Store::open(&dir.join("sandflow.db"), Durability::Normal).await.unwrap();
-        let sandbox = Sandbox::new(SandboxConfig { max_concurrent_tries: 4, ..SandboxConfig::default() }).unwrap();
-        let config = SchedulerConfig {
-            dags_dir: Some(dags(dir)),
-            poll_interval: Duration::from_millis(100),
-            shutdown_grace: grace,
-            ..SchedulerConfig::default()
-        };
-        let mut scheduler = Scheduler::new(store.clone(), sandbox, config);
-        scheduler.load_dags().await.unwrap();
+        let (store, scheduler) = scheduler(dir, grace).await;
         let told = Arc::new(Mutex::new(Vec::new()));
         let log = told.clone();
         let shutdown = Shutdown::new().telling(move |what| log.lock().unwrap().push(what));
@@ -179,4 +190,34 @@ async fn a_try_still_running_when_the_grace_ends_is_interrupted_at_once_and_retr
     assert!(reason.contains("interrupted: the worker was stopped and asked to kill its tries at once"), "{reason}");
     third.shutdown.stop();
     third.stopped().await;
+}
+
+#[tokio::test]
+async fn a_try_reported_while_no_scheduler_runs_is_judged_by_the_next_one() {
+    let dir = home();
+    write_dag(dir.path(), "nap", &napping(1000));
+    // `sandflow scheduler` and `sandflow worker`, apart: the scheduler stops first.
+    let (store, first) = scheduler(dir.path(), Duration::from_secs(20)).await;
+    let stop_scheduler = tokio_util::sync::CancellationToken::new();
+    let first = tokio::spawn(first.run(stop_scheduler.clone()));
+    let config = WorkerConfig { shutdown_grace: Duration::from_secs(20), ..WorkerConfig::default() };
+    let stop_worker = Shutdown::new();
+    let worker = tokio::spawn(Worker::new(store.clone(), sandbox(), config).run(stop_worker.clone()));
+    let run = trigger(&store, "nap", TriggerOptions { triggered_by: "test".into(), ..Default::default() }).await.unwrap();
+    until_running(&store, &run.run_id, 1).await;
+    stop_scheduler.cancel();
+    first.await.unwrap().unwrap();
+    stop_worker.stop();
+    tokio::time::timeout(Duration::from_secs(30), worker).await.unwrap().unwrap().unwrap();
+    // Reported, not judged: the instance is still running as far as the store says.
+    let ti = nap_instance(&store, &run.run_id).await;
+    assert_eq!((ti.state, ti.try_number), (TaskState::Running, 1));
+    assert_eq!(store.tries(&run.run_id, "nap", -1).await.unwrap()[0].outcome.as_deref(), Some("success"));
+
+    let second = Process::start(dir.path(), Duration::from_secs(20)).await;
+    assert_eq!(until_ended(&second.store, &run.run_id).await, RunState::Success);
+    let ti = nap_instance(&second.store, &run.run_id).await;
+    assert_eq!((ti.state, ti.try_number, ti.output), (TaskState::Success, 1, Some(serde_json::json!("slept"))));
+    second.shutdown.stop();
+    second.stopped().await;
 }
