@@ -180,8 +180,7 @@ impl Worker {
                 // way back from `running` to `queued`, so it ends as interrupted, and the scheduler
                 // queues the instance again per its policy.
                 interrupted += waiting.len();
-                let released: Vec<Report> =
-                    waiting.drain().map(|(_, claim)| not_started(&claim, Utc::now())).collect();
+                let released: Vec<Report> = waiting.drain().map(|(_, claim)| not_started(&claim, Utc::now())).collect();
                 self.report(released).await;
                 info!(running = running.len(), grace = %human_duration(grace), "stopping: no more claims");
                 shutdown.tell(Stopping::Draining { running: running.len(), grace });
@@ -215,7 +214,8 @@ impl Worker {
                         .drain()
                         .map(|(key, try_)| {
                             let message = try_.interrupted.unwrap_or_else(|| "interrupted".to_string());
-                            let message = format!("{message}; it had not stopped {} after its kill", human_duration(KILL_WAIT));
+                            let message =
+                                format!("{message}; it had not stopped {} after its kill", human_duration(KILL_WAIT));
                             interrupted_report(key, try_.try_number, message, Utc::now())
                         })
                         .collect();

@@ -51,7 +51,11 @@ impl Process {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "still running {limit:?} after SIGTERM; it printed:\n{}", self.printed());
+            assert!(
+                Instant::now() < deadline,
+                "still running {limit:?} after SIGTERM; it printed:\n{}",
+                self.printed()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -91,7 +95,8 @@ fn until_running(env: &Env, who: &Process) {
 
 /// The tries of `nap` as `tasks tries --json` shows them.
 fn tries(env: &Env) -> Vec<Value> {
-    let json: Value = serde_json::from_str(&env.run(&["tasks", "tries", "long", "latest", "nap", "--json"]).ok()).unwrap();
+    let json: Value =
+        serde_json::from_str(&env.run(&["tasks", "tries", "long", "latest", "nap", "--json"]).ok()).unwrap();
     json["tries"].as_array().unwrap().clone()
 }
 
@@ -99,8 +104,11 @@ fn tries(env: &Env) -> Vec<Value> {
 fn sigterm_stops_standalone_after_its_grace_and_records_the_running_try_interrupted() {
     let env = Env::new();
     let dags = env.dags(&[("long", LONG)]);
-    let mut standalone =
-        Process::spawn(&env, "standalone", &["standalone", "--dags", &dags, "--trigger", "long", "--shutdown-grace", "1s"]);
+    let mut standalone = Process::spawn(
+        &env,
+        "standalone",
+        &["standalone", "--dags", &dags, "--trigger", "long", "--shutdown-grace", "1s"],
+    );
     until_running(&env, &standalone);
     let sent = Instant::now();
     standalone.sigterm();
@@ -109,7 +117,10 @@ fn sigterm_stops_standalone_after_its_grace_and_records_the_running_try_interrup
     assert!(status.success(), "{status}; it printed:\n{}", standalone.printed());
     assert!(sent.elapsed() < Duration::from_secs(10), "took {:?}", sent.elapsed());
     let printed = standalone.printed();
-    assert!(printed.contains("stopping: waiting up to 1s for 1 running try (Ctrl-C again to kill them now)"), "{printed}");
+    assert!(
+        printed.contains("stopping: waiting up to 1s for 1 running try (Ctrl-C again to kill them now)"),
+        "{printed}"
+    );
     assert!(printed.contains("stopped: 0 tries finished, 1 try recorded as interrupted"), "{printed}");
 
     let tries = tries(&env);

@@ -177,7 +177,10 @@ async fn a_try_still_running_when_the_grace_ends_is_interrupted_at_once_and_retr
     // A kill ends the grace at once: the second try, the last one allowed, fails with its reason.
     second.shutdown.kill();
     let told = second.stopped().await;
-    assert_eq!(told[1..], [Stopping::Killing { running: 1, asked: true }, Stopping::Stopped { finished: 0, interrupted: 1 }]);
+    assert_eq!(
+        told[1..],
+        [Stopping::Killing { running: 1, asked: true }, Stopping::Stopped { finished: 0, interrupted: 1 }]
+    );
 
     let third = Process::start(dir.path(), Duration::from_secs(20)).await;
     assert_eq!(until_ended(&third.store, &run.run_id).await, RunState::Failed);
@@ -203,7 +206,8 @@ async fn a_try_reported_while_no_scheduler_runs_is_judged_by_the_next_one() {
     let config = WorkerConfig { shutdown_grace: Duration::from_secs(20), ..WorkerConfig::default() };
     let stop_worker = Shutdown::new();
     let worker = tokio::spawn(Worker::new(store.clone(), sandbox(), config).run(stop_worker.clone()));
-    let run = trigger(&store, "nap", TriggerOptions { triggered_by: "test".into(), ..Default::default() }).await.unwrap();
+    let run =
+        trigger(&store, "nap", TriggerOptions { triggered_by: "test".into(), ..Default::default() }).await.unwrap();
     until_running(&store, &run.run_id, 1).await;
     stop_scheduler.cancel();
     first.await.unwrap().unwrap();
