@@ -3,10 +3,14 @@
 //! home). They meet only in the database.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sandflow_scheduler::{Scheduler, SchedulerConfig, Worker, WorkerConfig};
+use sandflow_sandbox::human_duration;
+use sandflow_scheduler::{Scheduler, SchedulerConfig, Shutdown, Stopping, Worker, WorkerConfig};
 use sandflow_store::StoreError;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{dags_dir, open_store};
@@ -39,6 +43,22 @@ pub struct WorkerArgs {
     /// This worker's name, unique in the cluster (default: HOST-PID-START).
     #[arg(long)]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub stop: StopArgs,
+}
+
+/// How a worker stops: `sandflow worker`'s, and `standalone`'s in-process one.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct StopArgs {
+    /// Once stopped (Ctrl-C, SIGTERM), how long running tries may take to finish before they are
+    /// killed and recorded as interrupted, to be retried per their policy; a second Ctrl-C or
+    /// SIGTERM kills them at once (e.g. 30s, 2m, 0s).
+    #[arg(long, value_name = "DURATION", default_value = "30s", env = "SANDFLOW_SHUTDOWN_GRACE", value_parser = grace)]
+    pub shutdown_grace: Duration,
+}
+
+fn grace(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration (30s, 2m, 0s): {e}"))
 }
 
 fn lease(text: &str) -> Result<Duration, String> {
@@ -49,27 +69,91 @@ fn lease(text: &str) -> Result<Duration, String> {
     Ok(lease)
 }
 
-/// Cancelled on Ctrl-C or SIGTERM (what systemd and docker send).
+/// Ctrl-C (SIGINT) and SIGTERM (what systemd and docker send) as one stream. Installed at once:
+/// from then on neither signal ends the process by itself.
+struct Signals {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        // Fails only without a signal driver; the other signal still works then.
+        Signals { interrupt: signal(SignalKind::interrupt()).ok(), terminate: signal(SignalKind::terminate()).ok() }
+    }
+
+    async fn next(&mut self) {
+        async fn recv(signal: &mut Option<Signal>) {
+            match signal {
+                Some(signal) => {
+                    if signal.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.interrupt) => {}
+            () = recv(&mut self.terminate) => {}
+        }
+    }
+}
+
+/// Cancelled on Ctrl-C or SIGTERM.
 pub fn stop_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let stop = token.clone();
+    let mut signals = Signals::install();
     tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = terminate => {}
-        }
+        signals.next().await;
         sayln!("stopping");
         stop.cancel();
     });
     token
+}
+
+/// A worker's stop (`sandflow worker`, `standalone`): stopped on Ctrl-C or SIGTERM, killed on the
+/// second; what the worker does meanwhile is printed.
+pub(crate) fn shutdown_on_signal() -> Shutdown {
+    let signalled = Arc::new(AtomicBool::new(false));
+    let said = signalled.clone();
+    let shutdown = Shutdown::new().telling(move |what| say_stopping(what, said.load(Ordering::Relaxed)));
+    let stop = shutdown.clone();
+    let mut signals = Signals::install();
+    tokio::spawn(async move {
+        signals.next().await;
+        signalled.store(true, Ordering::Relaxed);
+        stop.stop();
+        signals.next().await;
+        stop.kill();
+    });
+    shutdown
+}
+
+/// Prints what a stopping worker does; a stop that is no news (a command that ends when its runs
+/// have, with nothing running) prints nothing.
+fn say_stopping(what: Stopping, signalled: bool) {
+    let tries = |n: usize, adjective: &str| format!("{n} {adjective}{}", if n == 1 { "try" } else { "tries" });
+    match what {
+        Stopping::Draining { running: 0, .. } if signalled => sayln!("stopping"),
+        Stopping::Draining { running: 0, .. } => {}
+        Stopping::Draining { running, grace } => sayln!(
+            "stopping: waiting up to {} for {} (Ctrl-C again to kill them now)",
+            human_duration(grace),
+            tries(running, "running ")
+        ),
+        Stopping::Killing { running, asked: true } => sayln!("killing {} now", tries(running, "")),
+        Stopping::Killing { running, asked: false } => {
+            sayln!("the shutdown grace has passed: killing {} still running", tries(running, ""))
+        }
+        Stopping::Stopped { finished: 0, interrupted: 0 } => {}
+        Stopping::Stopped { finished, interrupted } => sayln!(
+            "stopped: {} finished, {} recorded as interrupted (retried if their tasks have retries left)",
+            tries(finished, ""),
+            tries(interrupted, "")
+        ),
+    }
 }
 
 pub async fn scheduler(args: SchedulerArgs, home: &Home) -> Result<(), CliError> {
@@ -146,7 +230,7 @@ pub async fn scheduler(args: SchedulerArgs, home: &Home) -> Result<(), CliError>
 }
 
 pub async fn worker(args: WorkerArgs, home: &Home) -> Result<(), CliError> {
-    let stop = stop_on_signal();
+    let shutdown = shutdown_on_signal();
     let store = open_store(home).await?;
     let sandbox = crate::plugin_cmd::sandbox_with(home, args.concurrency)?;
     let config = WorkerConfig {
@@ -154,17 +238,19 @@ pub async fn worker(args: WorkerArgs, home: &Home) -> Result<(), CliError> {
         concurrency: args.concurrency,
         pools: args.pools,
         lease: args.lease,
+        shutdown_grace: args.stop.shutdown_grace,
         ..WorkerConfig::default()
     };
     let worker = Worker::new(store.clone(), sandbox, config);
     sayln!(
-        "sandflow worker {}: {} slots, lease {}, on {}",
+        "sandflow worker {}: {} slots, lease {}, shutdown grace {}, on {}",
         worker.id(),
         args.concurrency,
         humantime::format_duration(args.lease),
+        human_duration(args.stop.shutdown_grace),
         store.describe()
     );
-    let result = worker.run(stop).await.map_err(|e| CliError::Failed(format!("the worker stopped: {e}")));
+    let result = worker.run(shutdown).await.map_err(|e| CliError::Failed(format!("the worker stopped: {e}")));
     store.close().await;
     result
 }

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use sandflow_scheduler::{trigger, Notice, Scheduler, SchedulerConfig, TriggerOptions};
-use tokio_util::sync::CancellationToken;
 
 use crate::app::{dags_dir, open_store, user};
 use crate::out::sayln;
@@ -31,6 +30,8 @@ pub struct StandaloneArgs {
     /// (exit 1 if one failed): for batch jobs and scripts.
     #[arg(long)]
     pub exit_when_done: bool,
+    #[command(flatten)]
+    pub stop: crate::processes::StopArgs,
 }
 
 pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
@@ -43,6 +44,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
         parallelism: args.parallelism,
         paused_at_creation: args.dags_paused_at_creation,
         dags_dir: Some(dir.clone()),
+        shutdown_grace: args.stop.shutdown_grace,
         ..SchedulerConfig::default()
     };
     let database = if home.has_database_url() { format!(", database {}", store.describe()) } else { String::new() };
@@ -79,24 +81,25 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
         sayln!("triggered {} run {}", run.dag_id, run.run_id);
         waiting.insert(run.run_id);
     }
-    let shutdown = CancellationToken::new();
+    // Ctrl-C or SIGTERM stops the worker, which stops the scheduler once its tries have ended.
+    let shutdown = crate::processes::shutdown_on_signal();
     let mut scheduler_task = tokio::spawn(scheduler.run_with_worker(shutdown.clone()));
     handle.wake();
     let mut failed = false;
     if args.exit_when_done && waiting.is_empty() {
         sayln!("no runs to wait for");
-        shutdown.cancel();
+        shutdown.stop();
     }
     loop {
         tokio::select! {
-            ended = &mut scheduler_task => return match ended {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(CliError::Failed(format!("the scheduler stopped: {e}"))),
-                Err(e) => Err(CliError::Failed(format!("the scheduler crashed: {e}"))),
-            },
-            _ = tokio::signal::ctrl_c() => {
-                sayln!("stopping");
-                break;
+            // A stop (Ctrl-C, SIGTERM) ends here too, once the worker's grace is over.
+            ended = &mut scheduler_task => {
+                store.close().await;
+                return match ended {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(CliError::Failed(format!("the scheduler stopped: {e}"))),
+                    Err(e) => Err(CliError::Failed(format!("the scheduler crashed: {e}"))),
+                };
             }
             notice = notices.recv() => match notice {
                 Ok(Notice::RunStarted { dag_id, run_id }) => sayln!("{dag_id} {run_id}: started"),
@@ -123,7 +126,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
             },
         }
     }
-    shutdown.cancel();
+    shutdown.stop();
     match scheduler_task.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(CliError::Failed(format!("the scheduler stopped: {e}"))),

@@ -32,7 +32,7 @@ use crate::folder::DagFolder;
 use crate::loader::{LoadContext, StoredSpec};
 use crate::timetable::due_intervals;
 use crate::working::{Graph, ReadyQueue, RunMem, StateChange, TaskKey, Timers};
-use crate::{Notice, SchedulerError};
+use crate::{Notice, SchedulerError, Shutdown};
 
 mod carry_out;
 
@@ -55,6 +55,8 @@ pub struct SchedulerConfig {
     pub dags_dir: Option<PathBuf>,
     /// Whether this scheduler creates runs from schedules (off for a backfill's own scheduler).
     pub create_scheduled_runs: bool,
+    /// The in-process worker's [`WorkerConfig::shutdown_grace`](crate::WorkerConfig::shutdown_grace).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -66,6 +68,7 @@ impl Default for SchedulerConfig {
             caps: Caps::default(),
             dags_dir: None,
             create_scheduled_runs: true,
+            shutdown_grace: crate::DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -179,15 +182,35 @@ impl Scheduler {
     }
 
     /// Runs the scheduler and a worker of `parallelism` slots in this process until `shutdown`
-    /// is cancelled (standalone, backfill, `dags test`, bench): the same claims as any worker.
-    pub async fn run_with_worker(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
-        let config = crate::WorkerConfig { concurrency: self.config.parallelism, ..crate::WorkerConfig::default() };
+    /// is stopped (standalone, backfill, `dags test`, bench): the same claims as any worker.
+    ///
+    /// The worker stops first and the scheduler goes on meanwhile, judging what the worker
+    /// reports during its grace; the scheduler stops once the worker has. A report it has not
+    /// judged by then stays in the store, reported and not judged, and the next scheduler to start
+    /// judges it first. Either half ending by itself (a store error) stops the other.
+    pub async fn run_with_worker(self, shutdown: impl Into<Shutdown>) -> Result<(), SchedulerError> {
+        let shutdown = shutdown.into();
+        let config = crate::WorkerConfig {
+            concurrency: self.config.parallelism,
+            shutdown_grace: self.config.shutdown_grace,
+            ..crate::WorkerConfig::default()
+        };
         let worker = crate::Worker::new(self.store.clone(), self.sandbox.clone(), config);
-        let stop_worker = shutdown.child_token();
-        let worker = tokio::spawn(worker.run(stop_worker.clone()));
-        let result = self.run(shutdown).await;
-        stop_worker.cancel();
-        match worker.await {
+        let mut worker = tokio::spawn(worker.run(shutdown.clone()));
+        let stop_scheduler = CancellationToken::new();
+        let scheduler = self.run(stop_scheduler.clone());
+        tokio::pin!(scheduler);
+        let (result, worker_ended) = tokio::select! {
+            worker_ended = &mut worker => {
+                stop_scheduler.cancel();
+                (scheduler.await, worker_ended)
+            }
+            result = &mut scheduler => {
+                shutdown.stop();
+                (result, worker.await)
+            }
+        };
+        match worker_ended {
             Ok(Ok(())) => result,
             Ok(Err(e)) => result.and(Err(e.into())),
             Err(e) => result.and(Err(SchedulerError::Store(StoreError::Invalid(format!("the worker crashed: {e}"))))),
@@ -1016,6 +1039,9 @@ impl Ended {
                 None => Ended::Failed { message: "a success was reported without its result".into() },
             },
             "killed" => Ended::Killed,
+            // A try its worker's stop cut short: retried per its policy, as one whose lease
+            // expired (`expire_leases`), but judged from its report, with its log.
+            sandflow_core::transition::outcome::INTERRUPTED => Ended::Failed { message: report.message.clone() },
             _ => Ended::Failed { message: report.message.clone() },
         }
     }

@@ -11,7 +11,9 @@
 //! - **The scheduler decides, workers run** ([`Scheduler`], [`Worker`]): they meet only in the
 //!   store (claims under leases, see `sandflow_store`'s claims), so `standalone`'s in-process
 //!   worker and `sandflow worker` on another machine are one code path. A try whose worker died
-//!   is found by its expired lease, recorded as interrupted, and retried per its policy.
+//!   is found by its expired lease, recorded as interrupted, and retried per its policy; a worker
+//!   that is stopped ([`Shutdown`]) lets its tries finish within a grace and reports the rest as
+//!   interrupted itself.
 //! - **Event-driven.** A commit wakes who waits on it at once (a watch channel in one process,
 //!   `LISTEN/NOTIFY` across processes); timers only for retries, schedules and polling as the
 //!   safety net.
@@ -21,6 +23,7 @@ mod engine;
 mod executor;
 mod folder;
 mod loader;
+mod shutdown;
 pub mod timetable;
 mod worker;
 mod working;
@@ -38,7 +41,8 @@ pub use folder::{DagFolder, LoadReport, SETTLE};
 pub use loader::{
     load_file, plugin_ids, read_regular_file, stored_kind, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES,
 };
-pub use worker::{JobSpec, Worker, WorkerConfig};
+pub use shutdown::{Shutdown, Stopping};
+pub use worker::{JobSpec, Worker, WorkerConfig, DEFAULT_SHUTDOWN_GRACE};
 
 /// What can stop the scheduler or a trigger. Callers tell apart the user's mistakes (an unknown DAG
 /// or version) from failures of the store.

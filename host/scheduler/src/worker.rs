@@ -9,22 +9,37 @@
 //!   reach the store for a whole lease kills its tries itself: they are being taken over.
 //! - **Wake-ups.** A commit of queued instances wakes the worker at once (in this process, or by
 //!   `LISTEN/NOTIFY` on PostgreSQL); it also polls, as the safety net.
-//! - **Stopping.** Running tries are killed and not reported: their leases expire and the
-//!   scheduler records them as interrupted and retries them per their policy.
+//! - **Stopping** ([`Shutdown`]). A stopped worker claims nothing more, but keeps renewing its
+//!   leases and reporting the tries that end, for up to [`WorkerConfig::shutdown_grace`]: a try
+//!   that finishes in that time is reported as any other, so no result is lost to a restart. What
+//!   still runs at the end of the grace (or at a second stop, [`Shutdown::kill`]) is killed and
+//!   reported `interrupted` at once, as are claims that had not started: the scheduler retries
+//!   them per their policy, as it does a try whose lease expired, without waiting for the lease.
+//!   Only a worker that cannot reach the store leaves its tries to their leases.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use sandflow_sandbox::{KillSwitch, Limits, Outcome, Sandbox, TryReport};
+use chrono::{DateTime, Utc};
+use sandflow_core::transition::outcome::INTERRUPTED;
+use sandflow_sandbox::{human_duration, KillSwitch, Limits, Outcome, Sandbox, TryReport};
 use sandflow_store::{ClaimRequest, Claimed, Report, ReportFate, Store, StoreError, Topic, WorkerInfo};
 use serde_json::Value;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::executor::{Executor, Job};
+use crate::shutdown::{Shutdown, Stopping};
+
+/// How long a stopped worker gives its running tries to end by themselves: long enough for most
+/// tries of a batch pipeline to finish, and short of systemd's 90 s before it kills a unit anyway
+/// (a supervisor's stop timeout must be longer than the grace, or it kills the worker first).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long killed tries get to end before a stopping worker reports them interrupted itself: a
+/// kill reaches a plugin within one epoch tick, so this is for a try stuck in the host.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -42,6 +57,9 @@ pub struct WorkerConfig {
     pub renew_every: Duration,
     /// How often the store is polled for queued work without a wake-up.
     pub poll_interval: Duration,
+    /// Once stopped, how long running tries may take to end by themselves before they are killed
+    /// and reported interrupted.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -53,6 +71,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(10),
             renew_every: Duration::from_millis(500),
             poll_interval: Duration::from_secs(1),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -71,6 +90,8 @@ type Key = (String, String, i64);
 struct Running {
     try_number: i64,
     kill: KillSwitch,
+    /// Set when the worker's stop killed it: the message it is reported interrupted with.
+    interrupted: Option<String>,
 }
 
 /// Claims and runs tries until stopped.
@@ -106,9 +127,10 @@ impl Worker {
         &self.info.id
     }
 
-    /// Runs until `shutdown` is cancelled; fails only when the store cannot be reached for a whole
-    /// lease (its tries are killed first).
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StoreError> {
+    /// Runs until `shutdown` is stopped and its tries have ended (see [`Shutdown`]); fails only
+    /// when the store cannot be reached for a whole lease (its tries are killed first).
+    pub async fn run(self, shutdown: impl Into<Shutdown>) -> Result<(), StoreError> {
+        let shutdown = shutdown.into();
         let mut queued = self.store.wakeups(Topic::Queued);
         let mut kills = self.store.wakeups(Topic::Kill);
         let mut running: HashMap<Key, Running> = HashMap::new();
@@ -121,6 +143,10 @@ impl Worker {
         let mut last_renewed = Instant::now();
         let mut want_claim = true;
         let mut more_waiting = false;
+        // Once stopped: when the grace ends, then when the tries killed at its end must have ended.
+        let mut grace_ends: Option<Instant> = None;
+        let mut kill_ends: Option<Instant> = None;
+        let (mut finished, mut interrupted) = (0, 0);
         info!(worker = %self.info.id, concurrency = self.info.concurrency, pools = ?self.info.pools, "worker started");
         let result = loop {
             if Instant::now() >= next_renew {
@@ -147,8 +173,60 @@ impl Worker {
                 }
                 next_renew = Instant::now() + self.config.renew_every;
             }
+            if grace_ends.is_none() && shutdown.is_stopped() {
+                let grace = self.config.shutdown_grace;
+                grace_ends = Some(Instant::now() + grace);
+                // A claim that has not started is a try that never ran: the state machine has no
+                // way back from `running` to `queued`, so it ends as interrupted, and the scheduler
+                // queues the instance again per its policy.
+                interrupted += waiting.len();
+                let released: Vec<Report> = waiting.drain().map(|(_, claim)| not_started(&claim, Utc::now())).collect();
+                self.report(released).await;
+                info!(running = running.len(), grace = %human_duration(grace), "stopping: no more claims");
+                shutdown.tell(Stopping::Draining { running: running.len(), grace });
+            }
+            if let Some(ends) = grace_ends {
+                let now = Instant::now();
+                if kill_ends.is_none() && !running.is_empty() && (now >= ends || shutdown.is_killed()) {
+                    let asked = now < ends;
+                    let grace = human_duration(self.config.shutdown_grace);
+                    let message = if asked {
+                        "interrupted: the worker was stopped and asked to kill its tries at once".to_string()
+                    } else {
+                        format!("interrupted: the worker was stopped (graceful shutdown deadline {grace} passed)")
+                    };
+                    for try_ in running.values_mut() {
+                        if !try_.kill.is_killed() {
+                            try_.interrupted = Some(message.clone());
+                            try_.kill.kill();
+                        }
+                    }
+                    info!(running = running.len(), asked, "stopping: killing the tries still running");
+                    shutdown.tell(Stopping::Killing { running: running.len(), asked });
+                    kill_ends = Some(now + KILL_WAIT);
+                }
+                if running.is_empty() {
+                    break Ok(());
+                }
+                if kill_ends.is_some_and(|at| now >= at) {
+                    // Tries that did not end when killed: reported from what is known of them.
+                    let stuck: Vec<Report> = running
+                        .drain()
+                        .map(|(key, try_)| {
+                            let message = try_.interrupted.unwrap_or_else(|| "interrupted".to_string());
+                            let message =
+                                format!("{message}; it had not stopped {} after its kill", human_duration(KILL_WAIT));
+                            interrupted_report(key, try_.try_number, message, Utc::now())
+                        })
+                        .collect();
+                    warn!(tries = stuck.len(), "stopping: tries did not end when killed; reported interrupted");
+                    interrupted += stuck.len();
+                    self.report(stuck).await;
+                    break Ok(());
+                }
+            }
             let free = self.info.concurrency.saturating_sub(running.len() + waiting.len());
-            if want_claim && free > 0 && !shutdown.is_cancelled() {
+            if want_claim && free > 0 && grace_ends.is_none() {
                 want_claim = false;
                 next_poll = Instant::now() + self.config.poll_interval;
                 let request = ClaimRequest {
@@ -175,9 +253,13 @@ impl Worker {
                     Err(e) => warn!("claiming work: {e} (trying again at the next poll)"),
                 }
             }
-            let wake_at = next_renew.min(next_poll);
+            let mut wake_at = next_renew.min(next_poll);
+            if let Some(at) = kill_ends.or(grace_ends) {
+                wake_at = wake_at.min(at);
+            }
             tokio::select! {
-                () = shutdown.cancelled() => break Ok(()),
+                () = shutdown.stopped(), if grace_ends.is_none() => {}
+                () = shutdown.killed(), if grace_ends.is_some() && kill_ends.is_none() => {}
                 changed = queued.changed() => {
                     if changed.is_ok() {
                         want_claim = true;
@@ -199,14 +281,32 @@ impl Worker {
                         }
                         next = tries.try_join_next();
                     }
-                    for (key, _, _) in &ended {
-                        running.remove(key);
+                    let at = Utc::now();
+                    let mut reports = Vec::with_capacity(ended.len());
+                    for (key, try_number, report) in ended {
+                        let killed_by_stop = running.remove(&key).and_then(|r| r.interrupted);
+                        // A try that ended by itself as its kill came is reported as it ended.
+                        let report = match killed_by_stop {
+                            Some(message) if report.outcome == Outcome::Killed => {
+                                interrupted += 1;
+                                Report { outcome: INTERRUPTED.to_string(), message, ..report_of(key, try_number, report, at) }
+                            }
+                            _ => {
+                                if grace_ends.is_some() {
+                                    finished += 1;
+                                }
+                                report_of(key, try_number, report, at)
+                            }
+                        };
+                        reports.push(report);
                     }
-                    self.report(ended).await;
-                    let restart: Vec<Key> = waiting.keys().filter(|k| !running.contains_key(*k)).cloned().collect();
-                    for key in restart {
-                        if let Some(claim) = waiting.remove(&key) {
-                            self.start(claim, &mut running, &mut tries);
+                    self.report(reports).await;
+                    if !shutdown.is_stopped() {
+                        let restart: Vec<Key> = waiting.keys().filter(|k| !running.contains_key(*k)).cloned().collect();
+                        for key in restart {
+                            if let Some(claim) = waiting.remove(&key) {
+                                self.start(claim, &mut running, &mut tries);
+                            }
                         }
                     }
                     // A freed slot is worth a claim only if work was left waiting; new work
@@ -233,13 +333,17 @@ impl Worker {
         if let Err(e) = self.store.remove_worker(&self.info.id).await {
             debug!("removing the worker's row: {e}");
         }
+        if result.is_ok() {
+            info!(finished, interrupted, "worker stopped");
+            shutdown.tell(Stopping::Stopped { finished, interrupted });
+        }
         result
     }
 
     fn start(&self, claim: Claimed, running: &mut HashMap<Key, Running>, tries: &mut JoinSet<(Key, i64, TryReport)>) {
         let key = (claim.run_id.clone(), claim.task_id.clone(), claim.map_index);
         let kill = KillSwitch::new();
-        running.insert(key.clone(), Running { try_number: claim.try_number, kill: kill.clone() });
+        running.insert(key.clone(), Running { try_number: claim.try_number, kill: kill.clone(), interrupted: None });
         let executor = self.executor.clone();
         let span = info_span!("task_try", run_id = %claim.run_id, task_id = %claim.task_id,
             map_index = claim.map_index, try_number = claim.try_number, worker = %self.info.id);
@@ -257,10 +361,10 @@ impl Worker {
 
     /// Reports ended tries in one transaction, retried while the leases would still be ours:
     /// losing a report would leave its try to be recorded as interrupted and run again.
-    async fn report(&self, ended: Vec<(Key, i64, TryReport)>) {
-        let at = Utc::now();
-        let reports: Vec<Report> =
-            ended.into_iter().map(|(key, try_number, report)| report_of(key, try_number, report, at)).collect();
+    async fn report(&self, reports: Vec<Report>) {
+        if reports.is_empty() {
+            return;
+        }
         let deadline = Instant::now() + self.config.lease;
         loop {
             match self.store.report_tries(&self.info.id, &reports).await {
@@ -294,7 +398,7 @@ impl Worker {
     }
 }
 
-fn report_of(key: Key, try_number: i64, report: TryReport, at: chrono::DateTime<Utc>) -> Report {
+fn report_of(key: Key, try_number: i64, report: TryReport, at: DateTime<Utc>) -> Report {
     let (outcome, result, message) = match &report.outcome {
         Outcome::Success { result } => ("success", serde_json::to_value(result).ok(), "success".to_string()),
         other => (other.name(), None, other.to_string()),
@@ -313,6 +417,31 @@ fn report_of(key: Key, try_number: i64, report: TryReport, at: chrono::DateTime<
         result,
         at,
     }
+}
+
+/// The report of a try the worker's stop ended without a report of its own.
+fn interrupted_report(key: Key, try_number: i64, message: String, at: DateTime<Utc>) -> Report {
+    Report {
+        run_id: key.0,
+        task_id: key.1,
+        map_index: key.2,
+        try_number,
+        outcome: INTERRUPTED.to_string(),
+        message,
+        log: String::new(),
+        fuel_used: 0,
+        peak_memory: 0,
+        wall: Duration::ZERO,
+        result: None,
+        at,
+    }
+}
+
+/// The report of a claim released by the worker's stop before its try started.
+fn not_started(claim: &Claimed, at: DateTime<Utc>) -> Report {
+    let key = (claim.run_id.clone(), claim.task_id.clone(), claim.map_index);
+    let message = "interrupted: the worker was stopped before this try started".to_string();
+    interrupted_report(key, claim.try_number, message, at)
 }
 
 /// The executor's job for a claim: its context and limits, as the scheduler queued them.

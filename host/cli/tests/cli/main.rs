@@ -9,6 +9,7 @@ mod loading;
 mod output;
 mod pipelines;
 mod plugin;
+mod shutdown;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -8,6 +8,7 @@ mod numbers;
 mod pipelines;
 mod rules;
 mod runs;
+mod shutdown;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
