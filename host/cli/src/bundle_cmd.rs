@@ -26,9 +26,6 @@ pub enum BundleCmd {
     Push {
         /// A DAG folder, or a bundle built with `bundle build`.
         source: PathBuf,
-        /// The server (http://host:port).
-        #[arg(long, env = "SANDFLOW_SERVER")]
-        server: String,
         /// Upload as this experiment: versions never scheduled and never activated, run by
         /// triggers only (yours and your colleagues', side by side).
         #[arg(long)]
@@ -54,7 +51,7 @@ pub enum BundleCmd {
     },
 }
 
-pub async fn run(cmd: BundleCmd) -> Result<(), CliError> {
+pub async fn run(cmd: BundleCmd, server: Option<&str>) -> Result<(), CliError> {
     match cmd {
         BundleCmd::Build { dir, output } => {
             let bytes = build(&dir)?;
@@ -63,10 +60,13 @@ pub async fn run(cmd: BundleCmd) -> Result<(), CliError> {
             outln!("wrote {} ({} bytes)", output.display(), bytes.len());
             Ok(())
         }
-        BundleCmd::Push { source, server, experiment, note, no_activate, trigger, conf, wait, json } => {
+        BundleCmd::Push { source, experiment, note, no_activate, trigger, conf, wait, json } => {
+            let server = server.ok_or_else(|| {
+                CliError::Usage(anyhow::anyhow!("bundle push needs a server: --server URL or SANDFLOW_SERVER"))
+            })?;
             let conf = crate::app::conf(conf.as_deref())?;
             let bytes = if source.is_dir() { build(&source)? } else { read_archive(&source)? };
-            let client = Client::new(&server)?;
+            let client = Client::new(server)?;
             let mut query = Vec::new();
             if let Some(name) = &experiment {
                 query.push(format!("experiment={}", encode(name)));

@@ -58,6 +58,12 @@ pub enum DagsCmd {
         /// Run this DAG version instead of the active one (see `dags show`).
         #[arg(long)]
         dag_version: Option<String>,
+        /// Run this experiment's newest version (or --dag-version, one of its versions).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Follow the run until it ends; exit 1 if it failed (with --server).
+        #[arg(long)]
+        wait: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -123,11 +129,22 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
         DagsCmd::List { json } => list(json, home).await.map_err(CliError::Usage),
         DagsCmd::Show { dag_id, json } => show(&dag_id, json, home).await.map_err(CliError::Usage),
         DagsCmd::Load { dags } => load(&dags, home).await,
-        DagsCmd::Trigger { dag_id, conf: text, note, dag_version: version, json } => {
+        DagsCmd::Trigger { dag_id, conf: text, note, dag_version: version, experiment, wait, json } => {
+            if wait {
+                return Err(CliError::Usage(anyhow::anyhow!(
+                    "--wait follows the run through a server's events: give --server URL (or SANDFLOW_SERVER)"
+                )));
+            }
             let store = open_store(home).await?;
-            let options =
-                TriggerOptions { conf: conf(text.as_deref())?, note, triggered_by: user(), version, experiment: None };
-            let run = trigger(&store, &dag_id, options).await.map_err(anyhow::Error::from)?;
+            let service = crate::server::service(store, home, false)?;
+            let request = sandflow_service::runs::TriggerRequest {
+                conf: conf(text.as_deref())?,
+                note,
+                version,
+                experiment,
+                triggered_by: user(),
+            };
+            let run = service.trigger(&dag_id, request).await.map_err(crate::runs_cmd::service_error)?.run;
             if json {
                 table::json(&run)?;
             } else {

@@ -18,6 +18,8 @@ mod out;
 mod plugin_cmd;
 mod pools_cmd;
 mod processes;
+mod remote;
+mod runs_cmd;
 mod server;
 mod standalone;
 mod table;
@@ -54,6 +56,10 @@ pub struct GlobalArgs {
     /// shown.
     #[arg(long, env = "SANDFLOW_DATABASE_URL", global = true, hide_env_values = true, value_name = "URL")]
     database_url: Option<SecretText>,
+    /// A Sandflow server (http://host:port) to ask instead of opening a database: `dags
+    /// list|show|trigger|pause|unpause`, `runs compare`, `bundle push`.
+    #[arg(long, env = "SANDFLOW_SERVER", global = true, value_name = "URL")]
+    server: Option<String>,
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -83,6 +89,9 @@ enum Command {
     /// Pools: named numbers of slots that tasks share.
     #[command(subcommand)]
     Pools(pools_cmd::PoolsCmd),
+    /// Compare runs.
+    #[command(subcommand)]
+    Runs(runs_cmd::RunsCmd),
     /// Build a bundle of a DAG folder, push one to a server (as new versions or an experiment).
     #[command(subcommand)]
     Bundle(bundle_cmd::BundleCmd),
@@ -167,10 +176,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Standalone(args) => standalone::run(args, &home).await,
             Command::Server(args) => server::run(args, &home).await,
-            Command::Bundle(cmd) => bundle_cmd::run(cmd).await,
+            Command::Bundle(cmd) => bundle_cmd::run(cmd, cli.global.server.as_deref()).await,
+            Command::Runs(cmd) => runs_cmd::run(cmd, &home, cli.global.server.as_deref()).await,
             Command::Scheduler(args) => processes::scheduler(args, &home).await,
             Command::Worker(args) => processes::worker(args, &home).await,
-            Command::Dags(cmd) => dags_cmd::run(cmd, &home).await,
+            Command::Dags(cmd) => match cli.global.server.as_deref() {
+                Some(url) => match client::Client::new(url) {
+                    Ok(client) => remote::dags(cmd, &client).await,
+                    Err(e) => Err(e),
+                },
+                None => dags_cmd::run(cmd, &home).await,
+            },
             Command::Tasks(cmd) => tasks_cmd::run(cmd, &home).await,
             Command::Plugin(cmd) => plugin_cmd::run(cmd, &home).await,
             Command::Db(cmd) => db_cmd::run(cmd, &home).await,

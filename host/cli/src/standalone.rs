@@ -67,7 +67,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
     }
     let handle = scheduler.handle();
     let mut notices = handle.subscribe();
-    let api_stop = CancellationToken::new();
+    let api_stop = tokio_util::sync::CancellationToken::new();
     let _stop_api = api_stop.clone().drop_guard();
     let service = crate::server::service(store.clone(), home, args.dags_paused_at_creation)?;
     let (addr, _api) = crate::server::start(service, args.bind.bind, api_stop).await?;

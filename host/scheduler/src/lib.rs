@@ -86,7 +86,8 @@ pub enum SchedulerError {
 }
 
 /// The DAGs there are, for an error: the first few, and how many more.
-fn known_list(known: &[String]) -> String {
+/// ` (known: a, b, ...)`: the DAGs there are, for a message about one that is not.
+pub fn known_list(known: &[String]) -> String {
     const SHOWN: usize = 20;
     match known.len() {
         0 => " (no DAGs are loaded)".to_string(),

@@ -13,9 +13,12 @@ use serde_json::{json, Value};
 
 use crate::{Result, Service, ServiceError};
 
+/// A stored version and the DAG it parses to.
+pub(crate) type ParsedVersion = Arc<(StoredSpec, Dag)>;
+
 /// Parsed versions, by (DAG, version). Versions are immutable, so an entry never goes stale.
 #[derive(Default)]
-pub(crate) struct SpecCache(Mutex<HashMap<(String, String), Arc<(StoredSpec, Dag)>>>);
+pub(crate) struct SpecCache(Mutex<HashMap<(String, String), ParsedVersion>>);
 
 /// Which DAGs to list.
 #[derive(Debug, Clone, Default)]
@@ -141,7 +144,7 @@ pub struct Paused {
 
 impl Service {
     /// The parsed version (from the cache, or the store).
-    pub(crate) async fn version_of(&self, dag_id: &str, version: &str) -> Result<Arc<(StoredSpec, Dag)>> {
+    pub(crate) async fn version_of(&self, dag_id: &str, version: &str) -> Result<ParsedVersion> {
         let key = (dag_id.to_string(), version.to_string());
         if let Some(found) = self.specs.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(found.clone());
@@ -163,7 +166,11 @@ impl Service {
     pub(crate) async fn dag_row(&self, dag_id: &str) -> Result<DagRow> {
         match self.store.dag(dag_id).await? {
             Some(row) => Ok(row),
-            None => Err(ServiceError::not_found("DAG", dag_id)),
+            None => {
+                let known: Vec<String> = self.store.dags().await?.into_iter().map(|d| d.dag_id).collect();
+                let hint = sandflow_scheduler::known_list(&known);
+                Err(ServiceError::NotFound { what: "DAG", id: dag_id.to_string(), hint })
+            }
         }
     }
 

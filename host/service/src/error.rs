@@ -8,7 +8,7 @@ use sandflow_store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The thing named does not exist.
-    #[error("{what} `{id}` does not exist{hint}")]
+    #[error("no {what} `{}`{hint}", sandflow_core::text::shorten(.id, 100))]
     NotFound {
         /// `DAG`, `run`, `plugin`, `version`...
         what: &'static str,
@@ -80,13 +80,7 @@ impl From<sandflow_scheduler::SchedulerError> for ServiceError {
         use sandflow_scheduler::SchedulerError as E;
         match e {
             E::UnknownDag { dag_id, known } => {
-                let hint = if known.is_empty() {
-                    " (the server has no DAGs yet)".to_string()
-                } else {
-                    let shown: Vec<&str> = known.iter().take(20).map(String::as_str).collect();
-                    format!(" (known: {}{})", shown.join(", "), if known.len() > 20 { ", ..." } else { "" })
-                };
-                ServiceError::NotFound { what: "DAG", id: dag_id, hint }
+                ServiceError::NotFound { what: "DAG", hint: sandflow_scheduler::known_list(&known), id: dag_id }
             }
             E::UnknownVersion { dag_id, version } => {
                 ServiceError::NotFound { what: "version", id: version, hint: format!(" of DAG `{dag_id}`") }

@@ -313,7 +313,7 @@ fn decode_cursor(text: &str) -> Result<RunCursor> {
             sandflow_core::text::shorten(text, 40)
         ))
     };
-    if text.len() % 2 != 0 || text.len() > 4096 {
+    if !text.len().is_multiple_of(2) || text.len() > 4096 {
         return Err(bad());
     }
     let bytes: Option<Vec<u8>> =

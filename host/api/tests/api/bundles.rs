@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::{chain_dag, enc, targz, Server};
+use crate::{chain_dag, enc, targz, Backend, Server};
 
 fn echo() -> Vec<u8> {
     sandflow_test_artifacts::bytes("echo")
@@ -11,7 +11,20 @@ fn echo() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_bundle_runs_and_a_changed_push_is_a_new_active_version() {
-    let server = Server::with_scheduler().await;
+    pushed_bundle_runs(Server::with_scheduler().await).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_pushed_bundle_runs_and_a_changed_push_is_a_new_active_version() {
+    pushed_bundle_runs(Server::start_on(Backend::Postgres, true).await).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_two_experiments_of_one_dag_run_side_by_side_and_compare() {
+    experiments_side_by_side(Server::start_on(Backend::Postgres, true).await).await
+}
+
+async fn pushed_bundle_runs(server: Server) {
     let (echo, dag) = (echo(), chain_dag("pipeline", 3, 1));
     let (status, report) =
         server.push(targz(&[("pipeline.toml", dag.as_bytes()), ("plugins/echo.wasm", &echo)]), "", "alice").await;
@@ -91,7 +104,10 @@ async fn a_pushed_bundle_runs_and_a_changed_push_is_a_new_active_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_experiments_of_one_dag_run_side_by_side_and_compare() {
-    let server = Server::with_scheduler().await;
+    experiments_side_by_side(Server::with_scheduler().await).await
+}
+
+async fn experiments_side_by_side(server: Server) {
     let (echo, noop) = (echo(), sandflow_test_artifacts::bytes("noop"));
     let dag = chain_dag("train", 2, 1);
     let (status, _) =

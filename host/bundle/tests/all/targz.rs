@@ -324,7 +324,7 @@ fn diagnostics_serialise_as_the_api_will_send_them() {
 /// without a panic.
 #[test]
 fn damaged_bundles_never_panic() {
-    let tar = tar(&[file("a.toml", DAG), link("l", b'2', "x"), file(&format!("{}.wasm", "n".repeat(120)), WASM)]);
+    let tar = tar(&[file("a.toml", DAG), link("l", b'2', "x"), file(format!("{}.wasm", "n".repeat(120)), WASM)]);
     for at in 0..tar.len().min(4096) {
         for bits in [0x01, 0x80, 0xff] {
             let mut damaged = tar.clone();

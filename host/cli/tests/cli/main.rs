@@ -5,6 +5,7 @@ mod crash;
 mod dags;
 mod database;
 mod home;
+mod http;
 mod loading;
 mod output;
 mod pipelines;

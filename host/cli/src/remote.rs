@@ -1,0 +1,237 @@
+//! Commands against a server (`--server URL`, `SANDFLOW_SERVER`): the CLI then never opens a
+//! database; it asks the HTTP API and prints the answers as the local commands print theirs.
+
+use serde_json::{json, Value};
+
+use crate::client::{encode, wait_for_run, Client};
+use crate::dags_cmd::DagsCmd;
+use crate::out::{errln, outln};
+use crate::{table, CliError};
+
+/// `sandflow dags ...` over HTTP.
+pub async fn dags(cmd: DagsCmd, client: &Client) -> Result<(), CliError> {
+    match cmd {
+        DagsCmd::List { json } => {
+            let listed = client.get("/api/v1/dags?limit=1000").await?;
+            let errors = client.get("/api/v1/import-errors").await?;
+            if json {
+                return Ok(table::json(&json!({"dags": listed["items"], "import_errors": errors["items"]}))?);
+            }
+            let rows: Vec<Vec<String>> = listed["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    let last = &d["last_run"];
+                    vec![
+                        text(&d["dag_id"]),
+                        text(&d["active_version"]),
+                        d["schedule"].as_str().unwrap_or("manual").to_string(),
+                        if d["is_paused"] == true { "yes" } else { "no" }.to_string(),
+                        if last.is_null() {
+                            "-".to_string()
+                        } else {
+                            format!("{} {}", text(&last["state"]), text(&last["run_id"]))
+                        },
+                    ]
+                })
+                .collect();
+            table::print(&["dag_id", "version", "schedule", "paused", "last run"], &rows);
+            for error in errors["items"].as_array().into_iter().flatten() {
+                outln!(
+                    "\nimport error in {}:\n{}",
+                    text(&error["file_path"]),
+                    crate::app::indent(&text(&error["message"]))
+                );
+            }
+            Ok(())
+        }
+        DagsCmd::Show { dag_id, json } => {
+            let dag = client.get(&format!("/api/v1/dags/{}", encode(&dag_id))).await?;
+            let runs = client.get(&format!("/api/v1/dags/{}/runs?limit=10", encode(&dag_id))).await?;
+            if json {
+                return Ok(table::json(&json!({"dag": dag, "runs": runs["items"]}))?);
+            }
+            outln!("dag:      {}", text(&dag["dag_id"]));
+            outln!(
+                "version:  {} ({} in all)",
+                text(&dag["active_version"]),
+                dag["versions"].as_array().map_or(0, Vec::len)
+            );
+            outln!("schedule: {}", dag["schedule"].as_str().unwrap_or("manual"));
+            outln!("paused:   {}", if dag["is_paused"] == true { "yes" } else { "no" });
+            outln!();
+            let tasks: Vec<Vec<String>> = dag["tasks_detail"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let upstream: Vec<String> = t["upstream"].as_array().into_iter().flatten().map(text).collect();
+                    vec![
+                        text(&t["task_id"]),
+                        upstream.join(","),
+                        text(&t["trigger_rule"]),
+                        t["retries"].to_string(),
+                        text(&t["plugin_id"]).chars().take(19).collect(),
+                    ]
+                })
+                .collect();
+            table::print(&["task", "upstream", "trigger_rule", "retries", "plugin"], &tasks);
+            outln!();
+            let versions: Vec<Vec<String>> = dag["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    let experiments: Vec<String> =
+                        v["experiments"].as_array().into_iter().flatten().map(|e| text(&e["name"])).collect();
+                    vec![
+                        text(&v["version"]),
+                        if v["is_active"] == true { "active" } else { "" }.to_string(),
+                        text(&v["origin"]),
+                        v["uploaded_by"].as_str().unwrap_or("-").to_string(),
+                        experiments.join(","),
+                        text(&v["created_at"]),
+                    ]
+                })
+                .collect();
+            table::print(&["version", "", "origin", "by", "experiments", "created"], &versions);
+            outln!();
+            let runs: Vec<Vec<String>> = runs["items"].as_array().into_iter().flatten().map(run_row).collect();
+            table::print(&["run", "state", "version", "experiment", "by"], &runs);
+            Ok(())
+        }
+        DagsCmd::Trigger { dag_id, conf, note, dag_version, experiment, wait, json } => {
+            let conf = crate::app::conf(conf.as_deref())?;
+            let body = json!({"conf": conf, "note": note, "dag_version": dag_version, "experiment": experiment});
+            let run = client.post(&format!("/api/v1/dags/{}/runs", encode(&dag_id)), &body).await?;
+            let run_id = text(&run["run_id"]);
+            if json {
+                table::json(&run)?;
+            } else {
+                let paused =
+                    if run["dag_paused"] == true { "; the DAG is paused: it starts once unpaused" } else { "" };
+                outln!("created run {run_id} of {dag_id} (version {}, queued{paused})", text(&run["version"]));
+            }
+            if !wait {
+                return Ok(());
+            }
+            let state = wait_for_run(client, &run_id, |event, data| {
+                if event == "task" && !json {
+                    let name = match data["map_index"].as_i64() {
+                        Some(i) if i >= 0 => format!("{}[{i}]", text(&data["task_id"])),
+                        _ => text(&data["task_id"]),
+                    };
+                    errln!("{name}: {}", text(&data["state"]));
+                }
+            })
+            .await?;
+            match state.as_str() {
+                "success" => {
+                    if !json {
+                        outln!("run {run_id} success");
+                    }
+                    Ok(())
+                }
+                other => Err(CliError::Failed(format!("run {run_id} {other}"))),
+            }
+        }
+        DagsCmd::Pause { dag_id } => pause(client, &dag_id, true).await,
+        DagsCmd::Unpause { dag_id } => pause(client, &dag_id, false).await,
+        other => Err(CliError::Usage(anyhow::anyhow!(
+            "`dags {}` does not work against a server yet: run it on the server's machine, without --server",
+            name_of(&other)
+        ))),
+    }
+}
+
+async fn pause(client: &Client, dag_id: &str, paused: bool) -> Result<(), CliError> {
+    let verb = if paused { "pause" } else { "unpause" };
+    let answer = client.post(&format!("/api/v1/dags/{}/{verb}", encode(dag_id)), &json!({})).await?;
+    let state = if paused { "paused" } else { "unpaused" };
+    let already = if answer["already"] == true { " (it already was)" } else { "" };
+    outln!("{dag_id} is {state}{already}");
+    Ok(())
+}
+
+fn name_of(cmd: &DagsCmd) -> &'static str {
+    match cmd {
+        DagsCmd::Load { .. } => "load",
+        DagsCmd::Backfill { .. } => "backfill",
+        DagsCmd::Clear { .. } => "clear",
+        DagsCmd::Mark { .. } => "mark",
+        DagsCmd::Test { .. } => "test",
+        _ => "this command",
+    }
+}
+
+fn text(value: &Value) -> String {
+    let raw = match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    sandflow_core::text::clean(&raw, false).into_owned()
+}
+
+fn run_row(r: &Value) -> Vec<String> {
+    vec![
+        text(&r["run_id"]),
+        text(&r["state"]),
+        text(&r["version"]),
+        r["experiment"].as_str().unwrap_or("-").to_string(),
+        text(&r["triggered_by"]),
+    ]
+}
+
+/// Prints a comparison (the API's or the service's, as JSON) as a table: per task, each run's
+/// state, duration and fuel, and whether the outputs differ.
+pub fn print_comparison(cmp: &Value) {
+    let runs: Vec<&Value> = cmp["runs"].as_array().into_iter().flatten().collect();
+    for (i, run) in runs.iter().enumerate() {
+        let experiment = run["experiment"].as_str().map(|e| format!(", experiment {e}")).unwrap_or_default();
+        outln!(
+            "run {}: {} ({}, version {}{experiment}, by {})",
+            (b'A' + i as u8) as char,
+            text(&run["run_id"]),
+            text(&run["state"]),
+            text(&run["version"]),
+            text(&run["triggered_by"])
+        );
+    }
+    outln!();
+    let mut header = vec!["task".to_string()];
+    for i in 0..runs.len() {
+        let letter = (b'A' + i as u8) as char;
+        header.extend([format!("state {letter}"), format!("time {letter}"), format!("fuel {letter}")]);
+    }
+    header.push("output".to_string());
+    let rows: Vec<Vec<String>> = cmp["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let name = match t["map_index"].as_i64() {
+                Some(i) if i >= 0 => format!("{}[{i}]", text(&t["task_id"])),
+                _ => text(&t["task_id"]),
+            };
+            let mut row = vec![name];
+            for p in t["per_run"].as_array().into_iter().flatten() {
+                if p.is_null() {
+                    row.extend(["-".to_string(), "-".to_string(), "-".to_string()]);
+                } else {
+                    let time = p["duration_s"].as_f64().map_or("-".to_string(), |s| format!("{:.3}s", s));
+                    row.extend([
+                        text(&p["state"]),
+                        time,
+                        p["fuel_used"].as_i64().map_or("-".to_string(), |f| f.to_string()),
+                    ]);
+                }
+            }
+            row.push(if t["output_differs"] == true { "differs" } else { "same" }.to_string());
+            row
+        })
+        .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    table::print(&header, &rows);
+}

@@ -1,0 +1,108 @@
+//! The CLI over HTTP: a real `sandflow standalone` serving its API on a free loopback port, and
+//! `bundle push`, `dags ... --server`, `runs compare` against it, from another home that has no
+//! database at all.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::Env;
+
+struct Standalone {
+    child: Child,
+    out: std::path::PathBuf,
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Standalone {
+    /// Starts it and waits for the address its API listens on.
+    fn start(env: &Env, dags: &str) -> (Standalone, String) {
+        let out = env.home().join("standalone.out");
+        let file = std::fs::File::create(&out).unwrap();
+        let err = file.try_clone().unwrap();
+        let child = env
+            .command()
+            .args(["standalone", "--dags", dags])
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap();
+        let process = Standalone { child, out };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let printed = std::fs::read_to_string(&process.out).unwrap_or_default();
+            if let Some(line) = printed.lines().find(|l| l.starts_with("API on http://")) {
+                let url = line.trim_start_matches("API on ").split("/api/v1").next().unwrap().to_string();
+                return (process, url);
+            }
+            assert!(Instant::now() < deadline, "no API address printed:\n{printed}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_bundle_pushed_over_http_runs_and_experiments_compare_from_a_home_without_a_database() {
+    let server_env = Env::new();
+    let dags = server_env.dags(&[("chain", crate::dags::CHAIN)]);
+    let (_standalone, url) = Standalone::start(&server_env, &dags);
+    // The client's home is empty: every command below must go through the server.
+    let client = Env::new();
+    let with = |args: &[&str]| {
+        let mut all = vec!["--server", url.as_str()];
+        all.extend_from_slice(args);
+        client.run(&all)
+    };
+    let pushed = with(&["bundle", "push", &dags]).ok();
+    assert!(pushed.contains("chain v") && pushed.contains("plugin plugins/echo.wasm sha256:"), "{pushed}");
+    // An edited copy, pushed as an experiment, triggered and waited for in one command.
+    let edited = client.home().join("edited");
+    std::fs::create_dir_all(edited.join("plugins")).unwrap();
+    std::fs::copy(crate::plugin("echo"), edited.join("plugins/echo.wasm")).unwrap();
+    std::fs::write(edited.join("chain.toml"), crate::dags::CHAIN.replace("n = 1", "n = 2")).unwrap();
+    let edited = edited.display().to_string();
+    let run = with(&["bundle", "push", &edited, "--experiment", "alice-n2", "--note", "n is 2", "--trigger", "--wait"]);
+    let out = run.ok();
+    assert!(out.contains("experiment alice-n2") && out.contains(": success"), "{out}");
+    let triggered = with(&["dags", "trigger", "chain", "--wait", "--json"]);
+    assert_eq!(triggered.code(), 0, "{}", triggered.stderr());
+    let first: Value = serde_json::from_str(&triggered.stdout()).unwrap();
+    let active_run = first["run_id"].as_str().unwrap_or_default().to_string();
+    let listed = with(&["dags", "list"]).ok();
+    assert!(listed.lines().any(|l| l.starts_with("chain ") && l.contains("success")), "{listed}");
+    let shown = with(&["dags", "show", "chain"]).ok();
+    assert!(shown.contains("alice-n2"), "versions list their experiments: {shown}");
+    // Compare the experiment's run with the active version's.
+    let runs: Value = serde_json::from_str(&with(&["dags", "show", "chain", "--json"]).ok()).unwrap();
+    let experiment_run = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["experiment"] == "alice-n2")
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .expect("the experiment's run is listed");
+    let compared = with(&["runs", "compare", &active_run, &experiment_run]).ok();
+    assert!(
+        compared.contains("alice-n2") && compared.lines().any(|l| l.starts_with("a ") && l.contains("differs")),
+        "{compared}"
+    );
+    assert!(!client.home().join("sandflow.db").exists(), "the client never opened a database");
+    // Bad input over HTTP is exit 2 with the server's message; an unreachable server is exit 1.
+    let unknown = with(&["dags", "trigger", "nope"]);
+    assert_eq!(unknown.code(), 2);
+    assert!(
+        unknown.reason().contains("no DAG `nope` (known: chain)") && unknown.reason().contains("404"),
+        "{}",
+        unknown.reason()
+    );
+    let gone = client.run(&["--server", "http://127.0.0.1:9", "dags", "list"]);
+    assert_eq!(gone.code(), 1);
+    assert!(gone.reason().contains("could not reach the server at http://127.0.0.1:9"), "{}", gone.reason());
+}
