@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use sandflow_core::dag::Caps;
 use sandflow_scheduler::{load_file, DagFolder, LoadContext};
-use sandflow_store::{ActionState, Durability, RunRow, Store, StoreError};
+use sandflow_store::{Durability, RunRow, Store};
 
 use crate::Home;
 
@@ -163,62 +163,26 @@ pub fn user() -> String {
     std::env::var("SANDFLOW_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "cli".to_string())
 }
 
+/// The use cases over `store`, as this command carries them out.
+pub fn service(store: Store, home: &Home) -> anyhow::Result<sandflow_service::Service> {
+    let sandbox = crate::plugin_cmd::sandbox(home)?;
+    Ok(sandflow_service::Service::new(store, sandbox, sandflow_service::ServiceConfig::default()))
+}
+
 /// Hands an action to the scheduler that owns the home (it alone can kill the tries it runs) and
-/// waits for its result; whenever none owns it, carries it out in this process with the same code,
-/// owning the home meanwhile so that no scheduler starts halfway through.
+/// waits for its result; whenever none owns it, carries it out in this process with the same code
+/// (the service's: the API does the same).
 pub async fn perform(
     store: &Store,
     home: &Home,
     action: &sandflow_scheduler::actions::Action,
 ) -> Result<String, crate::CliError> {
-    const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-    let payload = serde_json::to_value(action).map_err(anyhow::Error::from)?;
-    let id = store.enqueue_action(action.kind(), &payload, &user()).await.map_err(anyhow::Error::from)?;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let state = store.action(id).await.map_err(anyhow::Error::from)?.map(|row| (row.state, row.result));
-        match state {
-            Some((ActionState::Done, result)) => return Ok(result.unwrap_or_default()),
-            Some((ActionState::Failed, result)) => {
-                return Err(crate::CliError::Usage(anyhow::anyhow!(result.unwrap_or_default())))
-            }
-            // Still pending: the owner may be another command that read the pending actions
-            // before this one was queued and has since let go, so ask again while waiting.
-            Some((ActionState::Pending, _)) => {
-                if let Some(result) = carry_out_if_unowned(store, home, action, id).await? {
-                    return result.map_err(|message| crate::CliError::Usage(anyhow::anyhow!(message)));
-                }
-            }
-            _ => {}
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(crate::CliError::Failed(format!(
-                "the running scheduler did not carry out action {id} within 15 s; it stays queued"
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let service = service(store.clone(), home)?;
+    match service.perform(action, &user()).await {
+        Ok(done) => Ok(done.result),
+        Err(sandflow_service::ServiceError::Timeout(message)) => Err(crate::CliError::Failed(message)),
+        Err(e) => Err(crate::runs_cmd::service_error(e)),
     }
-}
-
-/// With no scheduler owning the home, carries out the pending actions here and returns action
-/// `id`'s result (if this process was the one to carry it out); `None` while another owns it.
-async fn carry_out_if_unowned(
-    store: &Store,
-    home: &Home,
-    action: &sandflow_scheduler::actions::Action,
-    id: i64,
-) -> anyhow::Result<Option<Result<String, String>>> {
-    let role = format!("a {} carried out by the command line", action.kind());
-    let _scheduling = match store.own_scheduling(&role).await {
-        Ok(guard) => guard,
-        Err(StoreError::SchedulerRunning { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let sandbox = crate::plugin_cmd::sandbox(home)?;
-    let config = sandflow_scheduler::SchedulerConfig { create_scheduled_runs: false, ..Default::default() };
-    let mut scheduler = sandflow_scheduler::Scheduler::new(store.clone(), sandbox, config);
-    let results = scheduler.carry_out_pending().await?;
-    Ok(results.into_iter().find(|(done, _)| *done == id).map(|(_, result)| result))
 }
 
 /// A date (`2026-11-01`, midnight UTC) or an RFC 3339 time.

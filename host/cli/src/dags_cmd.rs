@@ -136,7 +136,7 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
                 )));
             }
             let store = open_store(home).await?;
-            let service = crate::server::service(store, home, false)?;
+            let service = crate::app::service(store, home)?;
             let request = sandflow_service::runs::TriggerRequest {
                 conf: conf(text.as_deref())?,
                 note,
@@ -164,25 +164,13 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
         DagsCmd::Clear { dag_id, from, to, only_failed } => {
             let store = open_store(home).await?;
             let (from, to) = (crate::app::date(&from, "--from")?, crate::app::date(&to, "--to")?);
-            if store.dag(&dag_id).await.map_err(anyhow::Error::from)?.is_none() {
-                return Err(CliError::Usage(crate::app::unknown_dag(&store, &dag_id).await));
-            }
-            let runs = store.runs_between(&dag_id, from, to).await.map_err(anyhow::Error::from)?;
-            if runs.is_empty() {
-                return Err(CliError::Usage(anyhow::anyhow!(
-                    "DAG `{dag_id}` has no runs with a logical date from {from} to {to}"
-                )));
-            }
-            let action = sandflow_scheduler::actions::Action::Clear {
-                dag_id,
-                run_ids: runs.into_iter().map(|r| r.run_id).collect(),
-                task_ids: vec![],
-                map_index: None,
-                downstream: false,
-                upstream: false,
-                only_failed,
+            let service = crate::app::service(store, home)?;
+            let done = match service.clear_range(&dag_id, from, to, only_failed, &user()).await {
+                Ok(done) => done,
+                Err(sandflow_service::ServiceError::Timeout(message)) => return Err(CliError::Failed(message)),
+                Err(e) => return Err(crate::runs_cmd::service_error(e)),
             };
-            outln!("{}", crate::app::perform(&store, home, &action).await?);
+            outln!("{}", done.result);
             Ok(())
         }
         DagsCmd::Mark { dag_id, run, state } => {

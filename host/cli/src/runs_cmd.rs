@@ -31,7 +31,7 @@ pub async fn run(cmd: RunsCmd, home: &Home, server: Option<&str>) -> Result<(), 
         }
         None => {
             let store = crate::app::open_store(home).await?;
-            let service = crate::server::service(store.clone(), home, false)?;
+            let service = crate::app::service(store.clone(), home)?;
             let first = service.run_row(&runs[0]).await.map_err(service_error)?;
             let comparison = service.compare(&first.dag_id, &runs).await.map_err(service_error)?;
             serde_json::to_value(comparison).map_err(anyhow::Error::from)?
