@@ -102,7 +102,7 @@ fn dag_file(index: usize, tasks: usize, shape: Shape, width: usize, plugin: &str
 /// Where `plugins/build.sh` puts the noop plugin: the README's folder first, then its default.
 const NOOP_PLACES: [&str; 2] = ["dags/plugins/noop.wasm", "target/plugins/noop.wasm"];
 
-fn noop_plugin(given: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+pub fn noop_plugin(given: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
     if let Some(path) = given {
         return path.canonicalize().with_context(|| format!("--plugin {}", path.display()));
     }

@@ -9,6 +9,7 @@
 mod app;
 mod backfill;
 mod bench_cmd;
+mod bench_http;
 mod bundle_cmd;
 mod client;
 mod dags_cmd;
@@ -100,6 +101,8 @@ enum Command {
     Db(db_cmd::DbCmd),
     /// Measure the scheduler: N DAGs of M noop tasks through the real store and executor.
     Bench(bench_cmd::BenchArgs),
+    /// Measure the HTTP API: concurrent triggers, listing runs with many stored, a bundle push.
+    BenchHttp(bench_http::BenchHttpArgs),
 }
 
 /// A flag's text that may hold a secret (`--database-url`): its `Debug` never shows it.
@@ -192,6 +195,7 @@ fn main() -> ExitCode {
             Command::Db(cmd) => db_cmd::run(cmd, &home).await,
             Command::Pools(cmd) => pools_cmd::run(cmd, &home).await,
             Command::Bench(args) => bench_cmd::run(args, &home).await,
+            Command::BenchHttp(args) => bench_http::run(args, &home).await,
         }
     });
     match result {
