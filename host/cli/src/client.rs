@@ -47,6 +47,16 @@ impl Client {
         self.send(self.request(reqwest::Method::POST, path).json(body)).await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.send(self.request(reqwest::Method::PUT, path).json(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Result<Value, CliError> {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
     /// `POST path` with raw bytes of `content_type`.
     pub async fn post_bytes(&self, path: &str, content_type: &str, bytes: Vec<u8>) -> Result<Value, CliError> {
         self.send(self.request(reqwest::Method::POST, path).header("content-type", content_type).body(bytes)).await

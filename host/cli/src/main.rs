@@ -58,7 +58,8 @@ pub struct GlobalArgs {
     #[arg(long, env = "SANDFLOW_DATABASE_URL", global = true, hide_env_values = true, value_name = "URL")]
     database_url: Option<SecretText>,
     /// A Sandflow server (http://host:port) to ask instead of opening a database: `dags
-    /// list|show|trigger|pause|unpause`, `runs compare`, `bundle push`.
+    /// list|show|trigger|pause|unpause`, `tasks list|tries|logs|clear|mark`, `pools`, `runs
+    /// compare`, `bundle push`.
     #[arg(long, env = "SANDFLOW_SERVER", global = true, value_name = "URL")]
     server: Option<String>,
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.
@@ -190,10 +191,28 @@ fn main() -> ExitCode {
                 },
                 None => dags_cmd::run(cmd, &home).await,
             },
-            Command::Tasks(cmd) => tasks_cmd::run(cmd, &home).await,
+            Command::Tasks(cmd) => match cli.global.server.as_deref() {
+                Some(url) => match client::Client::new(url) {
+                    Ok(client) => remote::tasks(cmd, &client).await,
+                    Err(e) => Err(e),
+                },
+                None => tasks_cmd::run(cmd, &home).await,
+            },
+            Command::Plugin(_) | Command::Db(_) if cli.global.server.is_some() => {
+                Err(CliError::Usage(anyhow::anyhow!(
+                    "`plugin` and `db` do not work against a server yet: run them where the database is, without \
+                 --server (or SANDFLOW_SERVER)"
+                )))
+            }
             Command::Plugin(cmd) => plugin_cmd::run(cmd, &home).await,
             Command::Db(cmd) => db_cmd::run(cmd, &home).await,
-            Command::Pools(cmd) => pools_cmd::run(cmd, &home).await,
+            Command::Pools(cmd) => match cli.global.server.as_deref() {
+                Some(url) => match client::Client::new(url) {
+                    Ok(client) => remote::pools(cmd, &client).await,
+                    Err(e) => Err(e),
+                },
+                None => pools_cmd::run(cmd, &home).await,
+            },
             Command::Bench(args) => bench_cmd::run(args, &home).await,
             Command::BenchHttp(args) => bench_http::run(args, &home).await,
         }

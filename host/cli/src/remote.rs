@@ -235,3 +235,158 @@ pub fn print_comparison(cmp: &Value) {
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     table::print(&header, &rows);
 }
+
+/// A run by id, or `latest` for the DAG's newest, through the API.
+async fn find_run(client: &Client, dag_id: &str, run: &str) -> Result<Value, CliError> {
+    if run == "latest" {
+        let page = client.get(&format!("/api/v1/dags/{}/runs?limit=1", encode(dag_id))).await?;
+        let Some(first) = page["items"].as_array().and_then(|items| items.first()) else {
+            return Err(CliError::Usage(anyhow::anyhow!("DAG `{dag_id}` has no runs yet")));
+        };
+        return client.get(&format!("/api/v1/runs/{}", encode(&text(&first["run_id"])))).await;
+    }
+    let found = client.get(&format!("/api/v1/runs/{}", encode(run))).await?;
+    if found["dag_id"].as_str() != Some(dag_id) {
+        return Err(CliError::Usage(anyhow::anyhow!("DAG `{dag_id}` has no run `{run}`")));
+    }
+    Ok(found)
+}
+
+/// `sandflow tasks ...` over HTTP.
+pub async fn tasks(cmd: crate::tasks_cmd::TasksCmd, client: &Client) -> Result<(), CliError> {
+    use crate::tasks_cmd::TasksCmd;
+    match cmd {
+        TasksCmd::List { dag_id, run, json } => {
+            let run = find_run(client, &dag_id, &run).await?;
+            if json {
+                return Ok(table::json(&json!({"run": run, "task_instances": run["tasks"]}))?);
+            }
+            outln!("run {} ({})", text(&run["run_id"]), text(&run["state"]));
+            let rows: Vec<Vec<String>> = run["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let index = t["map_index"].as_i64().filter(|i| *i >= 0).map_or(String::new(), |i| i.to_string());
+                    vec![
+                        text(&t["task_id"]),
+                        index,
+                        text(&t["state"]),
+                        t["try_number"].to_string(),
+                        t["reason"]
+                            .as_str()
+                            .map_or(String::new(), |r| sandflow_core::text::clean(r, false).into_owned()),
+                    ]
+                })
+                .collect();
+            table::print(&["task", "map", "state", "tries", "reason"], &rows);
+            Ok(())
+        }
+        TasksCmd::Tries { dag_id, run, task_id, map_index, json } => {
+            let run = find_run(client, &dag_id, &run).await?;
+            let path = format!(
+                "/api/v1/runs/{}/tasks/{}/tries?map_index={map_index}",
+                encode(&text(&run["run_id"])),
+                encode(&task_id)
+            );
+            let tries = client.get(&path).await?;
+            if json {
+                return Ok(table::json(&tries["items"])?);
+            }
+            let rows: Vec<Vec<String>> = tries["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    vec![
+                        t["try_number"].to_string(),
+                        t["outcome"].as_str().unwrap_or("running").to_string(),
+                        t["fuel_used"].to_string(),
+                        t["peak_memory"].to_string(),
+                        t["wall_us"].as_i64().map_or("-".into(), |us| format!("{:.3}s", us as f64 / 1e6)),
+                        text(&t["plugin_id"]).chars().take(19).collect(),
+                        text(&t["message"]),
+                    ]
+                })
+                .collect();
+            table::print(&["try", "outcome", "fuel", "peak memory", "wall", "plugin", "message"], &rows);
+            Ok(())
+        }
+        TasksCmd::Logs { dag_id, run, task_id, try_number, map_index } => {
+            let run = find_run(client, &dag_id, &run).await?;
+            let run_id = encode(&text(&run["run_id"]));
+            let tries = client
+                .get(&format!("/api/v1/runs/{run_id}/tasks/{}/tries?map_index={map_index}", encode(&task_id)))
+                .await?;
+            let last = tries["items"].as_array().and_then(|t| t.last()).and_then(|t| t["try_number"].as_i64());
+            let Some(number) = try_number.or(last) else {
+                return Err(CliError::Usage(anyhow::anyhow!("task `{task_id}` has not been tried yet")));
+            };
+            let path =
+                format!("/api/v1/runs/{run_id}/tasks/{}/tries/{number}/log?map_index={map_index}", encode(&task_id));
+            let log = client.get(&path).await?;
+            errln!("try {number} of {task_id}");
+            for line in log["text"].as_str().unwrap_or("").lines() {
+                outln!("{}", sandflow_core::text::clean(line, false));
+            }
+            Ok(())
+        }
+        TasksCmd::Clear { dag_id, run, task_id, downstream, upstream, only_failed, map_index } => {
+            let run = find_run(client, &dag_id, &run).await?;
+            let body = json!({"task_ids": task_id.into_iter().collect::<Vec<_>>(), "map_index": map_index,
+                "downstream": downstream, "upstream": upstream, "only_failed": only_failed});
+            let done = client.post(&format!("/api/v1/runs/{}/clear", encode(&text(&run["run_id"]))), &body).await?;
+            outln!("{}", text(&done["result"]));
+            Ok(())
+        }
+        TasksCmd::Mark { dag_id, run, task_id, state, map_index } => {
+            let run = find_run(client, &dag_id, &run).await?;
+            let state = match state {
+                crate::tasks_cmd::MarkArg::Success => "success",
+                crate::tasks_cmd::MarkArg::Failed => "failed",
+            };
+            let body = json!({"state": state, "task_id": task_id, "map_index": map_index});
+            let done = client.post(&format!("/api/v1/runs/{}/mark", encode(&text(&run["run_id"]))), &body).await?;
+            outln!("{}", text(&done["result"]));
+            Ok(())
+        }
+        TasksCmd::Test { .. } => Err(CliError::Usage(anyhow::anyhow!(
+            "`tasks test` runs a task in this process from a DAG folder: run it without --server"
+        ))),
+    }
+}
+
+/// `sandflow pools ...` over HTTP.
+pub async fn pools(cmd: crate::pools_cmd::PoolsCmd, client: &Client) -> Result<(), CliError> {
+    use crate::pools_cmd::PoolsCmd;
+    match cmd {
+        PoolsCmd::Set { name, slots, description } => {
+            let put = client
+                .put(&format!("/api/v1/pools/{}", encode(&name)), &json!({"slots": slots, "description": description}))
+                .await?;
+            outln!("pool {} has {} slots", text(&put["name"]), put["slots"]);
+            Ok(())
+        }
+        PoolsCmd::List { json } => {
+            let pools = client.get("/api/v1/pools").await?;
+            if json {
+                return Ok(table::json(&pools["items"])?);
+            }
+            let rows: Vec<Vec<String>> = pools["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    vec![text(&p["name"]), p["slots"].to_string(), p["description"].as_str().unwrap_or("").to_string()]
+                })
+                .collect();
+            table::print(&["pool", "slots", "description"], &rows);
+            Ok(())
+        }
+        PoolsCmd::Delete { name } => {
+            client.delete(&format!("/api/v1/pools/{}", encode(&name))).await?;
+            outln!("pool {name} deleted");
+            Ok(())
+        }
+    }
+}

@@ -82,10 +82,11 @@ pub(crate) async fn set_pool(
             body.slots
         ))));
     }
-    if name.is_empty() || name.len() > 250 || name.chars().any(char::is_control) {
-        return Err(ApiError::Service(sandflow_service::ServiceError::Invalid(
-            "a pool's name must be 1 to 250 characters, none of them control characters".into(),
-        )));
+    if name.is_empty() || name.len() > 250 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(ApiError::Service(sandflow_service::ServiceError::Invalid(format!(
+            "pool name {:?}: use 1 to 250 of letters, digits, \"_\", \".\" and \"-\"",
+            sandflow_core::text::shorten(&name, 60)
+        ))));
     }
     state.service.store().set_pool(&name, body.slots, body.description.as_deref()).await?;
     state.service.store().notify(sandflow_store::Topic::Queued).await.ok();

@@ -93,6 +93,23 @@ fn a_bundle_pushed_over_http_runs_and_experiments_compare_from_a_home_without_a_
         compared.contains("alice-n2") && compared.lines().any(|l| l.starts_with("a ") && l.contains("differs")),
         "{compared}"
     );
+    let tasks = with(&["tasks", "list", "chain", "latest"]).ok();
+    assert!(tasks.lines().any(|l| l.starts_with("c ") && l.contains("success")), "{tasks}");
+    let tries = with(&["tasks", "tries", "chain", &active_run, "b"]).ok();
+    assert!(tries.lines().nth(1).is_some_and(|l| l.starts_with("1 ") && l.contains("success")), "{tries}");
+    let logs = with(&["tasks", "logs", "chain", "latest", "b"]);
+    assert!(logs.ok().contains("echo: task b try 1"), "{}", logs.stdout());
+    assert!(with(&["pools", "set", "gpu", "2", "--description", "two cards"]).ok().contains("pool gpu has 2 slots"));
+    assert!(with(&["pools", "list"]).ok().lines().any(|l| l.starts_with("gpu ") && l.contains("two cards")));
+    assert_eq!(with(&["pools", "set", "bad name", "2"]).code(), 2);
+    assert!(with(&["pools", "delete", "gpu"]).ok().contains("deleted"));
+    assert_eq!(with(&["pools", "delete", "gpu"]).code(), 2, "an unknown pool is a 404, exit 2");
+    let refused = with(&["plugin", "list"]);
+    assert!(
+        refused.code() == 2 && refused.reason().contains("do not work against a server yet"),
+        "{}",
+        refused.reason()
+    );
     assert!(!client.home().join("sandflow.db").exists(), "the client never opened a database");
     // Bad input over HTTP is exit 2 with the server's message; an unreachable server is exit 1.
     let unknown = with(&["dags", "trigger", "nope"]);

@@ -190,3 +190,18 @@ fn bench_finds_the_noop_plugin_where_the_readme_builds_it() {
     let run = Run(env.command().args(["bench", "--tasks", "2"]).current_dir(cwd.path()).output().unwrap());
     assert!(run.ok().contains("tasks per second:"), "{}", run.stdout());
 }
+
+#[test]
+fn bench_http_prints_every_figure_on_a_small_store() {
+    let env = Env::new();
+    let args = ["bench-http", "--runs", "10500", "--clients", "4", "--seconds", "1", "--samples", "5", "--plugin"];
+    let noop = plugin("noop");
+    let run = Run(env.command().args(args).arg(&noop).output().unwrap());
+    let out = run.ok();
+    for figure in
+        ["triggers: ", "list runs, page 1 ", "list runs, page 100 by cursor ", "list runs, page 100 by offset "]
+    {
+        assert!(out.contains(figure), "{figure}: {out}");
+    }
+    assert!(out.contains(" 0 errors)"), "every trigger was accepted: {out}");
+}
