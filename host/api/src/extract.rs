@@ -20,6 +20,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         require_type(req.headers(), &["application/json"], "a JSON body (Content-Type: application/json)")?;
+        // Read up to the limit even when Content-Length says more: refusing from the header
+        // closes the connection while the client still sends, and many clients then report a
+        // broken pipe instead of the 413. JSON bodies are small; bundles are refused early.
         let bytes = read_limited(req.into_body(), None, MAX_JSON_BYTES).await?;
         let text = if bytes.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &bytes[..] };
         serde_json::from_slice(text).map(JsonBody).map_err(|e| ApiError::BadRequest(format!("the JSON body: {e}")))
