@@ -22,9 +22,12 @@ use crate::{
 /// The advisory lock claims take turns on ("SFCL"; scheduling's is "SFLW").
 const CLAIM_LOCK: i64 = 0x5346_434C;
 
-pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Claim> {
+pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, asked_at: DateTime<Utc>) -> Result<Claim> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await?;
+    // The claim's time is taken once it holds the lock, not when it was asked for: a report that
+    // freed an instance while this claim waited must not end after the new try "started".
+    let at = asked_at.max(Utc::now());
     let candidates: Vec<Candidate> = sqlx::query_as(
         "SELECT ti.run_id, ti.task_id, ti.map_index, r.dag_id, ti.pool, ti.pool_slots, ti.max_active_tasks
          FROM task_instances ti JOIN dag_runs r ON r.run_id = ti.run_id

@@ -7,8 +7,11 @@ use sqlx::SqlitePool;
 use crate::claims::{candidates_for, choose, split_counts, Candidate};
 use crate::{Claim, ClaimRequest, Claimed, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Result, WorkerInfo};
 
-pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, at: DateTime<Utc>) -> Result<Claim> {
+pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, asked_at: DateTime<Utc>) -> Result<Claim> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // The claim's time is taken once it holds the write lock, not when it was asked for: a report
+    // that freed an instance while this claim waited must not end after the new try "started".
+    let at = asked_at.max(Utc::now());
     let candidates: Vec<Candidate> = sqlx::query_as(
         "SELECT ti.run_id, ti.task_id, ti.map_index, r.dag_id, ti.pool, ti.pool_slots, ti.max_active_tasks
          FROM task_instances ti JOIN dag_runs r ON r.run_id = ti.run_id
