@@ -44,7 +44,9 @@ impl Store {
     }
 
     /// Per task instance of a run: its failed tries since its last clear (sensor pokes that asked
-    /// to wait are not failures), as (task id, map index, count).
+    /// to wait are not failures), as (task id, map index, count). The try of an instance still
+    /// `running` is not counted even once its worker has reported it failed: it is not judged yet,
+    /// and the scheduler that judges it counts it then (counting it here too would spend a retry).
     pub async fn failed_tries(&self, run_id: &str) -> Result<Vec<(String, i64, i64)>> {
         self.backend.failed_tries(run_id).await
     }

@@ -609,6 +609,7 @@ impl Backend for Sqlite {
              JOIN task_instances i ON i.run_id = t.run_id AND i.task_id = t.task_id AND i.map_index = t.map_index
              WHERE t.run_id = ? AND t.try_number > i.tries_before_clear AND t.outcome IS NOT NULL
                AND t.outcome NOT IN ('success', 'rescheduled')
+               AND NOT (i.state = 'running' AND t.try_number = i.try_number)
              GROUP BY t.task_id, t.map_index",
         )
         .bind(run_id)
