@@ -20,17 +20,23 @@ use tokio_util::sync::CancellationToken;
 pub const POLL: Duration = Duration::from_millis(250);
 
 /// A state change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StateEvent {
     /// A run's state.
-    Run { dag_id: String, run_id: String, state: sandflow_core::state::RunState },
+    Run {
+        dag_id: String,
+        run_id: String,
+        #[schema(value_type = String)]
+        state: sandflow_core::state::RunState,
+    },
     /// A task instance's state.
     Task {
         dag_id: String,
         run_id: String,
         task_id: String,
         map_index: i64,
+        #[schema(value_type = String)]
         state: sandflow_core::state::TaskState,
         try_number: i64,
     },

@@ -6,6 +6,7 @@
 pub mod error;
 mod events;
 mod extract;
+mod openapi;
 mod routes;
 
 use std::net::SocketAddr;
@@ -36,7 +37,12 @@ impl AppState {
 
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
-    routes::router().with_state(state)
+    routes::router().0.with_state(state)
+}
+
+/// The OpenAPI document of every route (as `GET /api/v1/openapi.json` serves it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::router().1
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled; requests in flight finish first.

@@ -14,7 +14,7 @@ use serde::Serialize;
 ///
 /// Displayed as `{file}:{line}:{column}: {field}: {message}`, leaving out the parts that are
 /// `None`, the way compilers and core's DAG diagnostics print theirs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Diagnostic {
     /// The entry at fault, as named in the archive (control characters escaped, cut when absurdly
     /// long); `None` for the archive as a whole.
@@ -26,6 +26,7 @@ pub struct Diagnostic {
     /// Dotted path of the field at fault inside `file`, e.g. `tasks.train.plugin`.
     pub field: Option<String>,
     /// What went wrong, for programs: one of the constants in [`code`].
+    #[schema(value_type = String)]
     pub code: &'static str,
     /// What went wrong, for people, and when it helps, what to do instead.
     pub message: String,

@@ -109,7 +109,7 @@ pub struct Bundle {
 }
 
 /// A file of the archive that is not part of the bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Ignored {
     /// Its normalised path.
     pub path: String,
@@ -120,7 +120,7 @@ pub struct Ignored {
 }
 
 /// Why a file was ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IgnoredReason {
     /// A name in its path starts with `.`, or it is under `__MACOSX/`.

@@ -14,7 +14,7 @@ use crate::{Result, Service, ServiceError};
 pub const ACTION_WAIT: Duration = Duration::from_secs(15);
 
 /// A carried-out action.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActionDone {
     pub action_id: i64,
     /// What it did, in words.

@@ -34,7 +34,7 @@ pub struct PushOptions {
 }
 
 /// What a push stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PushReport {
     /// Each DAG of the bundle, by file.
     pub dags: Vec<PushedDag>,
@@ -45,7 +45,7 @@ pub struct PushReport {
 }
 
 /// A DAG of a pushed bundle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PushedDag {
     pub dag_id: String,
     /// Its file in the bundle.
@@ -65,7 +65,7 @@ pub struct PushedDag {
 }
 
 /// A plugin of a pushed bundle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PushedPlugin {
     /// Its path in the bundle.
     pub path: String,

@@ -35,7 +35,7 @@ pub struct DagFilter {
 }
 
 /// A DAG, as lists show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DagSummary {
     pub dag_id: String,
     pub active_version: String,
@@ -55,7 +55,7 @@ pub struct DagSummary {
 }
 
 /// A task of a version.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TaskView {
     pub task_id: String,
     pub plugin_id: String,
@@ -65,11 +65,12 @@ pub struct TaskView {
     pub kind: String,
     pub map_over: Option<String>,
     pub pool: String,
+    #[schema(value_type = Object)]
     pub params: serde_json::Map<String, Value>,
 }
 
 /// A version of a DAG, with the experiments it belongs to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionView {
     pub version: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -81,7 +82,7 @@ pub struct VersionView {
 }
 
 /// A version's membership of an experiment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExperimentView {
     pub name: String,
     pub author: String,
@@ -90,7 +91,7 @@ pub struct ExperimentView {
 }
 
 /// One DAG in full.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DagDetail {
     #[serde(flatten)]
     pub summary: DagSummary,
@@ -99,7 +100,7 @@ pub struct DagDetail {
 }
 
 /// A version's spec: its file, the TOML text and the plugins it pins.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionSpec {
     pub dag_id: String,
     pub version: String,
@@ -111,7 +112,7 @@ pub struct VersionSpec {
 }
 
 /// What changed between two versions.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct VersionDiff {
     pub dag_id: String,
     pub from: String,
@@ -120,21 +121,23 @@ pub struct VersionDiff {
     pub tasks_removed: Vec<String>,
     pub tasks_changed: Vec<TaskChange>,
     /// DAG-level settings that differ, by name, with both values.
+    #[schema(value_type = Object)]
     pub settings_changed: BTreeMap<String, [Value; 2]>,
 }
 
 /// A task present in both versions that differs.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TaskChange {
     pub task_id: String,
     /// Every field that differs, with its value in `from` and in `to`.
+    #[schema(value_type = Object)]
     pub fields: BTreeMap<String, [Value; 2]>,
     /// Whether its plugin id changed (also in `fields`).
     pub plugin_changed: bool,
 }
 
 /// What pausing did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Paused {
     pub dag_id: String,
     pub is_paused: bool,

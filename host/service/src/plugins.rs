@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::{Result, Service, ServiceError};
 
 /// An uploaded plugin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UploadedPlugin {
     pub plugin_id: String,
     /// `p1_command` or `p2_command`.
@@ -17,7 +17,7 @@ pub struct UploadedPlugin {
 }
 
 /// A plugin and the DAG versions that pin it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginDetail {
     #[serde(flatten)]
     pub plugin: PluginRow,

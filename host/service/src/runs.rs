@@ -25,7 +25,7 @@ pub struct TriggerRequest {
 }
 
 /// A started run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Triggered {
     #[serde(flatten)]
     pub run: RunRow,
@@ -45,7 +45,7 @@ pub struct RunFilter {
 }
 
 /// A page of a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass it back as `cursor` for the next page; `None` on the last one.
@@ -56,7 +56,7 @@ pub struct Page<T> {
 }
 
 /// A run with its task instances.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunRow,
@@ -66,7 +66,7 @@ pub struct RunDetail {
 }
 
 /// A piece of a try's log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogChunk {
     /// The log from `offset` on.
     pub text: String,
@@ -79,7 +79,7 @@ pub struct LogChunk {
 }
 
 /// Runs of one DAG side by side, task by task.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Comparison {
     pub dag_id: String,
     pub runs: Vec<RunRow>,
@@ -87,7 +87,7 @@ pub struct Comparison {
 }
 
 /// One task instance across the compared runs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ComparedTask {
     pub task_id: String,
     pub map_index: i64,
@@ -98,8 +98,9 @@ pub struct ComparedTask {
 }
 
 /// A task instance of one compared run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ComparedInstance {
+    #[schema(value_type = String, example = "success")]
     pub state: sandflow_core::state::TaskState,
     pub tries: i64,
     /// Of the latest try.
@@ -107,6 +108,7 @@ pub struct ComparedInstance {
     pub fuel_used: Option<i64>,
     pub peak_memory: Option<i64>,
     pub plugin_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub metrics: Option<Map<String, Value>>,
     pub output: Option<Value>,
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{Result, Store, StoreError, UnknownName};
 
 /// Where an action is: `pending → running → done | failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionState {
     /// Queued, not yet claimed.
@@ -58,7 +58,7 @@ impl std::fmt::Display for ActionState {
 }
 
 /// A user's action (clear, mark...): the request, and how it went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ActionRow {
     pub id: i64,
     /// What kind of action (`clear`, `mark`: the scheduler's names).

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::{Result, Store, UnknownName};
 
 /// A DAG known to the store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DagRow {
     pub dag_id: String,
     /// The version scheduled runs use.
@@ -32,7 +32,7 @@ impl DagRow {
 }
 
 /// Where a version came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VersionOrigin {
     /// A DAG folder a scheduler watches (or `sandflow dags load`).
@@ -116,7 +116,7 @@ pub struct Recorded {
 }
 
 /// A version of a DAG, without its spec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct VersionRow {
     pub dag_id: String,
     pub version: String,
@@ -129,7 +129,7 @@ pub struct VersionRow {
 }
 
 /// A version's membership of an experiment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ExperimentRow {
     pub dag_id: String,
     /// The experiment's name.
@@ -153,7 +153,7 @@ pub enum ActivateChange {
 }
 
 /// A DAG file that failed to load.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ImportErrorRow {
     pub file_path: String,
     /// The DAG last loaded from that file, if any: it keeps its last good version.

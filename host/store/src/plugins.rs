@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::{plugin_id_of, Result, Store, StoreError, UnknownName};
 
 /// The two kinds of plugin the host runs (the sandbox tells them apart by their bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginKind {
     /// A WASI preview1 core module that is a command (`_start`).
@@ -50,7 +50,7 @@ impl std::fmt::Display for PluginKind {
 }
 
 /// A stored plugin, without its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PluginRow {
     /// `sha256:` of its bytes.
     pub id: String,

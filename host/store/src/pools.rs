@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::{Result, Store};
 
 /// A pool of slots that tasks share.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PoolRow {
     pub name: String,
     pub slots: i64,

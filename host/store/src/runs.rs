@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::{Result, Store, UnknownName};
 
 /// Why a run exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunType {
     /// Created by the schedule for a data interval.
@@ -88,7 +88,7 @@ pub struct NewRun {
 }
 
 /// A DAG run.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RunRow {
     pub run_id: String,
     pub dag_id: String,
@@ -96,12 +96,14 @@ pub struct RunRow {
     #[sqlx(try_from = "String")]
     pub run_type: RunType,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "running")]
     pub state: RunState,
     pub logical_date: DateTime<Utc>,
     pub interval_start: Option<DateTime<Utc>>,
     pub interval_end: Option<DateTime<Utc>>,
     /// The run's configuration.
     #[sqlx(json)]
+    #[schema(value_type = Object)]
     pub conf: Map<String, Value>,
     pub note: Option<String>,
     pub triggered_by: String,

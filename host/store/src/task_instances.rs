@@ -9,13 +9,14 @@ use serde_json::{Map, Value};
 use crate::{Result, Store};
 
 /// A task instance: one task of one run (and, for mapped tasks, one element).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TaskInstanceRow {
     pub run_id: String,
     pub task_id: String,
     /// -1 for an unmapped task.
     pub map_index: i64,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "success")]
     pub state: TaskState,
     /// The latest try's number (0: never tried).
     pub try_number: i64,
@@ -25,6 +26,7 @@ pub struct TaskInstanceRow {
     pub output: Option<Value>,
     /// Its metrics, by name.
     #[sqlx(json(nullable))]
+    #[schema(value_type = Option<Object>)]
     pub metrics: Option<Map<String, Value>>,
     /// Why it is not a success: the last failure's message, or why it was skipped.
     pub reason: Option<String>,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::{Result, Store};
 
 /// One try of a task instance.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TryRow {
     pub run_id: String,
     pub task_id: String,

@@ -3,16 +3,18 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use sandflow_core::state::RunState;
-use sandflow_service::dags::DagFilter;
+use sandflow_service::dags::{DagDetail, DagFilter, DagSummary, Paused, VersionDiff, VersionSpec, VersionView};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryOf};
+use crate::openapi::{Activated, Experiment, ExperimentVersion, Items, OffsetPage};
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     tag: Option<String>,
     owner: Option<String>,
@@ -26,6 +28,8 @@ pub(crate) struct ListQuery {
 }
 
 /// `GET /api/v1/dags`: filtered, sorted, paginated by offset.
+#[utoipa::path(get, path = "/api/v1/dags", tag = "dags", params(ListQuery),
+    responses((status = 200, description = "DAGs, a page by offset", body = OffsetPage<DagSummary>)))]
 pub(crate) async fn list(State(state): State<AppState>, QueryOf(q): QueryOf<ListQuery>) -> ApiResult<Json<Value>> {
     let last_run_state = q
         .last_run_state
@@ -49,21 +53,25 @@ pub(crate) async fn list(State(state): State<AppState>, QueryOf(q): QueryOf<List
     let offset = q.offset.unwrap_or(0).min(total);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let items: Vec<_> = dags.into_iter().skip(offset).take(limit).collect();
-    Ok(Json(json!({"items": items, "total": total, "offset": offset, "limit": limit})))
+    Ok(Json(json!(OffsetPage { items, total, offset, limit })))
 }
 
 /// `GET /api/v1/dags/{dag_id}`.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}", tag = "dags", params(("dag_id" = String, Path)),
+    responses((status = 200, description = "The DAG, its tasks and versions", body = DagDetail)))]
 pub(crate) async fn get(State(state): State<AppState>, Path(dag_id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(state.service.dag(&dag_id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PatchBody {
     is_paused: bool,
 }
 
 /// `PATCH /api/v1/dags/{dag_id}` `{"is_paused": bool}`.
+#[utoipa::path(patch, path = "/api/v1/dags/{dag_id}", tag = "dags", params(("dag_id" = String, Path)), request_body = PatchBody,
+    responses((status = 200, description = "Paused or unpaused", body = Paused)))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
@@ -73,11 +81,15 @@ pub(crate) async fn patch(
 }
 
 /// `POST /api/v1/dags/{dag_id}/pause`.
+#[utoipa::path(post, path = "/api/v1/dags/{dag_id}/pause", tag = "dags", params(("dag_id" = String, Path)),
+    responses((status = 200, description = "Paused", body = Paused)))]
 pub(crate) async fn pause(State(state): State<AppState>, Path(dag_id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(state.service.set_paused(&dag_id, true).await?)))
 }
 
 /// `POST /api/v1/dags/{dag_id}/unpause`.
+#[utoipa::path(post, path = "/api/v1/dags/{dag_id}/unpause", tag = "dags", params(("dag_id" = String, Path)),
+    responses((status = 200, description = "Unpaused", body = Paused)))]
 pub(crate) async fn unpause(State(state): State<AppState>, Path(dag_id): Path<String>) -> ApiResult<Json<Value>> {
     let paused = state.service.set_paused(&dag_id, false).await?;
     state.service.store().notify(sandflow_store::Topic::Queued).await.ok();
@@ -85,11 +97,16 @@ pub(crate) async fn unpause(State(state): State<AppState>, Path(dag_id): Path<St
 }
 
 /// `GET /api/v1/dags/{dag_id}/versions`: newest first, with their experiments.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/versions", tag = "dags", params(("dag_id" = String, Path)),
+    responses((status = 200, description = "Versions, newest first", body = Items<VersionView>)))]
 pub(crate) async fn versions(State(state): State<AppState>, Path(dag_id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"items": state.service.versions(&dag_id).await?})))
+    Ok(Json(json!(Items { items: state.service.versions(&dag_id).await? })))
 }
 
 /// `GET /api/v1/dags/{dag_id}/versions/{version}`: the spec.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/versions/{version}", tag = "dags",
+    params(("dag_id" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "The version's DAG file, plugins and tasks", body = VersionSpec)))]
 pub(crate) async fn version(
     State(state): State<AppState>,
     Path((dag_id, version)): Path<(String, String)>,
@@ -97,14 +114,17 @@ pub(crate) async fn version(
     Ok(Json(json!(state.service.version_spec(&dag_id, &version).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DiffQuery {
     from: String,
     to: String,
 }
 
 /// `GET /api/v1/dags/{dag_id}/versions/diff?from=A&to=B`.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/versions/diff", tag = "dags", params(("dag_id" = String, Path), DiffQuery),
+    responses((status = 200, description = "Tasks added, removed and changed; plugins and settings changed", body = VersionDiff)))]
 pub(crate) async fn diff(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
@@ -114,26 +134,33 @@ pub(crate) async fn diff(
 }
 
 /// `POST /api/v1/dags/{dag_id}/versions/{version}/activate`.
+#[utoipa::path(post, path = "/api/v1/dags/{dag_id}/versions/{version}/activate", tag = "dags",
+    params(("dag_id" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "The version the schedule now uses", body = Activated)))]
 pub(crate) async fn activate(
     State(state): State<AppState>,
     Path((dag_id, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let changed = state.service.activate(&dag_id, &version).await?;
-    Ok(Json(json!({"dag_id": dag_id, "active_version": version, "changed": changed})))
+    Ok(Json(json!(Activated { dag_id, active_version: version, changed })))
 }
 
 /// `GET /api/v1/dags/{dag_id}/experiments`: each experiment with its versions, newest first.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/experiments", tag = "dags", params(("dag_id" = String, Path)),
+    responses((status = 200, description = "Experiments by name", body = Items<Experiment>)))]
 pub(crate) async fn experiments(State(state): State<AppState>, Path(dag_id): Path<String>) -> ApiResult<Json<Value>> {
     let versions = state.service.versions(&dag_id).await?;
-    let mut by_name: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    let mut by_name: std::collections::BTreeMap<String, Vec<ExperimentVersion>> = Default::default();
     for v in &versions {
         for e in &v.experiments {
-            by_name.entry(e.name.clone()).or_default().push(json!({
-                "version": v.version, "author": e.author, "note": e.note, "created_at": e.created_at,
-            }));
+            by_name.entry(e.name.clone()).or_default().push(ExperimentVersion {
+                version: v.version.clone(),
+                author: e.author.clone(),
+                note: e.note.clone(),
+                created_at: e.created_at,
+            });
         }
     }
-    let items: Vec<Value> =
-        by_name.into_iter().map(|(name, versions)| json!({"name": name, "versions": versions})).collect();
-    Ok(Json(json!({"items": items})))
+    let items = by_name.into_iter().map(|(name, versions)| Experiment { name, versions }).collect();
+    Ok(Json(json!(Items { items })))
 }

@@ -5,47 +5,51 @@ mod plugins;
 mod runs;
 mod system;
 
-use axum::routing::{get, post, put};
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::AppState;
+use crate::{openapi, AppState};
 
-/// Every route (paths use axum 0.8's `{param}` syntax).
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(system::healthz))
-        .route("/api/v1/health", get(system::healthz))
-        .route("/api/v1/version", get(system::version))
-        .route("/api/v1/import-errors", get(system::import_errors))
-        .route("/api/v1/actions/{id}", get(system::action))
-        .route("/api/v1/pools", get(system::pools))
-        .route("/api/v1/pools/{name}", put(system::set_pool).delete(system::delete_pool))
-        .route("/api/v1/events", get(runs::events))
-        .route("/api/v1/dags", get(dags::list))
-        .route("/api/v1/dags/{dag_id}", get(dags::get).patch(dags::patch))
-        .route("/api/v1/dags/{dag_id}/pause", post(dags::pause))
-        .route("/api/v1/dags/{dag_id}/unpause", post(dags::unpause))
-        .route("/api/v1/dags/{dag_id}/versions", get(dags::versions))
-        .route("/api/v1/dags/{dag_id}/versions/diff", get(dags::diff))
-        .route("/api/v1/dags/{dag_id}/versions/{version}", get(dags::version))
-        .route("/api/v1/dags/{dag_id}/versions/{version}/activate", post(dags::activate))
-        .route("/api/v1/dags/{dag_id}/experiments", get(dags::experiments))
-        .route("/api/v1/dags/{dag_id}/compare", get(runs::compare))
-        .route("/api/v1/dags/{dag_id}/runs", get(runs::list_of_dag).post(runs::trigger))
-        .route("/api/v1/dags/{dag_id}/clear", post(runs::clear_range))
-        .route("/api/v1/runs", get(runs::list))
-        .route("/api/v1/runs/{run_id}", get(runs::get))
-        .route("/api/v1/runs/{run_id}/clear", post(runs::clear))
-        .route("/api/v1/runs/{run_id}/mark", post(runs::mark))
-        .route("/api/v1/runs/{run_id}/events", get(runs::run_events))
-        .route("/api/v1/runs/{run_id}/tasks", get(runs::tasks))
-        .route("/api/v1/runs/{run_id}/tasks/{task_id}/tries", get(runs::tries))
-        .route("/api/v1/runs/{run_id}/tasks/{task_id}/tries/{try_number}/log", get(runs::log))
-        .route("/api/v1/plugins", get(plugins::list).post(plugins::upload))
-        .route("/api/v1/plugins/{id}", get(plugins::get))
-        .route("/api/v1/plugins/{id}/bytes", get(plugins::bytes))
-        .route("/api/v1/bundles", post(plugins::push_bundle))
-        .fallback(system::no_route)
+/// Every route, each registered with its OpenAPI operation by `routes!` (one call per path; its
+/// handlers' `#[utoipa::path]` give the path and method), and the document they make.
+pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, api) = OpenApiRouter::new()
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::health))
+        .routes(routes!(system::version))
+        .routes(routes!(openapi::document))
+        .routes(routes!(system::import_errors))
+        .routes(routes!(system::action))
+        .routes(routes!(system::pools))
+        .routes(routes!(system::set_pool, system::delete_pool))
+        .routes(routes!(runs::events))
+        .routes(routes!(dags::list))
+        .routes(routes!(dags::get, dags::patch))
+        .routes(routes!(dags::pause))
+        .routes(routes!(dags::unpause))
+        .routes(routes!(dags::versions))
+        .routes(routes!(dags::diff))
+        .routes(routes!(dags::version))
+        .routes(routes!(dags::activate))
+        .routes(routes!(dags::experiments))
+        .routes(routes!(runs::compare))
+        .routes(routes!(runs::list_of_dag, runs::trigger))
+        .routes(routes!(runs::clear_range))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(runs::clear))
+        .routes(routes!(runs::mark))
+        .routes(routes!(runs::run_events))
+        .routes(routes!(runs::tasks))
+        .routes(routes!(runs::tries))
+        .routes(routes!(runs::log))
+        .routes(routes!(plugins::list, plugins::upload))
+        .routes(routes!(plugins::get))
+        .routes(routes!(plugins::bytes))
+        .routes(routes!(plugins::push_bundle))
+        .split_for_parts();
+    (router.fallback(system::no_route), openapi::finish(api))
 }
 
 /// Who makes a request. Until users and tokens exist, the `X-Sandflow-User` header (the CLI

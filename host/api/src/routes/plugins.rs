@@ -4,32 +4,45 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use sandflow_service::bundles::PushOptions;
+use sandflow_service::bundles::{PushOptions, PushReport};
+use sandflow_service::plugins::{PluginDetail, UploadedPlugin};
+use sandflow_store::PluginRow;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiResult;
 use crate::extract::{content_length, read_limited, require_type, QueryOf};
+use crate::openapi::Items;
 use crate::routes::caller;
 use crate::AppState;
 
 /// `GET /api/v1/plugins`.
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins",
+    responses((status = 200, description = "Every stored plugin", body = Items<PluginRow>)))]
 pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"items": state.service.store().plugins().await?})))
+    Ok(Json(json!(Items { items: state.service.store().plugins().await? })))
 }
 
 /// `GET /api/v1/plugins/{id}`: metadata and the DAG versions that pin it.
+#[utoipa::path(get, path = "/api/v1/plugins/{id}", tag = "plugins", params(("id" = String, Path, example = "sha256:…")),
+    responses((status = 200, description = "The plugin and the versions that pin it", body = PluginDetail)))]
 pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(state.service.plugin(&id).await?)))
 }
 
 /// `GET /api/v1/plugins/{id}/bytes`: the wasm, checked against its id.
+#[utoipa::path(get, path = "/api/v1/plugins/{id}/bytes", tag = "plugins", params(("id" = String, Path)),
+    responses((status = 200, description = "The module's bytes", content_type = "application/wasm", body = Vec<u8>)))]
 pub(crate) async fn bytes(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let bytes = state.service.plugin_bytes(&id).await?;
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 
 /// `POST /api/v1/plugins`: one `.wasm` (`Content-Type: application/wasm`), checked and compiled.
+#[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins",
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "One WebAssembly module"),
+    responses((status = 201, description = "Stored (new)", body = UploadedPlugin),
+        (status = 200, description = "Already stored", body = UploadedPlugin)))]
 pub(crate) async fn upload(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
     require_type(request.headers(), &["application/wasm", "application/octet-stream"], "a wasm module")?;
     let declared = content_length(request.headers());
@@ -43,8 +56,9 @@ fn sandflow_sandbox_limit() -> usize {
     usize::try_from(sandflow_sandbox::MAX_PLUGIN_BYTES).unwrap_or(usize::MAX)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PushQuery {
     /// Keep each DAG's active version.
     no_activate: Option<bool>,
@@ -55,6 +69,10 @@ pub(crate) struct PushQuery {
 /// `POST /api/v1/bundles?experiment=&note=&no_activate=`: a `.tar.gz` or `.zip` of DAG files and
 /// plugins, checked whole and stored all or nothing. 201 with what was stored; 422 with every
 /// diagnostic.
+#[utoipa::path(post, path = "/api/v1/bundles", tag = "plugins", params(PushQuery),
+    request_body(content = Vec<u8>, content_type = "application/gzip", description = "A .tar.gz (or, as application/zip, a .zip) of DAG files and plugins"),
+    responses((status = 201, description = "Every DAG with its version and every plugin with its id, new or known", body = PushReport),
+        (status = 422, description = "Refused: nothing was stored; `diagnostics` lists every problem", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn push_bundle(
     State(state): State<AppState>,
     QueryOf(q): QueryOf<PushQuery>,

@@ -11,18 +11,21 @@ use axum::Json;
 use futures_util::Stream;
 use sandflow_core::state::RunState;
 use sandflow_scheduler::actions::{Action, MarkState};
-use sandflow_service::runs::{RunFilter, TriggerRequest};
-use sandflow_store::RunType;
+use sandflow_service::actions::ActionDone;
+use sandflow_service::runs::{Comparison, LogChunk, Page, RunDetail, RunFilter, TriggerRequest, Triggered};
+use sandflow_store::{RunRow, RunType, TaskInstanceRow, TryRow};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryOf};
+use crate::openapi::Items;
 use crate::routes::caller;
 use crate::{AppState, StateEvent};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     dag_id: Option<String>,
     /// One state, or several separated by commas.
@@ -83,11 +86,15 @@ async fn list_runs(state: &AppState, q: ListQuery, dag_id: Option<String>) -> Ap
 }
 
 /// `GET /api/v1/runs`: every DAG's runs, filtered, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListQuery),
+    responses((status = 200, description = "A page of runs; `next_cursor` reads the next", body = Page<RunRow>)))]
 pub(crate) async fn list(State(state): State<AppState>, QueryOf(q): QueryOf<ListQuery>) -> ApiResult<Json<Value>> {
     list_runs(&state, q, None).await
 }
 
 /// `GET /api/v1/dags/{dag_id}/runs`.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/runs", tag = "runs", params(("dag_id" = String, Path), ListQuery),
+    responses((status = 200, description = "A page of the DAG's runs", body = Page<RunRow>)))]
 pub(crate) async fn list_of_dag(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
@@ -99,10 +106,11 @@ pub(crate) async fn list_of_dag(
     list_runs(&state, q, Some(dag_id)).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TriggerBody {
     #[serde(default)]
+    #[schema(value_type = Object)]
     conf: Map<String, Value>,
     note: Option<String>,
     dag_version: Option<String>,
@@ -111,6 +119,9 @@ pub(crate) struct TriggerBody {
 
 /// `POST /api/v1/dags/{dag_id}/runs` `{"conf", "note", "dag_version", "experiment"}`: 201 with
 /// the run (and `dag_paused` when it waits for its DAG to be unpaused).
+#[utoipa::path(post, path = "/api/v1/dags/{dag_id}/runs", tag = "runs", params(("dag_id" = String, Path)),
+    request_body = TriggerBody,
+    responses((status = 201, description = "The run, queued", body = Triggered)))]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
@@ -129,18 +140,24 @@ pub(crate) async fn trigger(
 }
 
 /// `GET /api/v1/runs/{run_id}`: the run with its task instances.
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}", tag = "runs", params(("run_id" = String, Path)),
+    responses((status = 200, description = "The run, its task instances and plugin ids", body = RunDetail)))]
 pub(crate) async fn get(State(state): State<AppState>, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(state.service.run(&run_id).await?)))
 }
 
 /// `GET /api/v1/runs/{run_id}/tasks`.
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/tasks", tag = "runs", params(("run_id" = String, Path)),
+    responses((status = 200, description = "The run's task instances", body = Items<TaskInstanceRow>)))]
 pub(crate) async fn tasks(State(state): State<AppState>, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"items": state.service.run(&run_id).await?.tasks})))
+    Ok(Json(json!(Items { items: state.service.run(&run_id).await?.tasks })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct InstanceQuery {
+    /// The mapped instance (default: -1, the task itself).
     map_index: Option<i64>,
     offset: Option<usize>,
     /// Keep the answer open and send the log as it grows, until the try ends.
@@ -149,18 +166,25 @@ pub(crate) struct InstanceQuery {
 
 /// `GET /api/v1/runs/{run_id}/tasks/{task_id}/tries`: outcome, message, plugin id, fuel used,
 /// peak memory, wall time, timestamps.
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/tasks/{task_id}/tries", tag = "runs",
+    params(("run_id" = String, Path), ("task_id" = String, Path), InstanceQuery),
+    responses((status = 200, description = "The instance's tries, oldest first", body = Items<TryRow>)))]
 pub(crate) async fn tries(
     State(state): State<AppState>,
     Path((run_id, task_id)): Path<(String, String)>,
     QueryOf(q): QueryOf<InstanceQuery>,
 ) -> ApiResult<Json<Value>> {
     let tries = state.service.tries(&run_id, &task_id, q.map_index.unwrap_or(-1)).await?;
-    Ok(Json(json!({"items": tries})))
+    Ok(Json(json!(Items { items: tries })))
 }
 
 /// `GET /api/v1/runs/{run_id}/tasks/{task_id}/tries/{n}/log?offset=B&follow=true`: JSON
 /// (`text`, `offset`, `next_offset`, `complete`), or with `follow` the text itself, streamed
 /// until the try ends.
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/tasks/{task_id}/tries/{try_number}/log", tag = "runs",
+    params(("run_id" = String, Path), ("task_id" = String, Path), ("try_number" = i64, Path), InstanceQuery),
+    responses((status = 200, description = "The log from `offset` (JSON), or with `follow` the text as it grows",
+        content((LogChunk = "application/json"), (String = "text/plain")))))]
 pub(crate) async fn log(
     State(state): State<AppState>,
     Path((run_id, task_id, try_number)): Path<(String, String, String)>,
@@ -196,7 +220,7 @@ pub(crate) async fn log(
         .into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClearBody {
     #[serde(default)]
@@ -211,6 +235,9 @@ pub(crate) struct ClearBody {
 }
 
 /// `POST /api/v1/runs/{run_id}/clear`: kill and rerun tasks (all, or `task_ids`).
+#[utoipa::path(post, path = "/api/v1/runs/{run_id}/clear", tag = "runs", params(("run_id" = String, Path)),
+    request_body = ClearBody,
+    responses((status = 200, description = "Done (or carried out by the scheduler)", body = ActionDone)))]
 pub(crate) async fn clear(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
@@ -230,7 +257,7 @@ pub(crate) async fn clear(
     Ok(Json(json!(state.service.perform(&action, &caller(&headers)).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClearRangeBody {
     from: chrono::DateTime<chrono::Utc>,
@@ -241,6 +268,9 @@ pub(crate) struct ClearRangeBody {
 
 /// `POST /api/v1/dags/{dag_id}/clear` `{"from", "to", "only_failed"}`: every run whose logical
 /// date is in the range.
+#[utoipa::path(post, path = "/api/v1/dags/{dag_id}/clear", tag = "runs", params(("dag_id" = String, Path)),
+    request_body = ClearRangeBody,
+    responses((status = 200, description = "Done", body = ActionDone)))]
 pub(crate) async fn clear_range(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
@@ -251,15 +281,20 @@ pub(crate) async fn clear_range(
     Ok(Json(json!(done)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MarkBody {
+    /// `success` or `failed`.
+    #[schema(value_type = String, example = "success")]
     state: MarkState,
     task_id: Option<String>,
     map_index: Option<i64>,
 }
 
 /// `POST /api/v1/runs/{run_id}/mark` `{"state": "success"|"failed", "task_id"?}`.
+#[utoipa::path(post, path = "/api/v1/runs/{run_id}/mark", tag = "runs", params(("run_id" = String, Path)),
+    request_body = MarkBody,
+    responses((status = 200, description = "Done", body = ActionDone)))]
 pub(crate) async fn mark(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
@@ -277,14 +312,17 @@ pub(crate) async fn mark(
     Ok(Json(json!(state.service.perform(&action, &caller(&headers)).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct CompareQuery {
     /// Run ids separated by commas.
     runs: String,
 }
 
 /// `GET /api/v1/dags/{dag_id}/compare?runs=a,b`.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/compare", tag = "runs", params(("dag_id" = String, Path), CompareQuery),
+    responses((status = 200, description = "Per task: each run's state, duration, fuel, memory, metrics; whether outputs differ", body = Comparison)))]
 pub(crate) async fn compare(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
@@ -297,8 +335,9 @@ pub(crate) async fn compare(
 /// How long a run's event stream waits without news before it reads the run itself.
 const RUN_RECHECK: Duration = Duration::from_secs(1);
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     dag_id: Option<String>,
 }
@@ -312,6 +351,9 @@ fn sse_event(event: &StateEvent) -> Event {
 }
 
 /// `GET /api/v1/events?dag_id=`: server-sent events of run and task state changes.
+#[utoipa::path(get, path = "/api/v1/events", tag = "runs", params(EventsQuery),
+    responses((status = 200, description = "Server-sent events `run` and `task` (and `lagged` when some were skipped)",
+        content((StateEvent = "text/event-stream")))))]
 pub(crate) async fn events(
     State(state): State<AppState>,
     QueryOf(q): QueryOf<EventsQuery>,
@@ -339,6 +381,9 @@ pub(crate) async fn events(
 
 /// `GET /api/v1/runs/{run_id}/events`: the run as it stands (its state and every task's), then
 /// every change, ending after the run ends.
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/events", tag = "runs", params(("run_id" = String, Path)),
+    responses((status = 200, description = "Server-sent events of the run, ending with its end",
+        content((StateEvent = "text/event-stream")))))]
 pub(crate) async fn run_events(
     State(state): State<AppState>,
     Path(run_id): Path<String>,

@@ -3,15 +3,20 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::Json;
+use sandflow_store::{ActionRow, ImportErrorRow, PoolRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
+use crate::openapi::{Items, PoolSet, ServerVersion};
 use crate::AppState;
 
 /// `GET /healthz`: 200 when the store answers, with the scheduler's heartbeat age; 503 when it
 /// does not.
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, description = "`status`, `store` (`database`), `scheduler` (`heartbeat_age_s`), `uptime_s`", body = Object),
+        (status = 503, description = "The store does not answer", body = Object)))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.service.store().live_schedulers(std::time::Duration::from_secs(3600)).await {
         Ok(schedulers) => {
@@ -39,17 +44,29 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<
     }
 }
 
+/// `GET /api/v1/health`: the same as `/healthz`.
+#[utoipa::path(get, path = "/api/v1/health", tag = "system",
+    responses((status = 200, description = "As `/healthz`", body = Object), (status = 503, description = "The store does not answer", body = Object)))]
+pub(crate) async fn health(state: State<AppState>) -> (StatusCode, Json<Value>) {
+    healthz(state).await
+}
+
 /// `GET /api/v1/version`.
+#[utoipa::path(get, path = "/api/v1/version", tag = "system", responses((status = 200, description = "The server's version", body = ServerVersion)))]
 pub(crate) async fn version() -> Json<Value> {
-    Json(json!({"version": env!("CARGO_PKG_VERSION"), "api": "v1"}))
+    Json(json!(ServerVersion { version: env!("CARGO_PKG_VERSION").into(), api: "v1".into() }))
 }
 
 /// `GET /api/v1/import-errors`.
+#[utoipa::path(get, path = "/api/v1/import-errors", tag = "system",
+    responses((status = 200, description = "DAG files of the folder that do not load", body = Items<ImportErrorRow>)))]
 pub(crate) async fn import_errors(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"items": state.service.store().import_errors().await?})))
+    Ok(Json(json!(Items { items: state.service.store().import_errors().await? })))
 }
 
 /// `GET /api/v1/actions/{id}`: a clear or mark, and how it went.
+#[utoipa::path(get, path = "/api/v1/actions/{id}", tag = "system", params(("id" = i64, Path)),
+    responses((status = 200, description = "The action", body = ActionRow)))]
 pub(crate) async fn action(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let not_found = || sandflow_service::ServiceError::NotFound { what: "action", id: id.clone(), hint: String::new() };
     let number: i64 = id.parse().map_err(|_| ApiError::Service(not_found()))?;
@@ -58,11 +75,12 @@ pub(crate) async fn action(State(state): State<AppState>, Path(id): Path<String>
 }
 
 /// `GET /api/v1/pools`.
+#[utoipa::path(get, path = "/api/v1/pools", tag = "system", responses((status = 200, description = "Every pool", body = Items<PoolRow>)))]
 pub(crate) async fn pools(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"items": state.service.store().pools().await?})))
+    Ok(Json(json!(Items { items: state.service.store().pools().await? })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PoolBody {
     slots: i64,
@@ -71,6 +89,8 @@ pub(crate) struct PoolBody {
 }
 
 /// `PUT /api/v1/pools/{name}` `{"slots": n, "description": ...}`.
+#[utoipa::path(put, path = "/api/v1/pools/{name}", tag = "system", params(("name" = String, Path)), request_body = PoolBody,
+    responses((status = 200, description = "The pool as set", body = PoolSet)))]
 pub(crate) async fn set_pool(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -90,10 +110,12 @@ pub(crate) async fn set_pool(
     }
     state.service.store().set_pool(&name, body.slots, body.description.as_deref()).await?;
     state.service.store().notify(sandflow_store::Topic::Queued).await.ok();
-    Ok(Json(json!({"name": name, "slots": body.slots, "description": body.description})))
+    Ok(Json(json!(PoolSet { name, slots: body.slots, description: body.description })))
 }
 
 /// `DELETE /api/v1/pools/{name}`.
+#[utoipa::path(delete, path = "/api/v1/pools/{name}", tag = "system", params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted")))]
 pub(crate) async fn delete_pool(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     if state.service.store().delete_pool(&name).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod bundles;
+mod openapi;
 
 use std::time::Duration;
 
