@@ -6,6 +6,7 @@
 pub mod error;
 mod events;
 mod extract;
+mod metrics;
 mod openapi;
 mod routes;
 
@@ -31,6 +32,8 @@ impl AppState {
     /// The API over `service`.
     pub fn new(service: Service) -> AppState {
         let events = Arc::new(EventHub::new(service.store().clone()));
+        // Installed before the scheduler and worker of this process count anything.
+        metrics::handle();
         AppState { service, events, started: Instant::now() }
     }
 }

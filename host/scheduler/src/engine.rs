@@ -637,6 +637,7 @@ impl Scheduler {
         for (run_id, state) in finished {
             if let Some(run) = self.runs.remove(&run_id) {
                 info!(dag_id = %run.row.dag_id, run_id, %state, "run ended");
+                crate::telemetry::run_ended(state);
                 self.unsent.push(Notice::RunFinished { dag_id: run.row.dag_id, run_id, state });
             }
         }

@@ -24,6 +24,7 @@ mod executor;
 mod folder;
 mod loader;
 mod shutdown;
+pub mod telemetry;
 pub mod timetable;
 mod worker;
 mod working;

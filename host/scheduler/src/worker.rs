@@ -343,6 +343,7 @@ impl Worker {
     fn start(&self, claim: Claimed, running: &mut HashMap<Key, Running>, tries: &mut JoinSet<(Key, i64, TryReport)>) {
         let key = (claim.run_id.clone(), claim.task_id.clone(), claim.map_index);
         let kill = KillSwitch::new();
+        crate::telemetry::try_started(claim.queued_at, Utc::now());
         running.insert(key.clone(), Running { try_number: claim.try_number, kill: kill.clone(), interrupted: None });
         let executor = self.executor.clone();
         let span = info_span!("task_try", run_id = %claim.run_id, task_id = %claim.task_id,
@@ -364,6 +365,9 @@ impl Worker {
     async fn report(&self, reports: Vec<Report>) {
         if reports.is_empty() {
             return;
+        }
+        for r in &reports {
+            crate::telemetry::try_reported(&r.outcome, r.wall, r.fuel_used);
         }
         let deadline = Instant::now() + self.config.lease;
         loop {

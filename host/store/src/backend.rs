@@ -54,6 +54,7 @@ pub(crate) trait Backend: Send + Sync {
 
     // ---- task instances and tries ----
     async fn task_instances(&self, run_id: &str) -> Result<Vec<TaskInstanceRow>>;
+    async fn unfinished_instance_counts(&self) -> Result<Vec<(String, i64)>>;
     async fn failed_tries(&self, run_id: &str) -> Result<Vec<(String, i64, i64)>>;
     async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>>;
     async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>>;

@@ -77,6 +77,8 @@ pub struct Claimed {
     pub try_number: i64,
     pub plugin_id: String,
     pub job: Value,
+    /// When the scheduler queued it (the claim's time minus this is the scheduling delay).
+    pub queued_at: Option<DateTime<Utc>>,
 }
 
 /// A queued instance as a claim sees it (internal: the backends read them, [`choose`] picks).

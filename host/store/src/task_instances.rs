@@ -40,6 +40,12 @@ pub struct TaskInstanceRow {
 }
 
 impl Store {
+    /// How many task instances wait or run, by state (scheduled, queued, running, up_for_retry,
+    /// up_for_reschedule; a state with none is absent): the queue depth `/metrics` exports.
+    pub async fn unfinished_instance_counts(&self) -> Result<Vec<(String, i64)>> {
+        self.backend.unfinished_instance_counts().await
+    }
+
     /// The task instances of a run, in task id order (then map index).
     pub async fn task_instances(&self, run_id: &str) -> Result<Vec<TaskInstanceRow>> {
         self.backend.task_instances(run_id).await

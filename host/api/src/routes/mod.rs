@@ -19,6 +19,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(system::health))
         .routes(routes!(system::version))
         .routes(routes!(openapi::document))
+        .routes(routes!(crate::metrics::metrics))
         .routes(routes!(system::import_errors))
         .routes(routes!(system::action))
         .routes(routes!(system::pools))

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod bundles;
+mod metrics;
 mod openapi;
 
 use std::time::Duration;

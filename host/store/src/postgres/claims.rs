@@ -62,12 +62,12 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, asked_at: D
     let more_waiting = chosen.len() < candidates.len();
     for index in chosen {
         let c = &candidates[index];
-        let row: Option<(i64, String, Json<serde_json::Value>)> = sqlx::query_as(
+        let row: Option<(i64, String, Json<serde_json::Value>, Option<DateTime<Utc>>)> = sqlx::query_as(
             "UPDATE task_instances SET state = 'running', try_number = try_number + 1, lease_owner = $1,
                  lease_expires_at = $2, reported_at = NULL, next_try_at = NULL, updated_at = $3,
                  started_at = COALESCE(started_at, $3), ended_at = NULL
              WHERE run_id = $4 AND task_id = $5 AND map_index = $6 AND state = 'queued'
-             RETURNING try_number, plugin_id, job",
+             RETURNING try_number, plugin_id, job, queued_at",
         )
         .bind(request.worker)
         .bind(lease_until)
@@ -77,7 +77,7 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, asked_at: D
         .bind(c.map_index)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((try_number, plugin_id, Json(job))) = row else { continue };
+        let Some((try_number, plugin_id, Json(job), queued_at)) = row else { continue };
         sqlx::query(
             "INSERT INTO task_tries (run_id, task_id, map_index, try_number, plugin_id, worker, started_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -98,6 +98,7 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, asked_at: D
             try_number,
             plugin_id,
             job,
+            queued_at,
         });
     }
     tx.commit().await?;

@@ -617,6 +617,16 @@ impl Backend for Postgres {
 
     // ---- task instances and tries ----
 
+    async fn unfinished_instance_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT state, COUNT(*) FROM task_instances
+             WHERE state IN ('scheduled', 'queued', 'running', 'up_for_retry', 'up_for_reschedule')
+             GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn task_instances(&self, run_id: &str) -> Result<Vec<TaskInstanceRow>> {
         Ok(sqlx::query_as(
             "SELECT run_id, task_id, map_index, state, try_number, next_try_at, output, metrics, reason, started_at, ended_at,

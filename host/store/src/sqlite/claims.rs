@@ -45,12 +45,12 @@ pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, asked_a
     let more_waiting = chosen.len() < candidates.len();
     for index in chosen {
         let c = &candidates[index];
-        let row: Option<(i64, String, String)> = sqlx::query_as(
+        let row: Option<(i64, String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
             "UPDATE task_instances SET state = 'running', try_number = try_number + 1, lease_owner = ?,
                  lease_expires_at = ?, reported_at = NULL, next_try_at = NULL, updated_at = ?,
                  started_at = COALESCE(started_at, ?), ended_at = NULL
              WHERE run_id = ? AND task_id = ? AND map_index = ? AND state = 'queued'
-             RETURNING try_number, plugin_id, job",
+             RETURNING try_number, plugin_id, job, queued_at",
         )
         .bind(request.worker)
         .bind(lease_until)
@@ -61,7 +61,7 @@ pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, asked_a
         .bind(c.map_index)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((try_number, plugin_id, job)) = row else { continue };
+        let Some((try_number, plugin_id, job, queued_at)) = row else { continue };
         sqlx::query(
             "INSERT INTO task_tries (run_id, task_id, map_index, try_number, plugin_id, worker, started_at)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -82,6 +82,7 @@ pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, asked_a
             try_number,
             plugin_id,
             job: super::json_text(&job, "task_instances")?,
+            queued_at,
         });
     }
     tx.commit().await?;
