@@ -2,20 +2,16 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use sandflow_core::state::RunState;
-use sandflow_scheduler::actions::Action;
-use sandflow_scheduler::{Scheduler, SchedulerConfig, SchedulerError, StoredSpec};
-use sandflow_store::{NewRun, RunType, SchedulingGuard, Store, StoreError};
+use sandflow_scheduler::{Scheduler, SchedulerConfig, SchedulerError};
+use sandflow_service::backfill::BackfillRequest;
+use sandflow_store::{SchedulingGuard, Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{date, open_store, perform, user};
+use crate::app::{date, open_store, user};
 use crate::out::outln;
 use crate::{CliError, Home};
-
-/// At most this many intervals in one backfill: a typo in a date should not create a million runs.
-const MAX_INTERVALS: usize = 10_000;
 
 pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &Home) -> Result<(), CliError> {
     let (from, to) = (date(from, "--from")?, date(to, "--to")?);
@@ -23,92 +19,21 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
         return Err(CliError::Usage(anyhow::anyhow!("--to {to} is before --from {from}")));
     }
     let store = open_store(home).await?;
-    let Some(row) = store.dag(dag_id).await.map_err(anyhow::Error::from)? else {
-        return Err(CliError::Usage(crate::app::unknown_dag(&store, dag_id).await));
+    let service = crate::app::service(store.clone(), home)?;
+    let request = BackfillRequest { from, to, rerun_failed, requested_by: user() };
+    let report = match service.backfill(dag_id, &request).await {
+        Ok(report) => report,
+        Err(sandflow_service::ServiceError::NotFound { .. }) => {
+            return Err(CliError::Usage(crate::app::unknown_dag(&store, dag_id).await))
+        }
+        Err(sandflow_service::ServiceError::Invalid(message)) => {
+            return Err(CliError::Usage(anyhow::anyhow!("{message}")))
+        }
+        Err(sandflow_service::ServiceError::Timeout(message)) => return Err(CliError::Failed(message)),
+        Err(e) => return Err(crate::runs_cmd::service_error(e)),
     };
-    if row.is_paused {
-        // A paused DAG's runs start no tasks: the backfill would wait for ever.
-        return Err(CliError::Usage(anyhow::anyhow!(
-            "DAG `{dag_id}` is paused, so its runs start no tasks: unpause it first (sandflow dags unpause {dag_id})"
-        )));
-    }
-    let spec = store.dag_spec(dag_id, &row.active_version).await.map_err(anyhow::Error::from)?.unwrap_or_default();
-    let spec: StoredSpec = serde_json::from_value(spec).map_err(anyhow::Error::from)?;
-    let dag = spec.to_dag(&Default::default()).map_err(anyhow::Error::from)?;
-    if dag.schedule.expr().is_none() {
-        return Err(CliError::Usage(anyhow::anyhow!(
-            "DAG `{dag_id}` has no schedule: a backfill needs one to cut intervals"
-        )));
-    }
-
-    let mut intervals = Vec::new();
-    let mut start = dag.schedule.at_or_after(from);
-    while let Some(s) = start.filter(|s| *s <= to) {
-        let Some(end) = dag.schedule.next_after(s) else { break };
-        intervals.push((s, end));
-        if intervals.len() > MAX_INTERVALS {
-            return Err(CliError::Usage(anyhow::anyhow!(
-                "more than {MAX_INTERVALS} intervals from {from} to {to}: backfill a shorter range"
-            )));
-        }
-        start = Some(end);
-    }
-    if intervals.is_empty() {
-        return Err(CliError::Usage(anyhow::anyhow!(
-            "no interval of {dag_id}'s schedule starts between {from} and {to}"
-        )));
-    }
-
-    let existing = store.runs_between(dag_id, from, to).await.map_err(anyhow::Error::from)?;
-    let task_ids: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
-    let (mut created, mut rerun, mut skipped) = (0, 0, 0);
-    let mut watched = Vec::new();
-    for (start, end) in &intervals {
-        match existing.iter().find(|r| r.interval_start == Some(*start) || r.logical_date == *start) {
-            Some(run) if rerun_failed && run.state == RunState::Failed => {
-                let action = Action::Clear {
-                    dag_id: dag_id.to_string(),
-                    run_ids: vec![run.run_id.clone()],
-                    task_ids: vec![],
-                    map_index: None,
-                    downstream: false,
-                    upstream: false,
-                    only_failed: true,
-                };
-                perform(&store, home, &action).await?;
-                rerun += 1;
-                watched.push(run.run_id.clone());
-            }
-            Some(_) => skipped += 1,
-            None => {
-                let run = NewRun {
-                    run_id: RunType::Backfill.run_id(dag_id, *start),
-                    dag_id: dag_id.to_string(),
-                    version: row.active_version.clone(),
-                    run_type: RunType::Backfill,
-                    logical_date: *start,
-                    interval: Some((*start, *end)),
-                    conf: serde_json::Map::new(),
-                    note: Some("backfill".into()),
-                    triggered_by: user(),
-                    created_at: Utc::now(),
-                    experiment: None,
-                };
-                if store.create_run(&run, &task_ids).await.map_err(anyhow::Error::from)? {
-                    created += 1;
-                    watched.push(run.run_id);
-                } else {
-                    skipped += 1;
-                }
-            }
-        }
-    }
-    outln!(
-        "backfill of {dag_id}: {} intervals from {} to {}: {created} runs created, {rerun} failed runs cleared to rerun, {skipped} already ran",
-        intervals.len(),
-        intervals[0].0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        intervals[intervals.len() - 1].0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    );
+    outln!("{}", report.summary());
+    let watched = report.run_ids;
     if watched.is_empty() {
         return Ok(());
     }

@@ -198,13 +198,17 @@ fn main() -> ExitCode {
                 },
                 None => tasks_cmd::run(cmd, &home).await,
             },
-            Command::Plugin(_) | Command::Db(_) if cli.global.server.is_some() => {
-                Err(CliError::Usage(anyhow::anyhow!(
-                    "`plugin` and `db` do not work against a server yet: run them where the database is, without \
-                 --server (or SANDFLOW_SERVER)"
-                )))
-            }
-            Command::Plugin(cmd) => plugin_cmd::run(cmd, &home).await,
+            Command::Db(_) if cli.global.server.is_some() => Err(CliError::Usage(anyhow::anyhow!(
+                "`db` works on a database, not a server: run it where the database is, without --server (or \
+                 SANDFLOW_SERVER)"
+            ))),
+            Command::Plugin(cmd) => match cli.global.server.as_deref() {
+                Some(url) => match client::Client::new(url) {
+                    Ok(client) => remote::plugins(cmd, &client).await,
+                    Err(e) => Err(e),
+                },
+                None => plugin_cmd::run(cmd, &home).await,
+            },
             Command::Db(cmd) => db_cmd::run(cmd, &home).await,
             Command::Pools(cmd) => match cli.global.server.as_deref() {
                 Some(url) => match client::Client::new(url) {

@@ -138,9 +138,61 @@ pub async fn dags(cmd: DagsCmd, client: &Client) -> Result<(), CliError> {
         }
         DagsCmd::Pause { dag_id } => pause(client, &dag_id, true).await,
         DagsCmd::Unpause { dag_id } => pause(client, &dag_id, false).await,
-        other => Err(CliError::Usage(anyhow::anyhow!(
-            "`dags {}` does not work against a server yet: run it on the server's machine, without --server",
-            name_of(&other)
+        DagsCmd::Backfill { dag_id, from, to, rerun_failed } => {
+            let (from, to) = (crate::app::date(&from, "--from")?, crate::app::date(&to, "--to")?);
+            if to < from {
+                return Err(CliError::Usage(anyhow::anyhow!("--to {to} is before --from {from}")));
+            }
+            let body = json!({"from": from, "to": to, "rerun_failed": rerun_failed});
+            let report = client.post(&format!("/api/v1/dags/{}/backfill", encode(&dag_id)), &body).await?;
+            outln!(
+                "backfill of {dag_id}: {} intervals from {} to {}: {} runs created, {} failed runs cleared to rerun, {} already ran",
+                report["intervals"], text(&report["first"]), text(&report["last"]),
+                report["created"], report["rerun"], report["skipped"]
+            );
+            let run_ids: Vec<String> = report["run_ids"].as_array().into_iter().flatten().map(text).collect();
+            let started = std::time::Instant::now();
+            let (mut success, mut failed) = (0, 0);
+            // The server's scheduler runs them; this follows each to its end, in order.
+            for run_id in &run_ids {
+                match wait_for_run(client, run_id, |_, _| {}).await?.as_str() {
+                    "success" => success += 1,
+                    _ => failed += 1,
+                }
+            }
+            if run_ids.is_empty() {
+                return Ok(());
+            }
+            let elapsed = sandflow_sandbox::human_duration(started.elapsed());
+            outln!("backfill of {dag_id} done in {elapsed}: {success} runs succeeded, {failed} failed");
+            if failed > 0 {
+                return Err(CliError::Failed(format!("{failed} backfill runs failed (see: sandflow dags show {dag_id})")));
+            }
+            Ok(())
+        }
+        DagsCmd::Clear { dag_id, from, to, only_failed } => {
+            let (from, to) = (crate::app::date(&from, "--from")?, crate::app::date(&to, "--to")?);
+            let body = json!({"from": from, "to": to, "only_failed": only_failed});
+            let done = client.post(&format!("/api/v1/dags/{}/clear", encode(&dag_id)), &body).await?;
+            outln!("{}", text(&done["result"]));
+            Ok(())
+        }
+        DagsCmd::Mark { dag_id, run, state } => {
+            let run = find_run(client, &dag_id, &run).await?;
+            let state = match state {
+                crate::tasks_cmd::MarkArg::Success => "success",
+                crate::tasks_cmd::MarkArg::Failed => "failed",
+            };
+            let done =
+                client.post(&format!("/api/v1/runs/{}/mark", encode(&text(&run["run_id"]))), &json!({"state": state})).await?;
+            outln!("{}", text(&done["result"]));
+            Ok(())
+        }
+        DagsCmd::Load { .. } => Err(CliError::Usage(anyhow::anyhow!(
+            "`dags load` reads a DAG folder into a database: to a server, push it instead (sandflow bundle push DIR)"
+        ))),
+        DagsCmd::Test { .. } => Err(CliError::Usage(anyhow::anyhow!(
+            "`dags test` runs a DAG in this process from a DAG folder: run it without --server"
         ))),
     }
 }
@@ -152,17 +204,6 @@ async fn pause(client: &Client, dag_id: &str, paused: bool) -> Result<(), CliErr
     let already = if answer["already"] == true { " (it already was)" } else { "" };
     outln!("{dag_id} is {state}{already}");
     Ok(())
-}
-
-fn name_of(cmd: &DagsCmd) -> &'static str {
-    match cmd {
-        DagsCmd::Load { .. } => "load",
-        DagsCmd::Backfill { .. } => "backfill",
-        DagsCmd::Clear { .. } => "clear",
-        DagsCmd::Mark { .. } => "mark",
-        DagsCmd::Test { .. } => "test",
-        _ => "this command",
-    }
 }
 
 fn text(value: &Value) -> String {
@@ -388,5 +429,68 @@ pub async fn pools(cmd: crate::pools_cmd::PoolsCmd, client: &Client) -> Result<(
             outln!("pool {name} deleted");
             Ok(())
         }
+    }
+}
+
+/// `sandflow plugin ...` over HTTP: add (upload), inspect (by id, or a file's id), list.
+pub async fn plugins(cmd: crate::plugin_cmd::PluginCmd, client: &Client) -> Result<(), CliError> {
+    use crate::plugin_cmd::PluginCmd;
+    match cmd {
+        PluginCmd::Add { file } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::Usage(anyhow::anyhow!("reading {}: {e}", file.display())))?;
+            let uploaded = client.post_bytes("/api/v1/plugins", "application/wasm", bytes).await?;
+            let known = if uploaded["new"] == true { "" } else { " (the server already had it)" };
+            outln!("{}{known}", text(&uploaded["plugin_id"]));
+            Ok(())
+        }
+        PluginCmd::Inspect { plugin, json } => {
+            // A file is named by its id: the server is asked about those bytes.
+            let id = if plugin.starts_with("sha256:") {
+                plugin
+            } else {
+                let bytes = std::fs::read(&plugin)
+                    .map_err(|e| CliError::Usage(anyhow::anyhow!("reading {plugin}: {e}")))?;
+                sandflow_sandbox::PluginId::of(&bytes).to_string()
+            };
+            let detail = client.get(&format!("/api/v1/plugins/{}", encode(&id))).await?;
+            if json {
+                return Ok(table::json(&detail)?);
+            }
+            outln!("id:       {}", text(&detail["id"]));
+            outln!("kind:     {}", text(&detail["kind"]));
+            outln!("size:     {} bytes", detail["size"]);
+            outln!("added:    {}", text(&detail["created_at"]));
+            let used: Vec<Vec<String>> = detail["used_by"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| vec![text(&v["dag_id"]), text(&v["version"]), text(&v["created_at"])])
+                .collect();
+            if used.is_empty() {
+                outln!("used by:  no DAG version");
+            } else {
+                outln!("used by:");
+                table::print(&["dag", "version", "created"], &used);
+            }
+            Ok(())
+        }
+        PluginCmd::List { json } => {
+            let list = client.get("/api/v1/plugins").await?;
+            if json {
+                return Ok(table::json(&list["items"])?);
+            }
+            let rows: Vec<Vec<String>> = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| vec![text(&p["id"]), text(&p["kind"]), p["size"].to_string(), text(&p["created_at"])])
+                .collect();
+            table::print(&["id", "kind", "size", "added"], &rows);
+            Ok(())
+        }
+        PluginCmd::Run { .. } => Err(CliError::Usage(anyhow::anyhow!(
+            "`plugin run` runs a plugin in this process: run it without --server"
+        ))),
     }
 }

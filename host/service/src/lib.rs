@@ -7,10 +7,12 @@
 //! - [`dags`]: DAGs with their schedule and last run, versions, their diff, activation, pause.
 //! - [`runs`]: trigger (a version, an experiment), list page by page, compare runs.
 //! - [`actions`]: clear and mark, carried out by the scheduler that owns the store.
+//! - [`backfill`]: a run for each past interval of a schedule.
 //!
 //! Errors are [`ServiceError`]s with stable codes; nothing here knows HTTP.
 
 pub mod actions;
+pub mod backfill;
 pub mod bundles;
 pub mod dags;
 mod error;

@@ -37,6 +37,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::compare))
         .routes(routes!(runs::list_of_dag, runs::trigger))
         .routes(routes!(runs::clear_range))
+        .routes(routes!(runs::backfill))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(runs::clear))

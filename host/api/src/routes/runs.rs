@@ -12,6 +12,7 @@ use futures_util::Stream;
 use sandflow_core::state::RunState;
 use sandflow_scheduler::actions::{Action, MarkState};
 use sandflow_service::actions::ActionDone;
+use sandflow_service::backfill::{BackfillReport, BackfillRequest};
 use sandflow_service::runs::{Comparison, LogChunk, Page, RunDetail, RunFilter, TriggerRequest, Triggered};
 use sandflow_store::{RunRow, RunType, TaskInstanceRow, TryRow};
 use serde::Deserialize;
@@ -279,6 +280,40 @@ pub(crate) async fn clear_range(
 ) -> ApiResult<Json<Value>> {
     let done = state.service.clear_range(&dag_id, body.from, body.to, body.only_failed, &caller(&headers)).await?;
     Ok(Json(json!(done)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackfillBody {
+    /// The first interval start.
+    from: chrono::DateTime<chrono::Utc>,
+    /// The last interval start.
+    to: chrono::DateTime<chrono::Utc>,
+    /// Clear and rerun the failed tasks of intervals whose run failed.
+    #[serde(default)]
+    rerun_failed: bool,
+}
+
+/// `POST /api/v1/dags/{dag_id}/backfill` `{"from", "to", "rerun_failed"}`: a run for each interval
+/// of the schedule that starts in the range and has none; 201 with what was done and the runs to
+/// watch.
+#[utoipa::path(post, path = "/api/v1/dags/{dag_id}/backfill", tag = "runs", params(("dag_id" = String, Path)),
+    request_body = BackfillBody,
+    responses((status = 201, description = "Runs created (and failed ones cleared)", body = BackfillReport)))]
+pub(crate) async fn backfill(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<BackfillBody>,
+) -> ApiResult<Response> {
+    let request = BackfillRequest {
+        from: body.from,
+        to: body.to,
+        rerun_failed: body.rerun_failed,
+        requested_by: caller(&headers),
+    };
+    let report = state.service.backfill(&dag_id, &request).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(json!(report))).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

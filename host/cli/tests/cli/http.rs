@@ -104,12 +104,18 @@ fn a_bundle_pushed_over_http_runs_and_experiments_compare_from_a_home_without_a_
     assert_eq!(with(&["pools", "set", "bad name", "2"]).code(), 2);
     assert!(with(&["pools", "delete", "gpu"]).ok().contains("deleted"));
     assert_eq!(with(&["pools", "delete", "gpu"]).code(), 2, "an unknown pool is a 404, exit 2");
-    let refused = with(&["plugin", "list"]);
-    assert!(
-        refused.code() == 2 && refused.reason().contains("do not work against a server yet"),
-        "{}",
-        refused.reason()
-    );
+    // Plugins by hash, over HTTP.
+    let listed = with(&["plugin", "list"]).ok();
+    let echo_id = listed.lines().find_map(|l| l.split_whitespace().next().filter(|w| w.starts_with("sha256:")));
+    let echo_id = echo_id.unwrap_or_else(|| panic!("{listed}")).to_string();
+    let echo = crate::plugin("echo");
+    assert_eq!(with(&["plugin", "add", &echo]).ok().trim(), format!("{echo_id} (the server already had it)"));
+    let inspected = with(&["plugin", "inspect", &echo]).ok();
+    assert!(inspected.contains(&echo_id) && inspected.lines().any(|l| l.starts_with("chain ")), "{inspected}");
+    let refused = with(&["db", "migrate"]);
+    assert!(refused.code() == 2 && refused.reason().contains("without --server"), "{}", refused.reason());
+    let refused = with(&["dags", "load", "--dags", &dags]);
+    assert!(refused.code() == 2 && refused.reason().contains("sandflow bundle push"), "{}", refused.reason());
     assert!(!client.home().join("sandflow.db").exists(), "the client never opened a database");
     // Bad input over HTTP is exit 2 with the server's message; an unreachable server is exit 1.
     let unknown = with(&["dags", "trigger", "nope"]);
@@ -122,4 +128,47 @@ fn a_bundle_pushed_over_http_runs_and_experiments_compare_from_a_home_without_a_
     let gone = client.run(&["--server", "http://127.0.0.1:9", "dags", "list"]);
     assert_eq!(gone.code(), 1);
     assert!(gone.reason().contains("could not reach the server at http://127.0.0.1:9"), "{}", gone.reason());
+}
+
+const DAILY: &str = r#"
+id = "daily"
+schedule = "@daily"
+start_date = "2026-01-01"
+[tasks.work]
+plugin = "plugins/echo.wasm"
+"#;
+
+#[test]
+fn backfill_clear_and_mark_over_http() {
+    let server_env = Env::new();
+    let dags = server_env.dags(&[("daily", DAILY)]);
+    let (_standalone, url) = Standalone::start(&server_env, &dags);
+    let client = Env::new();
+    let with = |args: &[&str]| {
+        let mut all = vec!["--server", url.as_str()];
+        all.extend_from_slice(args);
+        client.run(&all)
+    };
+    let out = with(&["dags", "backfill", "daily", "--from", "2026-01-01", "--to", "2026-01-03"]).ok();
+    assert!(
+        out.starts_with("backfill of daily: 3 intervals from 2026-01-01T00:00:00Z to 2026-01-03T00:00:00Z: 3 runs created, 0 failed runs cleared to rerun, 0 already ran\n"),
+        "{out}"
+    );
+    assert!(out.contains("3 runs succeeded, 0 failed"), "{out}");
+    // Again: every interval already ran.
+    let again = with(&["dags", "backfill", "daily", "--from", "2026-01-01", "--to", "2026-01-03"]).ok();
+    assert!(again.contains("0 runs created, 0 failed runs cleared to rerun, 3 already ran"), "{again}");
+    let reversed = with(&["dags", "backfill", "daily", "--from", "2026-01-03", "--to", "2026-01-01"]);
+    assert_eq!(reversed.code(), 2, "{}", reversed.reason());
+    let unknown = with(&["dags", "backfill", "nope", "--from", "2026-01-01", "--to", "2026-01-02"]);
+    assert!(unknown.code() == 2 && unknown.reason().contains("no DAG `nope`"), "{}", unknown.reason());
+
+    let cleared = with(&["dags", "clear", "daily", "--from", "2026-01-01", "--to", "2026-01-02"]).ok();
+    assert!(cleared.contains("cleared"), "{cleared}");
+    let shown: Value = serde_json::from_str(&with(&["dags", "show", "daily", "--json"]).ok()).unwrap();
+    let run = shown["runs"].as_array().unwrap().iter().find(|r| r["run_type"] == "backfill").unwrap();
+    let run_id = run["run_id"].as_str().unwrap();
+    let marked = with(&["dags", "mark", "daily", run_id, "failed"]).ok();
+    assert!(marked.contains("failed"), "{marked}");
+    assert!(!client.home().join("sandflow.db").exists(), "the client never opened a database");
 }
