@@ -51,6 +51,8 @@
 
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+pub mod bomb;
 mod build;
 mod collect;
 mod diagnostic;

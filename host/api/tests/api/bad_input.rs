@@ -229,3 +229,36 @@ async fn concurrent_uploads_store_a_plugin_once_and_concurrent_pushes_both_land(
         assert_eq!((status, spec["tasks"].as_array().unwrap().len()), (200, 2), "{spec}");
     }
 }
+
+/// This process's resident memory and its peak since the last reset, in MiB (Linux).
+fn memory_mib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+    };
+    (field("VmRSS:").unwrap() / 1024, field("VmHWM:").unwrap() / 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bombs_of_10_gib_are_refused_over_http_with_the_servers_memory_bounded() {
+    let server = Server::start().await;
+    for (name, bomb, codes) in [
+        ("one file", sandflow_bundle::bomb::one_file_of_10_gib(), vec!["file_too_large", "unpacked_too_large"]),
+        ("many files", sandflow_bundle::bomb::many_files_of_10_gib(), vec!["unpacked_too_large"]),
+    ] {
+        assert!(bomb.len() < 64 << 20, "{name}: under the archive limit, so it is read: {}", bomb.len());
+        // The peak is reset (Linux's clear_refs), so what follows is this upload's (and whatever
+        // else this test binary runs meanwhile: the bound is loose, but 10 GiB would break it).
+        std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS");
+        let (before, _) = memory_mib();
+        let (status, body) = server.push(bomb, "", "mallory").await;
+        let (_, peak) = memory_mib();
+        assert_eq!(status, 422, "{name}: {body}");
+        let got: Vec<&str> = body["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+        assert_eq!(got, codes, "{name}: {body}");
+        // At most the unpacked limit (256 MiB) is ever inflated and kept, plus the body itself.
+        println!("{name}: RSS {before} MiB before, peak {peak} MiB during the upload");
+        assert!(peak < before + 640, "{name}: the server's peak RSS rose from {before} to {peak} MiB");
+    }
+    nothing_stored(&server).await;
+}

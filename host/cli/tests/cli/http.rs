@@ -48,6 +48,13 @@ impl Standalone {
     }
 }
 
+/// `sandflow --server URL ARGS...` from `client`'s home.
+fn over(client: &Env, url: &str, args: &[&str]) -> crate::Run {
+    let mut all = vec!["--server", url];
+    all.extend_from_slice(args);
+    client.run(&all)
+}
+
 #[test]
 fn a_bundle_pushed_over_http_runs_and_experiments_compare_from_a_home_without_a_database() {
     let server_env = Env::new();
@@ -55,11 +62,7 @@ fn a_bundle_pushed_over_http_runs_and_experiments_compare_from_a_home_without_a_
     let (_standalone, url) = Standalone::start(&server_env, &dags);
     // The client's home is empty: every command below must go through the server.
     let client = Env::new();
-    let with = |args: &[&str]| {
-        let mut all = vec!["--server", url.as_str()];
-        all.extend_from_slice(args);
-        client.run(&all)
-    };
+    let with = |args: &[&str]| over(&client, &url, args);
     let pushed = with(&["bundle", "push", &dags]).ok();
     assert!(pushed.contains("chain v") && pushed.contains("plugin plugins/echo.wasm sha256:"), "{pushed}");
     // An edited copy, pushed as an experiment, triggered and waited for in one command.
@@ -144,11 +147,7 @@ fn backfill_clear_and_mark_over_http() {
     let dags = server_env.dags(&[("daily", DAILY)]);
     let (_standalone, url) = Standalone::start(&server_env, &dags);
     let client = Env::new();
-    let with = |args: &[&str]| {
-        let mut all = vec!["--server", url.as_str()];
-        all.extend_from_slice(args);
-        client.run(&all)
-    };
+    let with = |args: &[&str]| over(&client, &url, args);
     let out = with(&["dags", "backfill", "daily", "--from", "2026-01-01", "--to", "2026-01-03"]).ok();
     assert!(
         out.starts_with("backfill of daily: 3 intervals from 2026-01-01T00:00:00Z to 2026-01-03T00:00:00Z: 3 runs created, 0 failed runs cleared to rerun, 0 already ran\n"),

@@ -195,15 +195,15 @@ async fn a_try_still_running_when_the_grace_ends_is_interrupted_at_once_and_retr
     third.stopped().await;
 }
 
-#[tokio::test]
-async fn a_try_reported_while_no_scheduler_runs_is_judged_by_the_next_one() {
-    let dir = home();
-    write_dag(dir.path(), "nap", &napping(1000));
-    // `sandflow scheduler` and `sandflow worker`, apart: the scheduler stops first.
-    let (store, first) = scheduler(dir.path(), Duration::from_secs(20)).await;
+/// `sandflow scheduler` and `sandflow worker`, apart, over the home in `dir`: a run of `nap` is
+/// triggered, and once its try runs the scheduler stops first, then the worker (with `grace`),
+/// which reports the try (ended, or interrupted) with no scheduler to judge it. Returns the store
+/// and the run.
+async fn reported_after_the_scheduler_stopped(dir: &Path, grace: Duration) -> (Store, String) {
+    let (store, first) = scheduler(dir, Duration::from_secs(20)).await;
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
     let first = tokio::spawn(first.run(stop_scheduler.clone()));
-    let config = WorkerConfig { shutdown_grace: Duration::from_secs(20), ..WorkerConfig::default() };
+    let config = WorkerConfig { shutdown_grace: grace, ..WorkerConfig::default() };
     let stop_worker = Shutdown::new();
     let worker = tokio::spawn(Worker::new(store.clone(), sandbox(), config).run(stop_worker.clone()));
     let run =
@@ -213,14 +213,22 @@ async fn a_try_reported_while_no_scheduler_runs_is_judged_by_the_next_one() {
     first.await.unwrap().unwrap();
     stop_worker.stop();
     tokio::time::timeout(Duration::from_secs(30), worker).await.unwrap().unwrap().unwrap();
+    (store, run.run_id)
+}
+
+#[tokio::test]
+async fn a_try_reported_while_no_scheduler_runs_is_judged_by_the_next_one() {
+    let dir = home();
+    write_dag(dir.path(), "nap", &napping(1000));
+    let (store, run_id) = reported_after_the_scheduler_stopped(dir.path(), Duration::from_secs(20)).await;
     // Reported, not judged: the instance is still running as far as the store says.
-    let ti = nap_instance(&store, &run.run_id).await;
+    let ti = nap_instance(&store, &run_id).await;
     assert_eq!((ti.state, ti.try_number), (TaskState::Running, 1));
-    assert_eq!(store.tries(&run.run_id, "nap", -1).await.unwrap()[0].outcome.as_deref(), Some("success"));
+    assert_eq!(store.tries(&run_id, "nap", -1).await.unwrap()[0].outcome.as_deref(), Some("success"));
 
     let second = Process::start(dir.path(), Duration::from_secs(20)).await;
-    assert_eq!(until_ended(&second.store, &run.run_id).await, RunState::Success);
-    let ti = nap_instance(&second.store, &run.run_id).await;
+    assert_eq!(until_ended(&second.store, &run_id).await, RunState::Success);
+    let ti = nap_instance(&second.store, &run_id).await;
     assert_eq!((ti.state, ti.try_number, ti.output), (TaskState::Success, 1, Some(serde_json::json!("slept"))));
     second.shutdown.stop();
     second.stopped().await;
@@ -233,25 +241,13 @@ async fn a_failed_try_reported_while_no_scheduler_runs_still_gets_its_retry() {
     // the run (which spent the one retry and failed the task: what made the test above flaky).
     let dir = home();
     write_dag(dir.path(), "nap", &napping(60_000));
-    let (store, first) = scheduler(dir.path(), Duration::from_secs(20)).await;
-    let stop_scheduler = tokio_util::sync::CancellationToken::new();
-    let first = tokio::spawn(first.run(stop_scheduler.clone()));
-    let config = WorkerConfig { shutdown_grace: Duration::from_millis(100), ..WorkerConfig::default() };
-    let stop_worker = Shutdown::new();
-    let worker = tokio::spawn(Worker::new(store.clone(), sandbox(), config).run(stop_worker.clone()));
-    let run =
-        trigger(&store, "nap", TriggerOptions { triggered_by: "test".into(), ..Default::default() }).await.unwrap();
-    until_running(&store, &run.run_id, 1).await;
-    stop_scheduler.cancel();
-    first.await.unwrap().unwrap();
-    stop_worker.stop();
-    tokio::time::timeout(Duration::from_secs(30), worker).await.unwrap().unwrap().unwrap();
-    let ti = nap_instance(&store, &run.run_id).await;
+    let (store, run_id) = reported_after_the_scheduler_stopped(dir.path(), Duration::from_millis(100)).await;
+    let ti = nap_instance(&store, &run_id).await;
     assert_eq!((ti.state, ti.try_number), (TaskState::Running, 1));
-    assert_eq!(store.tries(&run.run_id, "nap", -1).await.unwrap()[0].outcome.as_deref(), Some("interrupted"));
+    assert_eq!(store.tries(&run_id, "nap", -1).await.unwrap()[0].outcome.as_deref(), Some("interrupted"));
 
     let second = Process::start(dir.path(), Duration::from_millis(100)).await;
-    until_running(&second.store, &run.run_id, 2).await;
+    until_running(&second.store, &run_id, 2).await;
     second.shutdown.kill();
     second.stopped().await;
 }
