@@ -24,12 +24,7 @@ fn generated_bombs_are_valid_archives() {
 
 #[test]
 fn a_gzip_bomb_of_one_10_gib_file_is_refused_from_its_header() {
-    let mut bomb = Bomb::new();
-    small_dag(&mut bomb);
-    bomb.data(&header("plugins/z.wasm", b'0', WINDOW as u64 + 10 * GIB));
-    bomb.zeros(10 * GIB / MIB);
-    bomb.data(&[0u8; 1024]);
-    let bytes = bomb.finish();
+    let bytes = crate::bomb::one_file_of_10_gib();
     assert!(bytes.len() > 5 * MIB as usize, "a real 10 GiB bomb: {} bytes", bytes.len());
 
     let (result, stats) = Bundle::read_counted(&bytes, &Limits::default());
@@ -44,14 +39,7 @@ fn a_gzip_bomb_of_one_10_gib_file_is_refused_from_its_header() {
 #[test]
 fn a_gzip_bomb_of_many_files_under_the_file_limit_stops_at_the_unpacked_limit() {
     // 1,280 files of 8 MiB: 10 GiB, each file well under the file limit.
-    let mut bomb = Bomb::new();
-    small_dag(&mut bomb);
-    for i in 0..1280 {
-        bomb.data(&header(&format!("plugins/z{i}.wasm"), b'0', WINDOW as u64 + 8 * MIB));
-        bomb.zeros(8);
-    }
-    bomb.data(&[0u8; 1024]);
-    let bytes = bomb.finish();
+    let bytes = crate::bomb::many_files_of_10_gib();
     let limits = Limits { max_unpacked_bytes: 64 * MIB, ..Limits::default() };
 
     let (result, stats) = Bundle::read_counted(&bytes, &limits);
