@@ -26,9 +26,6 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
         Err(sandflow_service::ServiceError::NotFound { .. }) => {
             return Err(CliError::Usage(crate::app::unknown_dag(&store, dag_id).await))
         }
-        Err(sandflow_service::ServiceError::Invalid(message)) => {
-            return Err(CliError::Usage(anyhow::anyhow!("{message}")))
-        }
         Err(sandflow_service::ServiceError::Timeout(message)) => return Err(CliError::Failed(message)),
         Err(e) => return Err(crate::runs_cmd::service_error(e)),
     };
