@@ -96,7 +96,14 @@ impl Harness {
         loop {
             let notice = tokio::time::timeout_at(deadline, self.notices.recv()).await;
             match notice {
-                Ok(Ok(Notice::RunFinished { run_id: id, state, .. })) if id == run_id => return state,
+                // A notice can be stale: an action (a mark, a clear) may have reopened the run
+                // after it was sent. Only the store says whether the run has ended now.
+                Ok(Ok(Notice::RunFinished { run_id: id, .. })) if id == run_id => {
+                    let run = self.store.run(run_id).await.unwrap().expect("the run exists");
+                    if run.state.is_finished() {
+                        return run.state;
+                    }
+                }
                 Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
                 Ok(Err(e)) => panic!("notices closed: {e}"),
                 Err(_) => {
