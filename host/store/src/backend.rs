@@ -9,6 +9,7 @@ use crate::{
     Result, RunRow, SchedulerRow, SchedulingGuard, TaskInstanceRow, TryRow,
 };
 use crate::{ActivateChange, ExperimentRow, NewVersion, Recorded, RunQuery, VersionRow};
+use crate::{AuditQuery, AuditRow, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange, UserCredentials, UserRow};
 use crate::{Claim, ClaimRequest, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 #[async_trait::async_trait]
@@ -73,6 +74,22 @@ pub(crate) trait Backend: Send + Sync {
     async fn notify(&self, topic: Topic) -> Result<()>;
     /// Forwards other processes' notifications to `wakeups` (PostgreSQL; nothing on SQLite).
     fn listen(&self, wakeups: std::sync::Arc<crate::claims::Wakeups>);
+
+    // ---- users, tokens, budgets, audit ----
+    async fn count_users(&self) -> Result<i64>;
+    async fn create_user(&self, name: &str, role: Role, password_hash: Option<&str>, audit: &NewAudit) -> Result<bool>;
+    async fn users(&self) -> Result<Vec<UserRow>>;
+    async fn user_credentials(&self, name: &str) -> Result<Option<UserCredentials>>;
+    async fn change_user(&self, name: &str, change: &UserChange<'_>, audit: &NewAudit) -> Result<bool>;
+    async fn create_token(&self, token: &NewToken<'_>, audit: &NewAudit) -> Result<bool>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenOwner>>;
+    async fn tokens(&self, user_name: Option<&str>) -> Result<Vec<TokenRow>>;
+    async fn revoke_token(&self, id: &str, audit: &NewAudit) -> Result<bool>;
+    async fn record_audit(&self, audit: &NewAudit) -> Result<()>;
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>>;
+    async fn set_budget(&self, kind: &str, subject: &str, fuel: Option<i64>, audit: &NewAudit) -> Result<bool>;
+    async fn budgets(&self) -> Result<Vec<BudgetRow>>;
+    async fn fuel_used_by(&self, user: &str, since: DateTime<Utc>) -> Result<i64>;
 
     // ---- pools ----
     async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()>;

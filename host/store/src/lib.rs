@@ -63,6 +63,7 @@ mod sqlite;
 mod task_instances;
 mod tries;
 mod url;
+mod users;
 
 use std::sync::Arc;
 
@@ -85,6 +86,9 @@ pub use schedulers::SchedulerRow;
 pub use task_instances::TaskInstanceRow;
 pub use tries::TryRow;
 pub use url::{BadDatabaseUrl, DatabaseUrl};
+pub use users::{
+    AuditQuery, AuditRow, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange, UserCredentials, UserRow,
+};
 
 /// The store: a cheap-clone handle on one database (SQLite or PostgreSQL), its connection pool
 /// inside. Open it with [`Store::open`], [`Store::in_memory`] or [`Store::connect`].

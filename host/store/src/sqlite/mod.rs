@@ -5,6 +5,7 @@
 
 mod apply;
 mod claims;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -21,6 +22,7 @@ use crate::{
     PoolRow, Result, RunRow, SchedulerRow, SchedulingGuard, StoreError, TaskInstanceRow, TryRow,
 };
 use crate::{ActivateChange, ExperimentRow, NewVersion, Placement, Recorded, RunQuery, VersionOrigin, VersionRow};
+use crate::{AuditQuery, AuditRow, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange, UserCredentials, UserRow};
 use crate::{Claim, ClaimRequest, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -704,6 +706,70 @@ impl Backend for Sqlite {
     }
 
     fn listen(&self, _wakeups: std::sync::Arc<crate::claims::Wakeups>) {}
+
+    // ---- users, tokens, budgets, audit ----
+
+    async fn count_users(&self) -> Result<i64> {
+        users::count_users(&self.pool).await
+    }
+
+    async fn create_user(&self, name: &str, role: Role, password_hash: Option<&str>, audit: &NewAudit) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        users::create_user(&self.pool, name, role, password_hash, audit).await
+    }
+
+    async fn users(&self) -> Result<Vec<UserRow>> {
+        users::users(&self.pool).await
+    }
+
+    async fn user_credentials(&self, name: &str) -> Result<Option<UserCredentials>> {
+        users::user_credentials(&self.pool, name).await
+    }
+
+    async fn change_user(&self, name: &str, change: &UserChange<'_>, audit: &NewAudit) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        users::change_user(&self.pool, name, change, audit).await
+    }
+
+    async fn create_token(&self, token: &NewToken<'_>, audit: &NewAudit) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        users::create_token(&self.pool, token, audit).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenOwner>> {
+        users::token_by_hash(&self.pool, hash).await
+    }
+
+    async fn tokens(&self, user_name: Option<&str>) -> Result<Vec<TokenRow>> {
+        users::tokens(&self.pool, user_name).await
+    }
+
+    async fn revoke_token(&self, id: &str, audit: &NewAudit) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        users::revoke_token(&self.pool, id, audit).await
+    }
+
+    async fn record_audit(&self, audit: &NewAudit) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        users::record_audit(&self.pool, audit).await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+        users::audit(&self.pool, query).await
+    }
+
+    async fn set_budget(&self, kind: &str, subject: &str, fuel: Option<i64>, audit: &NewAudit) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        users::set_budget(&self.pool, kind, subject, fuel, audit).await
+    }
+
+    async fn budgets(&self) -> Result<Vec<BudgetRow>> {
+        users::budgets(&self.pool).await
+    }
+
+    async fn fuel_used_by(&self, user: &str, since: DateTime<Utc>) -> Result<i64> {
+        users::fuel_used_by(&self.pool, user, since).await
+    }
 
     // ---- pools ----
 

@@ -11,6 +11,7 @@ mod concurrency;
 mod guarded;
 mod opening;
 mod ownership;
+mod users;
 mod versions;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -1,0 +1,230 @@
+//! PostgreSQL's users, tokens, budgets and audit log. Every change writes its audit entry in the
+//! same transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::{AuditQuery, AuditRow, BudgetRow, NewAudit, NewToken, Result, Role, TokenOwner, TokenRow, UserChange};
+use crate::{UserCredentials, UserRow};
+
+const USER_COLUMNS: &str = "name, role, disabled, password_hash IS NOT NULL AS has_password, created_at";
+const TOKEN_COLUMNS: &str = "t.id, t.user_name, t.created_at, t.expires_at, t.revoked_at, t.purpose";
+
+pub(super) async fn insert_audit(tx: &mut PgConnection, audit: &NewAudit) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, target, outcome, address, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(Utc::now())
+    .bind(&audit.actor)
+    .bind(&audit.action)
+    .bind(&audit.target)
+    .bind(&audit.outcome)
+    .bind(&audit.address)
+    .bind(&audit.detail)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn count_users(pool: &PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
+}
+
+pub(super) async fn create_user(
+    pool: &PgPool,
+    name: &str,
+    role: Role,
+    password_hash: Option<&str>,
+    audit: &NewAudit,
+) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let added = sqlx::query(
+        "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(role.as_str())
+    .bind(password_hash)
+    .bind(Utc::now())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if added {
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+    }
+    Ok(added)
+}
+
+pub(super) async fn users(pool: &PgPool) -> Result<Vec<UserRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name")).fetch_all(pool).await?)
+}
+
+pub(super) async fn user_credentials(pool: &PgPool, name: &str) -> Result<Option<UserCredentials>> {
+    Ok(sqlx::query_as(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(pool)
+        .await?)
+}
+
+pub(super) async fn change_user(pool: &PgPool, name: &str, change: &UserChange<'_>, audit: &NewAudit) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let changed = sqlx::query(
+        "UPDATE users SET role = COALESCE($1, role), disabled = COALESCE($2, disabled),
+             password_hash = COALESCE($3, password_hash) WHERE name = $4",
+    )
+    .bind(change.role.map(Role::as_str))
+    .bind(change.disabled)
+    .bind(change.password_hash)
+    .bind(name)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if changed {
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+    }
+    Ok(changed)
+}
+
+pub(super) async fn create_token(pool: &PgPool, token: &NewToken<'_>, audit: &NewAudit) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let added = sqlx::query(
+        "INSERT INTO tokens (id, user_name, hash, purpose, created_at, expires_at)
+         SELECT $1, name, $2, $3, $4, $5 FROM users WHERE name = $6",
+    )
+    .bind(token.id)
+    .bind(token.hash)
+    .bind(token.purpose)
+    .bind(Utc::now())
+    .bind(token.expires_at)
+    .bind(token.user_name)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if added {
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+    }
+    Ok(added)
+}
+
+pub(super) async fn token_by_hash(pool: &PgPool, hash: &str) -> Result<Option<TokenOwner>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {TOKEN_COLUMNS}, t.hash, u.role, u.disabled FROM tokens t JOIN users u ON u.name = t.user_name
+         WHERE t.hash = $1"
+    ))
+    .bind(hash)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub(super) async fn tokens(pool: &PgPool, user_name: Option<&str>) -> Result<Vec<TokenRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens t WHERE $1::text IS NULL OR t.user_name = $2 ORDER BY t.created_at DESC, t.id"
+    ))
+    .bind(user_name)
+    .bind(user_name)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub(super) async fn revoke_token(pool: &PgPool, id: &str, audit: &NewAudit) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let revoked = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(Utc::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
+    if revoked {
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+    }
+    Ok(revoked)
+}
+
+pub(super) async fn record_audit(pool: &PgPool, audit: &NewAudit) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    insert_audit(&mut tx, audit).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn audit(pool: &PgPool, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+    let (action_exact, action_prefix) = crate::users::split_action(query.action.as_deref());
+    Ok(sqlx::query_as(
+        "SELECT id, at, actor, action, target, outcome, address, detail FROM audit
+         WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR action = $2) AND ($3::text IS NULL OR starts_with(action, $3))
+           AND ($4::text IS NULL OR target = $4) AND ($5::text IS NULL OR outcome = $5) AND ($6::bigint IS NULL OR id < $6)
+         ORDER BY id DESC LIMIT $7",
+    )
+    .bind(query.actor.as_deref())
+    .bind(action_exact)
+    .bind(action_prefix)
+    .bind(query.target.as_deref())
+    .bind(query.outcome.as_deref())
+    .bind(query.before_id)
+    .bind(query.limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+
+
+pub(super) async fn set_budget(
+    pool: &PgPool,
+    subject_kind: &str,
+    subject: &str,
+    fuel_per_day: Option<i64>,
+    audit: &NewAudit,
+) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let changed = match fuel_per_day {
+        Some(fuel) => sqlx::query(
+            "INSERT INTO budgets (subject_kind, subject, fuel_per_day, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (subject_kind, subject) DO UPDATE SET fuel_per_day = excluded.fuel_per_day,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(subject_kind)
+        .bind(subject)
+        .bind(fuel)
+        .bind(Utc::now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        None => sqlx::query("DELETE FROM budgets WHERE subject_kind = $1 AND subject = $2")
+            .bind(subject_kind)
+            .bind(subject)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+    } > 0;
+    if changed {
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+    }
+    Ok(changed)
+}
+
+pub(super) async fn budgets(pool: &PgPool) -> Result<Vec<BudgetRow>> {
+    Ok(sqlx::query_as(
+        "SELECT subject_kind, subject, fuel_per_day, updated_at FROM budgets ORDER BY subject_kind, subject",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+pub(super) async fn fuel_used_by(pool: &PgPool, user: &str, since: DateTime<Utc>) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE(SUM(t.fuel_used), 0)::bigint FROM task_tries t JOIN dag_runs r ON r.run_id = t.run_id
+         WHERE r.triggered_by = $1 AND t.ended_at >= $2",
+    )
+    .bind(user)
+    .bind(since)
+    .fetch_one(pool)
+    .await?)
+}
