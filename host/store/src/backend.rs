@@ -9,7 +9,10 @@ use crate::{
     Result, RunRow, SchedulerRow, SchedulingGuard, TaskInstanceRow, TryRow,
 };
 use crate::{ActivateChange, ExperimentRow, NewVersion, Recorded, RunQuery, VersionRow};
-use crate::{AuditQuery, AuditRow, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange, UserCredentials, UserRow};
+use crate::{
+    AuditQuery, AuditRow, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange, UserCredentials,
+    UserRow,
+};
 use crate::{Claim, ClaimRequest, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 #[async_trait::async_trait]

@@ -34,7 +34,10 @@ use crate::{
     PoolRow, Result, RunRow, SchedulerRow, SchedulingGuard, SchedulingOwner, StoreError, TaskInstanceRow, TryRow,
 };
 use crate::{ActivateChange, ExperimentRow, NewVersion, Placement, Recorded, RunQuery, VersionOrigin, VersionRow};
-use crate::{AuditQuery, AuditRow, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange, UserCredentials, UserRow};
+use crate::{
+    AuditQuery, AuditRow, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange, UserCredentials,
+    UserRow,
+};
 use crate::{Claim, ClaimRequest, ExpiredLease, HeldTry, Report, ReportFate, ReportedTry, Topic, WorkerInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

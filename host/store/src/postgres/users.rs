@@ -26,6 +26,20 @@ pub(super) async fn insert_audit(tx: &mut PgConnection, audit: &NewAudit) -> Res
     Ok(())
 }
 
+/// Commits a change with its audit entry when it touched a row; else writes nothing (the
+/// transaction rolls back as it is dropped). Returns whether it did.
+async fn commit_audited(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    changed: bool,
+    audit: &NewAudit,
+) -> Result<bool> {
+    if changed {
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+    }
+    Ok(changed)
+}
+
 pub(super) async fn count_users(pool: &PgPool) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
 }
@@ -49,11 +63,7 @@ pub(super) async fn create_user(
     .await?
     .rows_affected()
         > 0;
-    if added {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(added)
+    commit_audited(tx, added, audit).await
 }
 
 pub(super) async fn users(pool: &PgPool) -> Result<Vec<UserRow>> {
@@ -81,11 +91,7 @@ pub(super) async fn change_user(pool: &PgPool, name: &str, change: &UserChange<'
     .await?
     .rows_affected()
         > 0;
-    if changed {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(changed)
+    commit_audited(tx, changed, audit).await
 }
 
 pub(super) async fn create_token(pool: &PgPool, token: &NewToken<'_>, audit: &NewAudit) -> Result<bool> {
@@ -104,11 +110,7 @@ pub(super) async fn create_token(pool: &PgPool, token: &NewToken<'_>, audit: &Ne
     .await?
     .rows_affected()
         > 0;
-    if added {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(added)
+    commit_audited(tx, added, audit).await
 }
 
 pub(super) async fn token_by_hash(pool: &PgPool, hash: &str) -> Result<Option<TokenOwner>> {
@@ -140,11 +142,7 @@ pub(super) async fn revoke_token(pool: &PgPool, id: &str, audit: &NewAudit) -> R
         .await?
         .rows_affected()
         > 0;
-    if revoked {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(revoked)
+    commit_audited(tx, revoked, audit).await
 }
 
 pub(super) async fn record_audit(pool: &PgPool, audit: &NewAudit) -> Result<()> {
@@ -172,8 +170,6 @@ pub(super) async fn audit(pool: &PgPool, query: &AuditQuery) -> Result<Vec<Audit
     .fetch_all(pool)
     .await?)
 }
-
-
 
 pub(super) async fn set_budget(
     pool: &PgPool,
@@ -203,11 +199,7 @@ pub(super) async fn set_budget(
             .await?
             .rows_affected(),
     } > 0;
-    if changed {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(changed)
+    commit_audited(tx, changed, audit).await
 }
 
 pub(super) async fn budgets(pool: &PgPool) -> Result<Vec<BudgetRow>> {

@@ -11,19 +11,27 @@ const USER_COLUMNS: &str = "name, role, disabled, password_hash IS NOT NULL AS h
 const TOKEN_COLUMNS: &str = "t.id, t.user_name, t.created_at, t.expires_at, t.revoked_at, t.purpose";
 
 pub(super) async fn insert_audit(tx: &mut SqliteConnection, audit: &NewAudit) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit (at, actor, action, target, outcome, address, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(Utc::now())
-    .bind(&audit.actor)
-    .bind(&audit.action)
-    .bind(&audit.target)
-    .bind(&audit.outcome)
-    .bind(&audit.address)
-    .bind(audit.detail.to_string())
-    .execute(tx)
-    .await?;
+    sqlx::query("INSERT INTO audit (at, actor, action, target, outcome, address, detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(Utc::now())
+        .bind(&audit.actor)
+        .bind(&audit.action)
+        .bind(&audit.target)
+        .bind(&audit.outcome)
+        .bind(&audit.address)
+        .bind(audit.detail.to_string())
+        .execute(tx)
+        .await?;
     Ok(())
+}
+
+/// Commits a change with its audit entry when it touched a row; else writes nothing (the
+/// transaction rolls back as it is dropped). Returns whether it did.
+async fn commit_audited(mut tx: sqlx::Transaction<'_, sqlx::Sqlite>, changed: bool, audit: &NewAudit) -> Result<bool> {
+    if changed {
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+    }
+    Ok(changed)
 }
 
 pub(super) async fn count_users(pool: &SqlitePool) -> Result<i64> {
@@ -49,11 +57,7 @@ pub(super) async fn create_user(
     .await?
     .rows_affected()
         > 0;
-    if added {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(added)
+    commit_audited(tx, added, audit).await
 }
 
 pub(super) async fn users(pool: &SqlitePool) -> Result<Vec<UserRow>> {
@@ -67,7 +71,12 @@ pub(super) async fn user_credentials(pool: &SqlitePool, name: &str) -> Result<Op
         .await?)
 }
 
-pub(super) async fn change_user(pool: &SqlitePool, name: &str, change: &UserChange<'_>, audit: &NewAudit) -> Result<bool> {
+pub(super) async fn change_user(
+    pool: &SqlitePool,
+    name: &str,
+    change: &UserChange<'_>,
+    audit: &NewAudit,
+) -> Result<bool> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let changed = sqlx::query(
         "UPDATE users SET role = COALESCE(?, role), disabled = COALESCE(?, disabled),
@@ -81,11 +90,7 @@ pub(super) async fn change_user(pool: &SqlitePool, name: &str, change: &UserChan
     .await?
     .rows_affected()
         > 0;
-    if changed {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(changed)
+    commit_audited(tx, changed, audit).await
 }
 
 pub(super) async fn create_token(pool: &SqlitePool, token: &NewToken<'_>, audit: &NewAudit) -> Result<bool> {
@@ -104,11 +109,7 @@ pub(super) async fn create_token(pool: &SqlitePool, token: &NewToken<'_>, audit:
     .await?
     .rows_affected()
         > 0;
-    if added {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(added)
+    commit_audited(tx, added, audit).await
 }
 
 pub(super) async fn token_by_hash(pool: &SqlitePool, hash: &str) -> Result<Option<TokenOwner>> {
@@ -140,11 +141,7 @@ pub(super) async fn revoke_token(pool: &SqlitePool, id: &str, audit: &NewAudit) 
         .await?
         .rows_affected()
         > 0;
-    if revoked {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(revoked)
+    commit_audited(tx, revoked, audit).await
 }
 
 pub(super) async fn record_audit(pool: &SqlitePool, audit: &NewAudit) -> Result<()> {
@@ -201,11 +198,7 @@ pub(super) async fn set_budget(
             .await?
             .rows_affected(),
     } > 0;
-    if changed {
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-    }
-    Ok(changed)
+    commit_audited(tx, changed, audit).await
 }
 
 pub(super) async fn budgets(pool: &SqlitePool) -> Result<Vec<BudgetRow>> {

@@ -92,9 +92,11 @@ async fn the_audit_log_filters_and_pages_newest_first(db: Db) {
     assert_eq!(page.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["t4", "t3"]);
     let next = store.audit(&AuditQuery { limit: 2, before_id: Some(page[1].id), ..Default::default() }).await.unwrap();
     assert_eq!(next.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["t2", "t1"]);
-    let users = store.audit(&AuditQuery { action: Some("user.".into()), limit: 10, ..Default::default() }).await.unwrap();
+    let users =
+        store.audit(&AuditQuery { action: Some("user.".into()), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(users.len(), 3);
-    let exact = store.audit(&AuditQuery { action: Some("user".into()), limit: 10, ..Default::default() }).await.unwrap();
+    let exact =
+        store.audit(&AuditQuery { action: Some("user".into()), limit: 10, ..Default::default() }).await.unwrap();
     assert!(exact.is_empty(), "without a dot the action is exact");
     let refused =
         store.audit(&AuditQuery { outcome: Some("refused".into()), limit: 10, ..Default::default() }).await.unwrap();
@@ -109,7 +111,8 @@ async fn budgets_are_set_replaced_and_removed(db: Db) {
     assert!(store.set_budget("user", "ada", Some(2000), &audit("budget.set", "user:ada")).await.unwrap());
     assert!(store.set_budget("role", "author", Some(5), &audit("budget.set", "role:author")).await.unwrap());
     let budgets = store.budgets().await.unwrap();
-    let figures: Vec<_> = budgets.iter().map(|b| (b.subject_kind.as_str(), b.subject.as_str(), b.fuel_per_day)).collect();
+    let figures: Vec<_> =
+        budgets.iter().map(|b| (b.subject_kind.as_str(), b.subject.as_str(), b.fuel_per_day)).collect();
     assert_eq!(figures, [("role", "author", 5), ("user", "ada", 2000)]);
     assert!(store.set_budget("role", "author", None, &audit("budget.remove", "role:author")).await.unwrap());
     assert!(!store.set_budget("role", "author", None, &audit("budget.remove", "role:author")).await.unwrap());
