@@ -32,6 +32,18 @@ pub enum ServiceError {
     /// An action was queued but no scheduler carried it out in time: it stays queued.
     #[error("{0}")]
     Timeout(String),
+    /// No valid credentials: a missing, unknown, expired or revoked token, a wrong password.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials without the right to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed logins: wait before the next attempt.
+    #[error("too many failed logins: try again in {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
+    /// The user's fuel budget of the day is used up.
+    #[error("{user} has used {used_today} of their {fuel_per_day} fuel for today (UTC): the budget is spent")]
+    OverBudget { user: String, used_today: i64, fuel_per_day: i64 },
     /// The store failed (not the caller's fault).
     #[error(transparent)]
     Store(StoreError),
@@ -50,6 +62,10 @@ impl ServiceError {
             ServiceError::BundleRejected(_) => "bundle_rejected",
             ServiceError::InvalidPlugin(_) => "invalid_plugin",
             ServiceError::Timeout(_) => "timeout",
+            ServiceError::Unauthenticated(_) => "unauthenticated",
+            ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::TooManyAttempts { .. } => "too_many_attempts",
+            ServiceError::OverBudget { .. } => "over_budget",
             ServiceError::Store(StoreError::LostRace(_)) => "lost_race",
             ServiceError::Store(_) | ServiceError::Internal(_) => "internal",
         }

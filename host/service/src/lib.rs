@@ -8,10 +8,12 @@
 //! - [`runs`]: trigger (a version, an experiment), list page by page, compare runs.
 //! - [`actions`]: clear and mark, carried out by the scheduler that owns the store.
 //! - [`backfill`]: a run for each past interval of a schedule.
+//! - [`auth`]: users, tokens, logins, roles, fuel budgets, the audit log.
 //!
 //! Errors are [`ServiceError`]s with stable codes; nothing here knows HTTP.
 
 pub mod actions;
+pub mod auth;
 pub mod backfill;
 pub mod bundles;
 pub mod dags;
@@ -57,6 +59,7 @@ pub struct Service {
     sandbox: Sandbox,
     config: ServiceConfig,
     specs: std::sync::Arc<dags::SpecCache>,
+    logins: std::sync::Arc<auth::LoginThrottle>,
 }
 
 impl std::fmt::Debug for Service {
@@ -68,7 +71,7 @@ impl std::fmt::Debug for Service {
 impl Service {
     /// The use cases over `store`, checking plugins with `sandbox`.
     pub fn new(store: Store, sandbox: Sandbox, config: ServiceConfig) -> Service {
-        Service { store, sandbox, config, specs: Default::default() }
+        Service { store, sandbox, config, specs: Default::default(), logins: Default::default() }
     }
 
     /// The limits on an uploaded bundle.

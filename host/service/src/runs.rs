@@ -121,6 +121,7 @@ impl Service {
     /// and the answer says it is paused.
     pub async fn trigger(&self, dag_id: &str, request: TriggerRequest) -> Result<Triggered> {
         let dag = self.dag_row(dag_id).await?;
+        self.check_budget(&request.triggered_by).await?;
         let mut version = request.version;
         if let Some(name) = &request.experiment {
             let members: Vec<_> =
