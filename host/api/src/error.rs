@@ -44,6 +44,9 @@ pub fn status_of(code: &str) -> StatusCode {
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "invalid" | "bundle_rejected" | "invalid_plugin" => StatusCode::UNPROCESSABLE_ENTITY,
         "timeout" => StatusCode::GATEWAY_TIMEOUT,
+        "unauthenticated" => StatusCode::UNAUTHORIZED,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "too_many_attempts" | "over_budget" => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -73,9 +76,17 @@ impl IntoResponse for ApiError {
             ApiError::Service(ServiceError::BundleRejected(diagnostics)) => {
                 json!({"code": code, "message": self.to_string(), "diagnostics": diagnostics})
             }
+            ApiError::Service(ServiceError::OverBudget { user, used_today, fuel_per_day }) => json!({
+                "code": code, "message": self.to_string(),
+                "user": user, "used_today": used_today, "fuel_per_day": fuel_per_day,
+            }),
             _ => json!({"code": code, "message": self.to_string()}),
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::Service(ServiceError::TooManyAttempts { retry_after }) = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after).into());
+        }
+        response
     }
 }
 

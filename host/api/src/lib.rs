@@ -3,6 +3,7 @@
 //! JSON; errors are `{"code", "message"}` with statuses chosen in one place ([`error`]).
 //! The only crate that knows axum.
 
+mod auth;
 pub mod error;
 mod events;
 mod extract;
@@ -18,6 +19,7 @@ use axum::Router;
 use sandflow_service::Service;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{access, Access};
 pub use events::{EventHub, StateEvent};
 
 /// What every handler shares.
@@ -40,7 +42,7 @@ impl AppState {
 
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
-    routes::router().0.with_state(state)
+    routes::router().0.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require)).with_state(state)
 }
 
 /// The OpenAPI document of every route (as `GET /api/v1/openapi.json` serves it).

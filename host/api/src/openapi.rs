@@ -101,15 +101,8 @@ pub(crate) fn finish(mut api: OpenApi) -> OpenApi {
         .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
         .build();
     for item in api.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
+        for op in
+            [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
         {
             op.responses.responses.entry("default".into()).or_insert_with(|| RefOr::T(error.clone()));
         }
@@ -122,8 +115,5 @@ pub(crate) fn finish(mut api: OpenApi) -> OpenApi {
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "system",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")))]
 pub(crate) async fn document() -> impl axum::response::IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.get().cloned().unwrap_or_else(|| "{}".into()),
-    )
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], DOCUMENT.get().cloned().unwrap_or_else(|| "{}".into()))
 }

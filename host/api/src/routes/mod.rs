@@ -4,6 +4,7 @@ mod dags;
 mod plugins;
 mod runs;
 mod system;
+mod users;
 
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,17 +51,18 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(plugins::get))
         .routes(routes!(plugins::bytes))
         .routes(routes!(plugins::push_bundle))
+        .routes(routes!(users::token))
+        .routes(routes!(users::login))
+        .routes(routes!(users::me))
+        .routes(routes!(users::list, users::add))
+        .routes(routes!(users::get, users::change))
+        .routes(routes!(users::issue))
+        .routes(routes!(users::budget))
+        .routes(routes!(users::tokens))
+        .routes(routes!(users::revoke))
+        .routes(routes!(users::budgets))
+        .routes(routes!(users::set_budget, users::remove_budget))
+        .routes(routes!(users::audit))
         .split_for_parts();
     (router.fallback(system::no_route), openapi::finish(api))
-}
-
-/// Who makes a request. Until users and tokens exist, the `X-Sandflow-User` header (the CLI
-/// sends the local user name), else `anonymous`.
-pub(crate) fn caller(headers: &axum::http::HeaderMap) -> String {
-    headers
-        .get("x-sandflow-user")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| sandflow_core::text::shorten(&sandflow_core::text::clean(v, false), 100).into_owned())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "anonymous".to_string())
 }

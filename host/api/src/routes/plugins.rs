@@ -10,10 +10,10 @@ use sandflow_store::PluginRow;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{content_length, read_limited, require_type, QueryOf};
 use crate::openapi::Items;
-use crate::routes::caller;
 use crate::AppState;
 
 /// `GET /api/v1/plugins`.
@@ -76,6 +76,7 @@ pub(crate) struct PushQuery {
 pub(crate) async fn push_bundle(
     State(state): State<AppState>,
     QueryOf(q): QueryOf<PushQuery>,
+    Caller(by): Caller,
     headers: HeaderMap,
     request: Request,
 ) -> ApiResult<Response> {
@@ -93,10 +94,12 @@ pub(crate) async fn push_bundle(
     let limit = usize::try_from(state.service.bundle_limits().max_archive_bytes).unwrap_or(usize::MAX);
     let body = read_limited(request.into_body(), content_length(&headers), limit).await?;
     let options = PushOptions {
-        no_activate: q.no_activate.unwrap_or(false),
+        // Activating a version is an admin's: anyone else's push keeps each DAG's active version
+        // (a new DAG's first version is active all the same: there is nothing else to run).
+        no_activate: q.no_activate.unwrap_or(false) || !by.is_at_least(sandflow_store::Role::Admin),
         experiment: q.experiment,
         note: q.note,
-        author: caller(&headers),
+        author: by.name,
     };
     let report = state.service.push_bundle(body, options).await?;
     Ok((StatusCode::CREATED, Json(json!(report))).into_response())

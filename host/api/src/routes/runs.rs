@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,10 +17,10 @@ use sandflow_store::{RunRow, RunType, TaskInstanceRow, TryRow};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryOf};
 use crate::openapi::Items;
-use crate::routes::caller;
 use crate::{AppState, StateEvent};
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]
@@ -126,15 +125,16 @@ pub(crate) struct TriggerBody {
 pub(crate) async fn trigger(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
-    headers: HeaderMap,
+    Caller(by): Caller,
     JsonBody(body): JsonBody<TriggerBody>,
 ) -> ApiResult<Response> {
+    state.service.check_may_trigger(&by, &dag_id, body.experiment.as_deref()).await?;
     let request = TriggerRequest {
         conf: body.conf,
         note: body.note,
         version: body.dag_version,
         experiment: body.experiment,
-        triggered_by: caller(&headers),
+        triggered_by: by.name,
     };
     let triggered = state.service.trigger(&dag_id, request).await?;
     Ok((axum::http::StatusCode::CREATED, Json(json!(triggered))).into_response())
@@ -242,10 +242,11 @@ pub(crate) struct ClearBody {
 pub(crate) async fn clear(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
-    headers: HeaderMap,
+    Caller(by): Caller,
     JsonBody(body): JsonBody<ClearBody>,
 ) -> ApiResult<Json<Value>> {
     let run = state.service.run_row(&run_id).await?;
+    state.service.check_may_change_run(&by, "run.clear", &run_id).await?;
     let action = Action::Clear {
         dag_id: run.dag_id,
         run_ids: vec![run_id],
@@ -255,7 +256,7 @@ pub(crate) async fn clear(
         upstream: body.upstream,
         only_failed: body.only_failed,
     };
-    Ok(Json(json!(state.service.perform(&action, &caller(&headers)).await?)))
+    Ok(Json(json!(state.service.perform(&action, &by.name).await?)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -275,10 +276,10 @@ pub(crate) struct ClearRangeBody {
 pub(crate) async fn clear_range(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
-    headers: HeaderMap,
+    Caller(by): Caller,
     JsonBody(body): JsonBody<ClearRangeBody>,
 ) -> ApiResult<Json<Value>> {
-    let done = state.service.clear_range(&dag_id, body.from, body.to, body.only_failed, &caller(&headers)).await?;
+    let done = state.service.clear_range(&dag_id, body.from, body.to, body.only_failed, &by.name).await?;
     Ok(Json(json!(done)))
 }
 
@@ -303,15 +304,11 @@ pub(crate) struct BackfillBody {
 pub(crate) async fn backfill(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
-    headers: HeaderMap,
+    Caller(by): Caller,
     JsonBody(body): JsonBody<BackfillBody>,
 ) -> ApiResult<Response> {
-    let request = BackfillRequest {
-        from: body.from,
-        to: body.to,
-        rerun_failed: body.rerun_failed,
-        requested_by: caller(&headers),
-    };
+    let request =
+        BackfillRequest { from: body.from, to: body.to, rerun_failed: body.rerun_failed, requested_by: by.name };
     let report = state.service.backfill(&dag_id, &request).await?;
     Ok((axum::http::StatusCode::CREATED, Json(json!(report))).into_response())
 }
@@ -333,10 +330,11 @@ pub(crate) struct MarkBody {
 pub(crate) async fn mark(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
-    headers: HeaderMap,
+    Caller(by): Caller,
     JsonBody(body): JsonBody<MarkBody>,
 ) -> ApiResult<Json<Value>> {
     let run = state.service.run_row(&run_id).await?;
+    state.service.check_may_change_run(&by, "run.mark", &run_id).await?;
     let action = Action::Mark {
         dag_id: run.dag_id,
         run_id,
@@ -344,7 +342,7 @@ pub(crate) async fn mark(
         map_index: body.map_index,
         state: body.state,
     };
-    Ok(Json(json!(state.service.perform(&action, &caller(&headers)).await?)))
+    Ok(Json(json!(state.service.perform(&action, &by.name).await?)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

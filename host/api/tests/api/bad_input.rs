@@ -106,7 +106,8 @@ async fn an_oversized_body_is_refused_from_its_length_before_it_is_sent() {
     let addr = server.base.trim_start_matches("http://").to_string();
     let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
-        "POST /api/v1/bundles HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/gzip\r\nContent-Length: 10000000000\r\n\r\n"
+        "POST /api/v1/bundles HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/gzip\r\nContent-Length: 10000000000\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.admin_token
     );
     socket.write_all(head.as_bytes()).await.unwrap();
     // Not one byte of the 10 GB body is sent: the answer comes from the header alone.
@@ -254,7 +255,8 @@ async fn gzip_bombs_of_10_gib_are_refused_over_http_with_the_servers_memory_boun
         let (status, body) = server.push(bomb, "", "mallory").await;
         let (_, peak) = memory_mib();
         assert_eq!(status, 422, "{name}: {body}");
-        let got: Vec<&str> = body["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+        let got: Vec<&str> =
+            body["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
         assert_eq!(got, codes, "{name}: {body}");
         // At most the unpacked limit (256 MiB) is ever inflated and kept, plus the body itself.
         println!("{name}: RSS {before} MiB before, peak {peak} MiB during the upload");

@@ -2,6 +2,7 @@
 //! PostgreSQL database when one is configured), with a real scheduler and worker in the process
 //! where a test runs DAGs. No mocks.
 
+mod auth;
 mod bad_input;
 mod bundles;
 mod metrics;
@@ -16,11 +17,17 @@ use sandflow_store::{Durability, Store};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// A server on a free loopback port over a fresh store, and a client for it.
+/// A server on a free loopback port over a fresh store, and a client for it (with an admin's
+/// token: `admin`, made as a first start makes it).
 pub struct Server {
     pub base: String,
     pub http: reqwest::Client,
     pub store: Store,
+    pub service: Service,
+    /// The first admin's token.
+    pub admin_token: String,
+    /// Tokens of users made by [`Server::token_of`], by name.
+    tokens: tokio::sync::Mutex<std::collections::HashMap<String, String>>,
     stop: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -71,10 +78,32 @@ impl Server {
             tokio::spawn(scheduler.run_with_worker(stop.clone()));
         }
         let service = Service::new(store.clone(), sandbox, ServiceConfig::default());
+        let admin_token = service.first_admin().await.unwrap().expect("a new store has no users").token;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(sandflow_api::serve(listener, sandflow_api::AppState::new(service), stop.clone()));
-        Server { base, http: reqwest::Client::new(), store, stop, _dir: dir }
+        tokio::spawn(sandflow_api::serve(listener, sandflow_api::AppState::new(service.clone()), stop.clone()));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {admin_token}").parse().unwrap());
+        let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
+        Server { base, http, store, service, admin_token, tokens: Default::default(), stop, _dir: dir }
+    }
+
+    /// A token of user `name` with `role` (the user is made the first time).
+    pub async fn token_with_role(&self, name: &str, role: sandflow_store::Role) -> String {
+        let mut tokens = self.tokens.lock().await;
+        if let Some(token) = tokens.get(name) {
+            return token.clone();
+        }
+        let admin = sandflow_service::auth::Principal::local("test");
+        self.service.add_user(&admin, name, role, None).await.unwrap();
+        let token = self.service.issue_token(&admin, name, None, "test").await.unwrap().token;
+        tokens.insert(name.to_string(), token.clone());
+        token
+    }
+
+    /// A token of user `name` (an admin, made the first time).
+    pub async fn token_of(&self, name: &str) -> String {
+        self.token_with_role(name, sandflow_store::Role::Admin).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -88,8 +117,8 @@ impl Server {
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        answer(self.http.post(self.url(path)).header("x-sandflow-user", "alice").json(&body).send().await.unwrap())
-            .await
+        let token = self.token_of("alice").await;
+        answer(self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()).await
     }
 
     /// `POST path` with bytes of a content type, as `user`.
@@ -98,7 +127,7 @@ impl Server {
             .http
             .post(self.url(path))
             .header("content-type", content_type)
-            .header("x-sandflow-user", user)
+            .bearer_auth(self.token_of(user).await)
             .body(bytes);
         answer(request.send().await.unwrap()).await
     }
@@ -106,6 +135,26 @@ impl Server {
     /// Pushes a bundle (a .tar.gz) as `user` with a query string (`experiment=x`, or empty).
     pub async fn push(&self, bundle: Vec<u8>, query: &str, user: &str) -> (u16, Value) {
         self.post_bytes(&format!("/api/v1/bundles?{query}"), "application/gzip", bundle, user).await
+    }
+
+    /// `PUT path` with a JSON body, as the first admin.
+    pub async fn put_as_admin(&self, path: &str, body: Value) -> (u16, Value) {
+        answer(self.http.put(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    /// `PATCH path` with a JSON body, as the first admin.
+    pub async fn patch_as_admin(&self, path: &str, body: Value) -> (u16, Value) {
+        answer(self.http.patch(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    /// `POST path` with a JSON body, as the first admin.
+    pub async fn post_as_admin(&self, path: &str, body: Value) -> (u16, Value) {
+        answer(self.http.post(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    /// `DELETE path`, as the first admin.
+    pub async fn delete_as_admin(&self, path: &str) -> (u16, Value) {
+        answer(self.http.delete(self.url(path)).send().await.unwrap()).await
     }
 
     /// Waits for a run to end; returns its final JSON.
@@ -123,7 +172,7 @@ impl Server {
     }
 }
 
-async fn answer(response: reqwest::Response) -> (u16, Value) {
+pub async fn answer(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
