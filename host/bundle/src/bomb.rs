@@ -101,7 +101,6 @@ pub fn small_dag(bomb: &mut Bomb) {
     bomb.data(&block);
 }
 
-
 impl Default for Bomb {
     fn default() -> Self {
         Bomb::new()

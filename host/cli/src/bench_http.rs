@@ -70,7 +70,23 @@ pub async fn run(args: BenchHttpArgs, home: &Home) -> Result<(), CliError> {
     std::fs::copy(&plugin, dir.join("plugins/noop.wasm")).context("copying the plugin")?;
     let dag = "id = \"bench_http\"\nis_paused_upon_creation = true\n[tasks.t]\nplugin = \"plugins/noop.wasm\"\n";
     std::fs::write(dir.join("bench_http.toml"), dag).context("writing the DAG file")?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(anyhow::Error::from)?;
+    // The bench's store is its own (a scratch file) or a PostgreSQL database that may have users:
+    // either way it asks as an admin of its own making.
+    let admin = sandflow_service::auth::Principal::local("bench-http");
+    let bencher = format!("bench-http-{}", std::process::id());
+    service
+        .add_user(&admin, &bencher, sandflow_store::Role::Admin, None)
+        .await
+        .map_err(crate::runs_cmd::service_error)?;
+    let token = service.issue_token(&admin, &bencher, None, "bench").await.map_err(crate::runs_cmd::service_error)?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", token.token).parse().map_err(anyhow::Error::from)?;
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .default_headers(headers)
+        .build()
+        .map_err(anyhow::Error::from)?;
     let bundle = sandflow_bundle::build(&dir, &sandflow_bundle::Limits::default()).map_err(anyhow::Error::from)?;
     push(&http, &base, bundle, "the bench DAG").await?;
     if let Some(folder) = &args.push {

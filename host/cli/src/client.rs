@@ -1,5 +1,6 @@
-//! The CLI's side of the HTTP API (`--server URL`): requests with the caller's name, errors read
-//! from the API's `{"code", "message", "diagnostics"}` and shown as the local commands show theirs.
+//! The CLI's side of the HTTP API (`--server URL`): requests with the caller's token
+//! (`SANDFLOW_TOKEN`, else the one a first start wrote in this home), errors read from the API's
+//! `{"code", "message", "diagnostics"}` and shown as the local commands show theirs.
 
 use anyhow::{anyhow, Context};
 use serde_json::Value;
@@ -11,7 +12,38 @@ use crate::CliError;
 pub struct Client {
     base: String,
     http: reqwest::Client,
-    user: String,
+    /// The bearer token; `Debug` never shows it.
+    token: Option<Token>,
+}
+
+#[derive(Clone)]
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The home's token file (`$SANDFLOW_HOME/token`), set once by `main`.
+static HOME_TOKEN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Says where this home's token file is (the one a first start wrote).
+pub fn set_home_token_file(path: std::path::PathBuf) {
+    let _ = HOME_TOKEN.set(path);
+}
+
+/// `SANDFLOW_TOKEN`, else the home's token file.
+fn find_token() -> Option<Token> {
+    if let Ok(token) = std::env::var("SANDFLOW_TOKEN") {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Some(Token(token));
+        }
+    }
+    let file = HOME_TOKEN.get()?;
+    let text = std::fs::read_to_string(file).ok()?;
+    Some(Token(text.trim().to_string())).filter(|t| !t.0.is_empty())
 }
 
 impl Client {
@@ -25,7 +57,7 @@ impl Client {
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| CliError::Usage(anyhow!("setting up the HTTP client: {e}")))?;
-        Ok(Client { base, http, user: crate::app::user() })
+        Ok(Client { base, http, token: find_token() })
     }
 
     /// The full URL of an API path (`/api/v1/...`).
@@ -34,7 +66,11 @@ impl Client {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path)).header("x-sandflow-user", &self.user)
+        let request = self.http.request(method, self.url(path));
+        match &self.token {
+            Some(Token(token)) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// `GET path` as JSON.
@@ -50,6 +86,11 @@ impl Client {
     /// `PUT path` with a JSON body.
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         self.send(self.request(reqwest::Method::PUT, path).json(body)).await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.send(self.request(reqwest::Method::PATCH, path).json(body)).await
     }
 
     /// `DELETE path`.
@@ -104,6 +145,9 @@ async fn api_error(response: reqwest::Response) -> CliError {
     let body: Value = response.json().await.unwrap_or(Value::Null);
     let message = body["message"].as_str().unwrap_or("(no message)").to_string();
     let mut text = format!("{message} [{} {}]", status.as_u16(), body["code"].as_str().unwrap_or("?"));
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        text.push_str("\n  (give a token: SANDFLOW_TOKEN=... from `sandflow users token NAME` where the server runs)");
+    }
     if let Some(diagnostics) = body["diagnostics"].as_array() {
         for d in diagnostics {
             text.push_str(&format!("\n  {}", diagnostic_line(d)));

@@ -63,6 +63,12 @@ impl Home {
         self.root.join("sandflow.db")
     }
 
+    /// The first admin's token, written (mode 0600) by the first start of a server on this
+    /// home's store; a CLI with this home sends it to `--server` when SANDFLOW_TOKEN is not set.
+    pub fn token_file(&self) -> PathBuf {
+        self.root.join("token")
+    }
+
     /// Compiled code, by engine fingerprint and plugin id.
     pub fn code_cache(&self) -> PathBuf {
         self.root.join("cache").join("code")

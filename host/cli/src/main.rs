@@ -25,6 +25,7 @@ mod server;
 mod standalone;
 mod table;
 mod tasks_cmd;
+mod users_cmd;
 
 use std::process::ExitCode;
 
@@ -59,7 +60,7 @@ pub struct GlobalArgs {
     database_url: Option<SecretText>,
     /// A Sandflow server (http://host:port) to ask instead of opening a database: `dags
     /// list|show|trigger|pause|unpause`, `tasks list|tries|logs|clear|mark`, `pools`, `runs
-    /// compare`, `bundle push`.
+    /// compare`, `bundle push`, `users`, `audit`. Its token: SANDFLOW_TOKEN, else the home's.
     #[arg(long, env = "SANDFLOW_SERVER", global = true, value_name = "URL")]
     server: Option<String>,
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides it.
@@ -97,6 +98,11 @@ enum Command {
     /// Build a bundle of a DAG folder, push one to a server (as new versions or an experiment).
     #[command(subcommand)]
     Bundle(bundle_cmd::BundleCmd),
+    /// Users, their roles, tokens and fuel budgets.
+    #[command(subcommand)]
+    Users(users_cmd::UsersCmd),
+    /// The audit log: every change, who made it, when and from where; refused attempts too.
+    Audit(users_cmd::AuditArgs),
     /// Create, migrate or reset the embedded database.
     #[command(subcommand)]
     Db(db_cmd::DbCmd),
@@ -169,6 +175,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    client::set_home_token_file(home.token_file());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -217,6 +224,8 @@ fn main() -> ExitCode {
                 },
                 None => pools_cmd::run(cmd, &home).await,
             },
+            Command::Users(cmd) => users_cmd::run(cmd, &home, cli.global.server.as_deref()).await,
+            Command::Audit(args) => users_cmd::audit(args, &home, cli.global.server.as_deref()).await,
             Command::Bench(args) => bench_cmd::run(args, &home).await,
             Command::BenchHttp(args) => bench_http::run(args, &home).await,
         }

@@ -166,7 +166,9 @@ pub async fn dags(cmd: DagsCmd, client: &Client) -> Result<(), CliError> {
             let elapsed = sandflow_sandbox::human_duration(started.elapsed());
             outln!("backfill of {dag_id} done in {elapsed}: {success} runs succeeded, {failed} failed");
             if failed > 0 {
-                return Err(CliError::Failed(format!("{failed} backfill runs failed (see: sandflow dags show {dag_id})")));
+                return Err(CliError::Failed(format!(
+                    "{failed} backfill runs failed (see: sandflow dags show {dag_id})"
+                )));
             }
             Ok(())
         }
@@ -183,8 +185,9 @@ pub async fn dags(cmd: DagsCmd, client: &Client) -> Result<(), CliError> {
                 crate::tasks_cmd::MarkArg::Success => "success",
                 crate::tasks_cmd::MarkArg::Failed => "failed",
             };
-            let done =
-                client.post(&format!("/api/v1/runs/{}/mark", encode(&text(&run["run_id"]))), &json!({"state": state})).await?;
+            let done = client
+                .post(&format!("/api/v1/runs/{}/mark", encode(&text(&run["run_id"]))), &json!({"state": state}))
+                .await?;
             outln!("{}", text(&done["result"]));
             Ok(())
         }
@@ -449,8 +452,8 @@ pub async fn plugins(cmd: crate::plugin_cmd::PluginCmd, client: &Client) -> Resu
             let id = if plugin.starts_with("sha256:") {
                 plugin
             } else {
-                let bytes = std::fs::read(&plugin)
-                    .map_err(|e| CliError::Usage(anyhow::anyhow!("reading {plugin}: {e}")))?;
+                let bytes =
+                    std::fs::read(&plugin).map_err(|e| CliError::Usage(anyhow::anyhow!("reading {plugin}: {e}")))?;
                 sandflow_sandbox::PluginId::of(&bytes).to_string()
             };
             let detail = client.get(&format!("/api/v1/plugins/{}", encode(&id))).await?;
@@ -489,8 +492,8 @@ pub async fn plugins(cmd: crate::plugin_cmd::PluginCmd, client: &Client) -> Resu
             table::print(&["id", "kind", "size", "added"], &rows);
             Ok(())
         }
-        PluginCmd::Run { .. } => Err(CliError::Usage(anyhow::anyhow!(
-            "`plugin run` runs a plugin in this process: run it without --server"
-        ))),
+        PluginCmd::Run { .. } => {
+            Err(CliError::Usage(anyhow::anyhow!("`plugin run` runs a plugin in this process: run it without --server")))
+        }
     }
 }

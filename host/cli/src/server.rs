@@ -35,6 +35,34 @@ pub fn service(store: Store, home: &Home, paused_at_creation: bool) -> anyhow::R
     Ok(Service::new(store, sandbox, config))
 }
 
+/// On a store with no users (a first start), makes the `admin` user, prints its token this once
+/// and writes it to the home's token file (mode 0600), where the CLI of this home finds it.
+pub async fn first_start(service: &Service, home: &Home) -> Result<(), CliError> {
+    let Some(token) = service.first_admin().await.map_err(crate::runs_cmd::service_error)? else {
+        return Ok(());
+    };
+    let file = home.token_file();
+    write_secret(&file, &token.token)
+        .map_err(|e| CliError::Failed(format!("writing the admin's token to {}: {e}", file.display())))?;
+    sayln!(
+        "first start: created user admin with a token (shown this once; also in {}, mode 0600):\n{}",
+        file.display(),
+        token.token
+    );
+    Ok(())
+}
+
+/// Writes `text` to a file only its owner can read (made so before a byte is written).
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // An older file keeps its mode through `open`: make it the owner's alone.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(format!("{text}\n").as_bytes())?;
+    file.sync_all()
+}
+
 /// Binds the API's address (a clear error when it is taken) and serves it until `stop`.
 pub async fn start(
     service: Service,
@@ -60,6 +88,7 @@ pub async fn run(args: ServerArgs, home: &Home) -> Result<(), CliError> {
     let stop = crate::processes::stop_on_signal();
     let store = open_store(home).await?;
     let service = service(store.clone(), home, args.dags_paused_at_creation)?;
+    first_start(&service, home).await?;
     let (addr, task) = start(service, args.bind.bind, stop).await?;
     sayln!("sandflow server: API on http://{addr}/api/v1 (health: http://{addr}/healthz), store {}", store.describe());
     let result = match task.await {

@@ -61,7 +61,7 @@ fn a_bundle_pushed_over_http_runs_and_experiments_compare_from_a_home_without_a_
     let dags = server_env.dags(&[("chain", crate::dags::CHAIN)]);
     let (_standalone, url) = Standalone::start(&server_env, &dags);
     // The client's home is empty: every command below must go through the server.
-    let client = Env::new();
+    let client = Env::with_token(server_env.admin_token());
     let with = |args: &[&str]| over(&client, &url, args);
     let pushed = with(&["bundle", "push", &dags]).ok();
     assert!(pushed.contains("chain v") && pushed.contains("plugin plugins/echo.wasm sha256:"), "{pushed}");
@@ -146,7 +146,7 @@ fn backfill_clear_and_mark_over_http() {
     let server_env = Env::new();
     let dags = server_env.dags(&[("daily", DAILY)]);
     let (_standalone, url) = Standalone::start(&server_env, &dags);
-    let client = Env::new();
+    let client = Env::with_token(server_env.admin_token());
     let with = |args: &[&str]| over(&client, &url, args);
     let out = with(&["dags", "backfill", "daily", "--from", "2026-01-01", "--to", "2026-01-03"]).ok();
     assert!(
@@ -170,4 +170,57 @@ fn backfill_clear_and_mark_over_http() {
     let marked = with(&["dags", "mark", "daily", run_id, "failed"]).ok();
     assert!(marked.contains("failed"), "{marked}");
     assert!(!client.home().join("sandflow.db").exists(), "the client never opened a database");
+}
+
+#[test]
+fn a_first_start_makes_an_admin_whose_token_the_home_keeps_and_users_get_roles() {
+    use std::os::unix::fs::PermissionsExt;
+    let server_env = Env::new();
+    let dags = server_env.dags(&[("chain", crate::dags::CHAIN)]);
+    let (standalone, url) = Standalone::start(&server_env, &dags);
+    let printed = std::fs::read_to_string(&standalone.out).unwrap();
+    let token = server_env.admin_token();
+    assert!(printed.contains("first start: created user admin") && printed.contains(&token), "{printed}");
+    let mode = std::fs::metadata(server_env.home().join("token")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only its owner reads the token file");
+    // The CLI of the server's home finds the token by itself.
+    assert!(over(&server_env, &url, &["dags", "list"]).ok().contains("chain"));
+
+    // Users and tokens from this machine's store (the CLI that can open it is its admin).
+    server_env.run(&["users", "add", "ann", "--role", "author"]).ok();
+    let added = server_env.run(&["users", "add", "ann", "--role", "viewer"]);
+    assert_eq!(added.code(), 2, "a taken name: {}", added.stderr());
+    let issued = server_env.run(&["users", "token", "ann", "--expires", "1d"]).ok();
+    let ann_token = issued.lines().last().unwrap().trim().to_string();
+    assert!(ann_token.starts_with("sf_") && ann_token.len() == 67, "{issued}");
+    let listed = server_env.run(&["users", "list"]).ok();
+    assert!(listed.contains("ann") && listed.contains("author") && listed.contains("admin"), "{listed}");
+
+    // Over HTTP: no token is 401 with a hint; an author is refused admin's commands.
+    let nobody = Env::new();
+    let refused = over(&nobody, &url, &["dags", "list"]);
+    assert_eq!(refused.code(), 2, "{}", refused.stderr());
+    assert!(refused.stderr().contains("401") && refused.stderr().contains("SANDFLOW_TOKEN"), "{}", refused.stderr());
+    let ann = Env::with_token(ann_token);
+    assert!(over(&ann, &url, &["dags", "list"]).ok().contains("chain"));
+    let denied = over(&ann, &url, &["users", "list"]);
+    assert_eq!(denied.code(), 2);
+    assert!(denied.stderr().contains("403") && denied.stderr().contains("admin role"), "{}", denied.stderr());
+    assert_eq!(over(&ann, &url, &["dags", "pause", "chain"]).code(), 2, "an author does not pause DAGs");
+    let admin = Env::with_token(token);
+    let roles = over(&admin, &url, &["users", "role", "ann", "operator"]).ok();
+    assert!(roles.contains("operator"), "{roles}");
+    assert!(over(&ann, &url, &["dags", "pause", "chain"]).code() == 0, "an operator now");
+    let tokens = over(&admin, &url, &["users", "tokens", "--json"]).ok();
+    let tokens: Value = serde_json::from_str(&tokens).unwrap();
+    let ann_id = tokens.as_array().unwrap().iter().find(|t| t["user_name"] == "ann").unwrap()["id"].clone();
+    over(&admin, &url, &["users", "revoke", ann_id.as_str().unwrap()]).ok();
+    assert_eq!(over(&ann, &url, &["dags", "list"]).code(), 2, "revoked at once");
+
+    // Who did what, in the audit log (here and over HTTP).
+    let audit = server_env.run(&["audit", "--action", "user."]).ok();
+    assert!(audit.contains("user.add") && audit.contains("user.change"), "{audit}");
+    let refused = over(&admin, &url, &["audit", "--outcome", "refused", "--json"]).ok();
+    let refused: Value = serde_json::from_str(&refused).unwrap();
+    assert!(refused.as_array().unwrap().iter().any(|e| e["actor"] == "ann"), "{refused}");
 }

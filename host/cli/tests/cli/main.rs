@@ -18,6 +18,8 @@ use std::process::{Command, Output};
 /// A fresh `$SANDFLOW_HOME` and a way to run the binary in it.
 pub struct Env {
     pub home: tempfile::TempDir,
+    /// Sent as SANDFLOW_TOKEN (a client of another home's server).
+    pub token: Option<String>,
 }
 
 impl Default for Env {
@@ -28,7 +30,7 @@ impl Default for Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env { home: tempfile::tempdir().unwrap() }
+        Env { home: tempfile::tempdir().unwrap(), token: None }
     }
 
     pub fn command(&self) -> Command {
@@ -40,7 +42,11 @@ impl Env {
             .env_remove("SANDFLOW_SERVER")
             .env_remove("SANDFLOW_DATABASE_URL")
             .env_remove("RUST_LOG")
-            .env_remove("RUST_BACKTRACE");
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("SANDFLOW_TOKEN");
+        if let Some(token) = &self.token {
+            command.env("SANDFLOW_TOKEN", token);
+        }
         command
     }
 
@@ -53,6 +59,16 @@ impl Env {
     /// would at start.
     pub fn load(&self, dags: &str) -> Run {
         self.run(&["dags", "load", "--dags", dags])
+    }
+
+    /// A client home of its own that sends `token` to servers.
+    pub fn with_token(token: String) -> Env {
+        Env { token: Some(token), ..Env::new() }
+    }
+
+    /// The token the first start of a server on this home wrote.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.home().join("token")).expect("a first start wrote the token").trim().to_string()
     }
 
     pub fn home(&self) -> &Path {
