@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the system packages Sandflow's build and tests need, if they are missing (Debian): clang,
 # lld and wasi-libc for the C example plugin, PostgreSQL for the tests of the PostgreSQL store (they
-# start their own clusters with it: scripts/postgres.sh).
+# start their own clusters with it: scripts/postgres.sh), python3-venv for the virtualenv of the
+# official Airflow client (scripts/airflow-client.sh).
 # Rust targets come from rust-toolchain.toml on the first cargo call.
 set -euo pipefail
-packages=(clang lld wasi-libc libclang-rt-dev-wasm32 postgresql)
+packages=(clang lld wasi-libc libclang-rt-dev-wasm32 postgresql python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what is missing, starts one private PostgreSQL
 # cluster for the run (scripts/postgres.sh: a temporary directory, a free loopback port) and hands it
-# to every test process in SANDFLOW_TEST_POSTGRES_URL, runs every test, stops the cluster whatever
+# to every test process in SANDFLOW_TEST_POSTGRES_URL, makes a virtualenv with the official Airflow
+# client (scripts/airflow-client.sh: SANDFLOW_TEST_AIRFLOW_PYTHON), runs every test, stops the cluster whatever
 # happened, and closes with one line that sums the tests up ("tests: N passed, N failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,10 @@ trap 'exit 143' TERM HUP
 SANDFLOW_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$pgdir")
 export SANDFLOW_TEST_POSTGRES_URL
 echo "PostgreSQL for the tests: $SANDFLOW_TEST_POSTGRES_URL (in $pgdir)"
+# The official Airflow client, for the test that drives /api/v2 with it (kept between runs).
+SANDFLOW_TEST_AIRFLOW_PYTHON=$(scripts/airflow-client.sh "$PWD/target/airflow-client-venv")
+export SANDFLOW_TEST_AIRFLOW_PYTHON
+echo "apache-airflow-client for the tests: $("$SANDFLOW_TEST_AIRFLOW_PYTHON" -m pip show apache-airflow-client 2>/dev/null | awk '/^Version/ {print $2}')"
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -63,6 +63,11 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/api/v1/bundles" | "/api/v1/plugins") => AtLeast(Author),
         ("POST", "/api/v1/dags/{dag_id}/runs") => AtLeast(Author),
         ("POST", "/api/v1/runs/{run_id}/clear" | "/api/v1/runs/{run_id}/mark") => AtLeast(Author),
+        // Airflow's API, as /api/v1's: an operator pauses; an author triggers, clears and sets
+        // the state of their own experiments' runs (checked by the service).
+        ("PATCH", "/api/v2/dags/{dag_id}") => AtLeast(Operator),
+        ("POST", "/api/v2/dags/{dag_id}/dagRuns" | "/api/v2/dags/{dag_id}/clearTaskInstances") => AtLeast(Author),
+        ("PATCH", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}") => AtLeast(Author),
         // Everything else is read-only: any user.
         ("GET", _) => AtLeast(Viewer),
         _ => return None,

@@ -3,6 +3,7 @@
 //! JSON; errors are `{"code", "message"}` with statuses chosen in one place ([`error`]).
 //! The only crate that knows axum.
 
+mod airflow;
 mod auth;
 pub mod error;
 mod events;
@@ -42,7 +43,11 @@ impl AppState {
 
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
-    routes::router().0.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require)).with_state(state)
+    routes::router()
+        .0
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
+        .layer(axum::middleware::from_fn(airflow::errors_as_airflow))
+        .with_state(state)
 }
 
 /// The OpenAPI document of every route (as `GET /api/v1/openapi.json` serves it).

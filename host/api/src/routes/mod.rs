@@ -10,7 +10,7 @@ use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{openapi, AppState};
+use crate::{airflow, openapi, AppState};
 
 /// Every route, each registered with its OpenAPI operation by `routes!` (one call per path; its
 /// handlers' `#[utoipa::path]` give the path and method), and the document they make.
@@ -63,6 +63,16 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::budgets))
         .routes(routes!(users::set_budget, users::remove_budget))
         .routes(routes!(users::audit))
+        .routes(routes!(airflow::version))
+        .routes(routes!(airflow::health))
+        .routes(routes!(airflow::dags))
+        .routes(routes!(airflow::get_dag, airflow::patch_dag))
+        .routes(routes!(airflow::dag_runs, airflow::trigger))
+        .routes(routes!(airflow::dag_run))
+        .routes(routes!(airflow::task_instances))
+        .routes(routes!(airflow::task_instance, airflow::patch_task_instance))
+        .routes(routes!(airflow::log))
+        .routes(routes!(airflow::clear))
         .split_for_parts();
     (router.fallback(system::no_route), openapi::finish(api))
 }

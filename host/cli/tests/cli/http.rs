@@ -224,3 +224,57 @@ fn a_first_start_makes_an_admin_whose_token_the_home_keeps_and_users_get_roles()
     let refused: Value = serde_json::from_str(&refused).unwrap();
     assert!(refused.as_array().unwrap().iter().any(|e| e["actor"] == "ann"), "{refused}");
 }
+
+const AIRFLOW_PAIR: &str = r#"
+id = "airflow_pair"
+[tasks.first]
+plugin = "plugins/echo.wasm"
+[tasks.second]
+plugin = "plugins/echo.wasm"
+upstream = ["first"]
+"#;
+
+/// The venv's python with `apache-airflow-client`: SANDFLOW_TEST_AIRFLOW_PYTHON (scripts/test.sh
+/// makes one for the run), else one made here by scripts/airflow-client.sh in the target folder.
+fn airflow_python() -> String {
+    if let Ok(python) = std::env::var("SANDFLOW_TEST_AIRFLOW_PYTHON") {
+        return python;
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let venv = format!("{root}/target/airflow-client-venv");
+    let made = std::process::Command::new(format!("{root}/scripts/airflow-client.sh")).arg(&venv).output().unwrap();
+    assert!(made.status.success(), "scripts/airflow-client.sh: {}", String::from_utf8_lossy(&made.stderr));
+    String::from_utf8(made.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_official_airflow_client_drives_the_server_unchanged() {
+    use std::io::Write;
+    let server_env = Env::new();
+    let dags = server_env.dags(&[("airflow_pair", AIRFLOW_PAIR)]);
+    let (_standalone, url) = Standalone::start(&server_env, &dags);
+    let mut add = server_env
+        .command()
+        .args(["users", "add", "airflow", "--role", "operator", "--password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"an airflow password\n").unwrap();
+    let added = add.wait_with_output().unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/airflow/check.py");
+    let checked = std::process::Command::new(airflow_python())
+        .arg(script)
+        .env("SANDFLOW_URL", &url)
+        .env("SANDFLOW_DAG", "airflow_pair")
+        .env("AIRFLOW_USER", "airflow")
+        .env("AIRFLOW_PASSWORD", "an airflow password")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&checked.stdout);
+    let err = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{out}\n{err}");
+    assert!(out.contains("every check held"), "{out}");
+}
