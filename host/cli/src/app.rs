@@ -159,6 +159,12 @@ fn read_arg_file(path: &Path, flag: &str) -> anyhow::Result<String> {
 }
 
 /// Who is running this command, for `triggered_by`.
+/// The command line on this machine as the store's admin, named after the OS user (for the
+/// audit log and the runs it starts).
+pub fn local_principal() -> sandflow_service::auth::Principal {
+    sandflow_service::auth::Principal::local(&user())
+}
+
 pub fn user() -> String {
     std::env::var("SANDFLOW_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "cli".to_string())
 }
@@ -178,7 +184,7 @@ pub async fn perform(
     action: &sandflow_scheduler::actions::Action,
 ) -> Result<String, crate::CliError> {
     let service = service(store.clone(), home)?;
-    match service.perform(action, &user()).await {
+    match service.perform(action, &local_principal()).await {
         Ok(done) => Ok(done.result),
         Err(sandflow_service::ServiceError::Timeout(message)) => Err(crate::CliError::Failed(message)),
         Err(e) => Err(crate::runs_cmd::service_error(e)),

@@ -9,7 +9,7 @@ use sandflow_store::{SchedulingGuard, Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{date, open_store, user};
+use crate::app::{date, open_store};
 use crate::out::outln;
 use crate::{CliError, Home};
 
@@ -20,7 +20,7 @@ pub async fn run(dag_id: &str, from: &str, to: &str, rerun_failed: bool, home: &
     }
     let store = open_store(home).await?;
     let service = crate::app::service(store.clone(), home)?;
-    let request = BackfillRequest { from, to, rerun_failed, requested_by: user() };
+    let request = BackfillRequest { from, to, rerun_failed, by: crate::app::local_principal() };
     let report = match service.backfill(dag_id, &request).await {
         Ok(report) => report,
         Err(sandflow_service::ServiceError::NotFound { .. }) => {

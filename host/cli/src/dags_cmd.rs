@@ -142,7 +142,7 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
                 note,
                 version,
                 experiment,
-                triggered_by: user(),
+                by: crate::app::local_principal(),
             };
             let run = service.trigger(&dag_id, request).await.map_err(crate::runs_cmd::service_error)?.run;
             if json {
@@ -165,7 +165,7 @@ pub async fn run(cmd: DagsCmd, home: &Home) -> Result<(), CliError> {
             let store = open_store(home).await?;
             let (from, to) = (crate::app::date(&from, "--from")?, crate::app::date(&to, "--to")?);
             let service = crate::app::service(store, home)?;
-            let done = match service.clear_range(&dag_id, from, to, only_failed, &user()).await {
+            let done = match service.clear_range(&dag_id, from, to, only_failed, &crate::app::local_principal()).await {
                 Ok(done) => done,
                 Err(sandflow_service::ServiceError::Timeout(message)) => return Err(CliError::Failed(message)),
                 Err(e) => return Err(crate::runs_cmd::service_error(e)),
@@ -337,7 +337,9 @@ async fn show(dag_id: &str, json: bool, home: &Home) -> anyhow::Result<()> {
 async fn set_paused(dag_id: &str, paused: bool, home: &Home) -> anyhow::Result<()> {
     let store = open_store(home).await?;
     let state = if paused { "paused" } else { "unpaused" };
-    match store.set_paused(dag_id, paused).await? {
+    let action = if paused { "dag.pause" } else { "dag.unpause" };
+    let audit = crate::app::local_principal().audit(action, dag_id, serde_json::json!({}));
+    match store.audited(&audit).set_paused(dag_id, paused).await? {
         PauseChange::NoSuchDag => return Err(crate::app::unknown_dag(&store, dag_id).await),
         PauseChange::Changed => outln!("{dag_id} is {state}"),
         PauseChange::Already => outln!("{dag_id} is {state} (it already was)"),

@@ -39,7 +39,12 @@ pub async fn run(cmd: PoolsCmd, home: &Home) -> Result<(), CliError> {
             if !(0..=1_000_000).contains(&slots) {
                 return Err(CliError::Usage(anyhow::anyhow!("slots must be between 0 and 1000000, not {slots}")));
             }
-            store.set_pool(&name, slots, description.as_deref()).await.map_err(anyhow::Error::from)?;
+            let audit = crate::app::local_principal().audit(
+                "pool.set",
+                &name,
+                json!({"slots": slots, "description": description}),
+            );
+            store.audited(&audit).set_pool(&name, slots, description.as_deref()).await.map_err(anyhow::Error::from)?;
             outln!("pool {name}: {slots} slots");
         }
         PoolsCmd::List { json: as_json } => {
@@ -59,7 +64,8 @@ pub async fn run(cmd: PoolsCmd, home: &Home) -> Result<(), CliError> {
                     "default_pool cannot be deleted (resize it with: sandflow pools set default_pool N)"
                 )));
             }
-            if !store.delete_pool(&name).await.map_err(anyhow::Error::from)? {
+            let audit = crate::app::local_principal().audit("pool.delete", &name, json!({}));
+            if !store.audited(&audit).delete_pool(&name).await.map_err(anyhow::Error::from)? {
                 let known: Vec<String> =
                     store.pools().await.map_err(anyhow::Error::from)?.into_iter().map(|p| p.name).collect();
                 return Err(CliError::Usage(anyhow::anyhow!("no pool `{name}` (pools: {})", known.join(", "))));

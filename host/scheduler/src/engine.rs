@@ -396,6 +396,16 @@ impl Scheduler {
         for (key, at) in run.waiting() {
             self.timers.push(at, key);
         }
+        // Instances another process decided (a command line that carried out a clear while
+        // this scheduler ran) are already scheduled: deciding them again will not queue them,
+        // so they go to the ready queue here. (At recovery they are reset and decided anew; the
+        // queue then skips these entries, as it skips any whose instance is no longer scheduled.)
+        for (task_id, map_index, state) in run.instances() {
+            if state == TaskState::Scheduled {
+                let priority = run.graph.task(&task_id).map_or(1, |t| t.priority_weight);
+                self.ready.push(priority, TaskKey { run_id: run.row.run_id.clone(), task_id, map_index });
+            }
+        }
         self.dirty.insert(run.row.run_id.clone());
         self.runs.insert(run.row.run_id.clone(), run);
         Ok(())
@@ -993,6 +1003,7 @@ impl Scheduler {
                 triggered_by: by.clone(),
                 version: None,
                 experiment: None,
+                audit: None,
             };
             let planned = crate::plan_manual_run(&self.store, &request.dag_id, options).await?;
             // Created when the try ended, or a microsecond after the last run this process

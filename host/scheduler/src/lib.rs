@@ -164,16 +164,27 @@ pub struct TriggerOptions {
     pub version: Option<String>,
     /// The experiment the pinned version belongs to, recorded with the run.
     pub experiment: Option<String>,
+    /// The audit entry to commit with the run (a user's trigger); `None` records none.
+    pub audit: Option<sandflow_store::NewAudit>,
 }
 
 /// Creates a queued manual run of `dag_id`. A running scheduler picks it up at its next poll (or at
 /// once after [`SchedulerHandle::wake`]).
 pub async fn trigger(store: &Store, dag_id: &str, options: TriggerOptions) -> Result<RunRow, SchedulerError> {
+    let audit = options.audit.clone();
     let planned = plan_manual_run(store, dag_id, options).await?;
     loop {
         let run = planned.at(Utc::now());
         // Two triggers in the same microsecond: the second takes the next one.
-        if store.create_run(&run, &planned.task_ids).await? {
+        let created = match &audit {
+            Some(entry) => {
+                let mut entry = entry.clone();
+                entry.detail["run_id"] = serde_json::Value::String(run.run_id.clone());
+                store.audited(&entry).create_run(&run, &planned.task_ids).await?
+            }
+            None => store.create_run(&run, &planned.task_ids).await?,
+        };
+        if created {
             return store
                 .run(&run.run_id)
                 .await?

@@ -8,6 +8,7 @@ use sandflow_scheduler::actions::Action;
 use sandflow_store::{ActionState, StoreError};
 use serde::Serialize;
 
+use crate::auth::Principal;
 use crate::{Result, Service, ServiceError};
 
 /// How long an action waits for the scheduler to carry it out.
@@ -22,10 +23,16 @@ pub struct ActionDone {
 }
 
 impl Service {
-    /// Queues `action` as `requested_by` and waits for its result (see the module docs).
-    pub async fn perform(&self, action: &Action, requested_by: &str) -> Result<ActionDone> {
+    /// Queues `action` as `by` (audited with it) and waits for its result (see the module docs).
+    pub async fn perform(&self, action: &Action, by: &Principal) -> Result<ActionDone> {
         let payload = serde_json::to_value(action).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let id = self.store.enqueue_action(action.kind(), &payload, requested_by).await?;
+        let target = match action {
+            Action::Clear { run_ids, .. } if run_ids.len() == 1 => run_ids[0].clone(),
+            Action::Mark { run_id, .. } => run_id.clone(),
+            Action::Clear { dag_id, .. } => dag_id.clone(),
+        };
+        let audit = by.audit(&format!("run.{}", action.kind()), &target, payload.clone());
+        let id = self.store.audited(&audit).enqueue_action(action.kind(), &payload, &by.name).await?;
         let deadline = Instant::now() + ACTION_WAIT;
         loop {
             let state = self.store.action(id).await?.map(|row| (row.state, row.result));
@@ -62,7 +69,7 @@ impl Service {
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
         only_failed: bool,
-        requested_by: &str,
+        by: &Principal,
     ) -> Result<ActionDone> {
         self.dag_row(dag_id).await?;
         let runs = self.store.runs_between(dag_id, from, to).await?;
@@ -80,7 +87,7 @@ impl Service {
             upstream: false,
             only_failed,
         };
-        self.perform(&action, requested_by).await
+        self.perform(&action, by).await
     }
 
     /// With no scheduler owning the store, carries out the pending actions here and returns

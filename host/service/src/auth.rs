@@ -54,7 +54,8 @@ impl Principal {
         self.role >= role
     }
 
-    fn audit(&self, action: &str, target: &str, detail: Value) -> NewAudit {
+    /// An audit entry of a change this principal makes.
+    pub fn audit(&self, action: &str, target: &str, detail: Value) -> NewAudit {
         NewAudit {
             actor: self.name.clone(),
             action: action.into(),
@@ -521,6 +522,17 @@ impl Service {
             return Err(self.refuse(who, action, run_id, "an author changes only runs of their own experiments").await);
         }
         Err(self.refuse(who, action, run_id, "this needs the operator role").await)
+    }
+
+    /// Creates or resizes a pool.
+    pub async fn set_pool(&self, by: &Principal, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
+        let audit = by.audit("pool.set", name, json!({"slots": slots, "description": description}));
+        Ok(self.store.audited(&audit).set_pool(name, slots, description).await?)
+    }
+
+    /// Deletes a pool; `false` when there was none.
+    pub async fn delete_pool(&self, by: &Principal, name: &str) -> Result<bool> {
+        Ok(self.store.audited(&by.audit("pool.delete", name, json!({}))).delete_pool(name).await?)
     }
 
     /// Records a refusal and returns its error (403).

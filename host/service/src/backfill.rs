@@ -23,7 +23,7 @@ pub struct BackfillRequest {
     /// Clear and rerun the failed tasks of intervals whose run failed.
     pub rerun_failed: bool,
     /// Who asks.
-    pub requested_by: String,
+    pub by: crate::auth::Principal,
 }
 
 /// What a backfill did.
@@ -127,7 +127,7 @@ impl Service {
                         upstream: false,
                         only_failed: true,
                     };
-                    self.perform(&action, &request.requested_by).await?;
+                    self.perform(&action, &request.by).await?;
                     report.rerun += 1;
                     report.run_ids.push(run.run_id.clone());
                 }
@@ -142,11 +142,12 @@ impl Service {
                         interval: Some((*start, *end)),
                         conf: serde_json::Map::new(),
                         note: Some("backfill".into()),
-                        triggered_by: request.requested_by.clone(),
+                        triggered_by: request.by.name.clone(),
                         created_at: Utc::now(),
                         experiment: None,
                     };
-                    if self.store.create_run(&run, &task_ids).await? {
+                    let audit = request.by.audit("dag.backfill", dag_id, serde_json::json!({"run_id": run.run_id}));
+                    if self.store.audited(&audit).create_run(&run, &task_ids).await? {
                         report.created += 1;
                         report.run_ids.push(run.run_id);
                     } else {

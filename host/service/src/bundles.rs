@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::{Result, Service, ServiceError};
 
 /// How a bundle's versions are placed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PushOptions {
     /// Keep each DAG's active version (`--no-activate`); a new DAG's first version is active all
     /// the same.
@@ -30,7 +30,7 @@ pub struct PushOptions {
     /// The experiment's note.
     pub note: Option<String>,
     /// Who pushes.
-    pub author: String,
+    pub by: crate::auth::Principal,
 }
 
 /// What a push stored.
@@ -229,11 +229,17 @@ impl Service {
                 plugin_ids,
                 paused_if_new: d.dag.paused.unwrap_or(self.config.paused_at_creation),
                 origin: VersionOrigin::Bundle,
-                uploaded_by: Some(&options.author),
+                uploaded_by: Some(&options.by.name),
                 placement,
             })
             .collect();
-        let recorded = self.store.record_versions(&versions).await?;
+        let detail = serde_json::json!({
+            "dags": versions.iter().map(|v| serde_json::json!({"dag_id": v.dag_id, "version": v.version})).collect::<Vec<_>>(),
+            "experiment": options.experiment,
+            "plugins": pushed_plugins.iter().map(|p| p.plugin_id.as_str()).collect::<Vec<_>>(),
+        });
+        let audit = options.by.audit("bundle.push", &options.experiment.clone().unwrap_or_else(|| "-".into()), detail);
+        let recorded = self.store.audited(&audit).record_versions(&versions).await?;
         let pushed_dags = dags
             .iter()
             .zip(prepared)

@@ -281,9 +281,10 @@ impl Service {
     }
 
     /// Makes a stored version the one the schedule uses.
-    pub async fn activate(&self, dag_id: &str, version: &str) -> Result<bool> {
+    pub async fn activate(&self, dag_id: &str, version: &str, by: &crate::auth::Principal) -> Result<bool> {
         self.dag_row(dag_id).await?;
-        match self.store.activate_version(dag_id, version).await? {
+        let audit = by.audit("dag.activate", dag_id, json!({"version": version}));
+        match self.store.audited(&audit).activate_version(dag_id, version).await? {
             ActivateChange::Changed => Ok(true),
             ActivateChange::Already => Ok(false),
             ActivateChange::NoSuchVersion => Err(ServiceError::NotFound {
@@ -295,8 +296,10 @@ impl Service {
     }
 
     /// Pauses or unpauses a DAG.
-    pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<Paused> {
-        let already = match self.store.set_paused(dag_id, paused).await? {
+    pub async fn set_paused(&self, dag_id: &str, paused: bool, by: &crate::auth::Principal) -> Result<Paused> {
+        let action = if paused { "dag.pause" } else { "dag.unpause" };
+        let audit = by.audit(action, dag_id, json!({}));
+        let already = match self.store.audited(&audit).set_paused(dag_id, paused).await? {
             PauseChange::NoSuchDag => return Err(ServiceError::not_found("DAG", dag_id)),
             PauseChange::Changed => false,
             PauseChange::Already => true,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::{Result, Service, ServiceError};
 
 /// A manual run to start.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TriggerRequest {
     pub conf: Map<String, Value>,
     pub note: Option<String>,
@@ -21,7 +21,7 @@ pub struct TriggerRequest {
     /// Run this experiment's version (its newest, unless `version` names one of its versions).
     pub experiment: Option<String>,
     /// Who starts it.
-    pub triggered_by: String,
+    pub by: crate::auth::Principal,
 }
 
 /// A started run.
@@ -121,7 +121,7 @@ impl Service {
     /// and the answer says it is paused.
     pub async fn trigger(&self, dag_id: &str, request: TriggerRequest) -> Result<Triggered> {
         let dag = self.dag_row(dag_id).await?;
-        self.check_budget(&request.triggered_by).await?;
+        self.check_budget(&request.by.name).await?;
         let mut version = request.version;
         if let Some(name) = &request.experiment {
             let members: Vec<_> =
@@ -146,7 +146,12 @@ impl Service {
         let options = TriggerOptions {
             conf: request.conf,
             note: request.note,
-            triggered_by: request.triggered_by,
+            triggered_by: request.by.name.clone(),
+            audit: Some(request.by.audit(
+                "dag.trigger",
+                dag_id,
+                serde_json::json!({"version": version, "experiment": request.experiment}),
+            )),
             version,
             experiment: request.experiment,
         };

@@ -77,7 +77,7 @@ pub struct ActionRow {
 impl Store {
     /// Records a user's action for a scheduler to carry out; returns its id.
     pub async fn enqueue_action(&self, kind: &str, payload: &Value, requested_by: &str) -> Result<i64> {
-        self.backend.enqueue_action(kind, payload, requested_by).await
+        self.backend.enqueue_action(kind, payload, requested_by, None).await
     }
 
     /// Takes a pending action for this process (`pending → running`); `false` when another took

@@ -31,8 +31,8 @@ pub(crate) trait Backend: Send + Sync {
     async fn has_plugin(&self, id: &str) -> Result<bool>;
 
     // ---- DAGs, versions, import errors ----
-    async fn record_versions(&self, versions: &[NewVersion<'_>]) -> Result<Vec<Recorded>>;
-    async fn activate_version(&self, dag_id: &str, version: &str) -> Result<ActivateChange>;
+    async fn record_versions(&self, versions: &[NewVersion<'_>], audit: Option<&NewAudit>) -> Result<Vec<Recorded>>;
+    async fn activate_version(&self, dag_id: &str, version: &str, audit: Option<&NewAudit>) -> Result<ActivateChange>;
     async fn versions(&self, dag_id: &str) -> Result<Vec<VersionRow>>;
     async fn experiments(&self, dag_id: &str) -> Result<Vec<ExperimentRow>>;
     async fn versions_using(&self, plugin_id: &str) -> Result<Vec<VersionRow>>;
@@ -44,10 +44,10 @@ pub(crate) trait Backend: Send + Sync {
     async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>>;
     async fn dag_spec(&self, dag_id: &str, version: &str) -> Result<Option<Value>>;
     async fn dag_versions(&self, dag_id: &str) -> Result<Vec<(String, DateTime<Utc>)>>;
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<PauseChange>;
+    async fn set_paused(&self, dag_id: &str, paused: bool, audit: Option<&NewAudit>) -> Result<PauseChange>;
 
     // ---- runs ----
-    async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool>;
+    async fn create_run(&self, run: &NewRun, task_ids: &[String], audit: Option<&NewAudit>) -> Result<bool>;
     async fn run(&self, run_id: &str) -> Result<Option<RunRow>>;
     async fn runs(&self, dag_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>>;
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRow>>;
@@ -95,12 +95,19 @@ pub(crate) trait Backend: Send + Sync {
     async fn fuel_used_by(&self, user: &str, since: DateTime<Utc>) -> Result<i64>;
 
     // ---- pools ----
-    async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()>;
+    async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>, audit: Option<&NewAudit>)
+        -> Result<()>;
     async fn pools(&self) -> Result<Vec<PoolRow>>;
-    async fn delete_pool(&self, name: &str) -> Result<bool>;
+    async fn delete_pool(&self, name: &str, audit: Option<&NewAudit>) -> Result<bool>;
 
     // ---- actions ----
-    async fn enqueue_action(&self, kind: &str, payload: &Value, requested_by: &str) -> Result<i64>;
+    async fn enqueue_action(
+        &self,
+        kind: &str,
+        payload: &Value,
+        requested_by: &str,
+        audit: Option<&NewAudit>,
+    ) -> Result<i64>;
     async fn claim_action(&self, id: i64) -> Result<bool>;
     async fn pending_actions(&self) -> Result<Vec<ActionRow>>;
     async fn action(&self, id: i64) -> Result<Option<ActionRow>>;

@@ -206,18 +206,18 @@ impl Store {
     /// version already stored keeps its first origin and uploader. An experiment of a DAG the
     /// store does not have is [`StoreError::NoSuchDag`](crate::StoreError::NoSuchDag).
     pub async fn record_version(&self, version: &NewVersion<'_>) -> Result<Recorded> {
-        let recorded = self.backend.record_versions(std::slice::from_ref(version)).await?;
+        let recorded = self.backend.record_versions(std::slice::from_ref(version), None).await?;
         recorded.into_iter().next().ok_or_else(|| crate::StoreError::Invalid("no version was recorded".into()))
     }
 
     /// Records several versions (a bundle's) in one transaction: all or none.
     pub async fn record_versions(&self, versions: &[NewVersion<'_>]) -> Result<Vec<Recorded>> {
-        self.backend.record_versions(versions).await
+        self.backend.record_versions(versions, None).await
     }
 
     /// Makes a stored version the DAG's active one (a guarded write).
     pub async fn activate_version(&self, dag_id: &str, version: &str) -> Result<ActivateChange> {
-        self.backend.activate_version(dag_id, version).await
+        self.backend.activate_version(dag_id, version, None).await
     }
 
     /// Every version of a DAG, newest first.
@@ -280,6 +280,6 @@ impl Store {
     /// Pauses or unpauses a DAG: a guarded write (`WHERE is_paused = NOT paused`), so of two
     /// processes doing the same, one is told [`PauseChange::Already`].
     pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<PauseChange> {
-        self.backend.set_paused(dag_id, paused).await
+        self.backend.set_paused(dag_id, paused, None).await
     }
 }

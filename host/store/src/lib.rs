@@ -87,8 +87,8 @@ pub use task_instances::TaskInstanceRow;
 pub use tries::TryRow;
 pub use url::{BadDatabaseUrl, DatabaseUrl};
 pub use users::{
-    AuditQuery, AuditRow, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange, UserCredentials,
-    UserRow,
+    AuditQuery, AuditRow, Audited, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange,
+    UserCredentials, UserRow,
 };
 
 /// The store: a cheap-clone handle on one database (SQLite or PostgreSQL), its connection pool

@@ -17,7 +17,7 @@ pub struct PoolRow {
 impl Store {
     /// Creates or resizes a pool (a description of `None` keeps the one it has).
     pub async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
-        self.backend.set_pool(name, slots, description).await
+        self.backend.set_pool(name, slots, description, None).await
     }
 
     /// Every pool, by name.
@@ -27,6 +27,6 @@ impl Store {
 
     /// Deletes a pool; `false` when there was none.
     pub async fn delete_pool(&self, name: &str) -> Result<bool> {
-        self.backend.delete_pool(name).await
+        self.backend.delete_pool(name, None).await
     }
 }

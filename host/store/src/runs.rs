@@ -156,7 +156,7 @@ impl Store {
     /// scheduled run whose interval already has a run (created by this process or any other, at
     /// the same moment or before), returns `false` and creates nothing.
     pub async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool> {
-        self.backend.create_run(run, task_ids).await
+        self.backend.create_run(run, task_ids, None).await
     }
 
     /// One run.

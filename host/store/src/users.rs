@@ -282,3 +282,55 @@ pub(crate) fn split_action(action: Option<&str>) -> (Option<&str>, Option<&str>)
         other => (other, None),
     }
 }
+
+/// The store's changes that users make, each committed with its audit entry in one transaction:
+/// `store.audited(&entry).set_paused(...)`. The plain [`Store`] methods record none (the
+/// scheduler's own changes, the DAG folder's loads).
+pub struct Audited<'a> {
+    store: &'a Store,
+    audit: &'a NewAudit,
+}
+
+impl Store {
+    /// These changes, audited as `audit`.
+    pub fn audited<'a>(&'a self, audit: &'a NewAudit) -> Audited<'a> {
+        Audited { store: self, audit }
+    }
+}
+
+impl Audited<'_> {
+    /// [`Store::record_versions`], audited (a push: recorded even when nothing was new).
+    pub async fn record_versions(&self, versions: &[crate::NewVersion<'_>]) -> Result<Vec<crate::Recorded>> {
+        self.store.backend.record_versions(versions, Some(self.audit)).await
+    }
+
+    /// [`Store::activate_version`], audited when it changed the active version.
+    pub async fn activate_version(&self, dag_id: &str, version: &str) -> Result<crate::ActivateChange> {
+        self.store.backend.activate_version(dag_id, version, Some(self.audit)).await
+    }
+
+    /// [`Store::set_paused`], audited when it changed the DAG.
+    pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<crate::PauseChange> {
+        self.store.backend.set_paused(dag_id, paused, Some(self.audit)).await
+    }
+
+    /// [`Store::create_run`], audited when the run was created.
+    pub async fn create_run(&self, run: &crate::NewRun, task_ids: &[String]) -> Result<bool> {
+        self.store.backend.create_run(run, task_ids, Some(self.audit)).await
+    }
+
+    /// [`Store::enqueue_action`], audited.
+    pub async fn enqueue_action(&self, kind: &str, payload: &Value, requested_by: &str) -> Result<i64> {
+        self.store.backend.enqueue_action(kind, payload, requested_by, Some(self.audit)).await
+    }
+
+    /// [`Store::set_pool`], audited.
+    pub async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
+        self.store.backend.set_pool(name, slots, description, Some(self.audit)).await
+    }
+
+    /// [`Store::delete_pool`], audited when a pool was deleted.
+    pub async fn delete_pool(&self, name: &str) -> Result<bool> {
+        self.store.backend.delete_pool(name, Some(self.audit)).await
+    }
+}

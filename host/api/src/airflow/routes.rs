@@ -131,6 +131,7 @@ pub(crate) async fn patch_dag(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
     RawQuery(query): RawQuery,
+    Caller(by): Caller,
     JsonBody(body): JsonBody<DagPatch>,
 ) -> ApiResult<Json<Value>> {
     let params = Params::of(query);
@@ -139,7 +140,7 @@ pub(crate) async fn patch_dag(
         return Err(ApiError::BadRequest(format!("update_mask {field:?}: only is_paused can be changed")));
     }
     let paused = body.is_paused.ok_or_else(|| ApiError::BadRequest("is_paused: a boolean is required".into()))?;
-    state.service.set_paused(&dag_id, paused).await?;
+    state.service.set_paused(&dag_id, paused, &by).await?;
     Ok(Json(json!(dag(&state, &dag_id).await?)))
 }
 
@@ -216,7 +217,7 @@ pub(crate) async fn trigger(
         note: body.note,
         version: body.sandflow_version,
         experiment: body.sandflow_experiment,
-        triggered_by: by.name,
+        by,
     };
     let triggered = state.service.trigger(&dag_id, request).await?;
     Ok(Json(json!(DagRun::of(&triggered.run, &versions(&state, &dag_id).await?))))
@@ -355,7 +356,7 @@ pub(crate) async fn patch_task_instance(
         map_index: None,
         state: mark,
     };
-    state.service.perform(&action, &by.name).await?;
+    state.service.perform(&action, &by).await?;
     let ti = one_instance(&state, &run, &task_id, -1).await?;
     Ok(Json(json!(TaskInstanceCollection { task_instances: vec![ti], total_entries: 1 })))
 }
@@ -493,7 +494,7 @@ pub(crate) async fn clear(
                 .filter(|ti| picked(ti))
                 .map(|ti| (ti.task_id.clone(), ti.map_index))
                 .collect();
-            state.service.perform(&action, &by.name).await?;
+            state.service.perform(&action, &by).await?;
             answer.extend(
                 instances(&state, run)
                     .await?

@@ -7,6 +7,7 @@ use sandflow_service::dags::{DagDetail, DagFilter, DagSummary, Paused, VersionDi
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryOf};
 use crate::openapi::{Activated, Experiment, ExperimentVersion, Items, OffsetPage};
@@ -75,23 +76,32 @@ pub(crate) struct PatchBody {
 pub(crate) async fn patch(
     State(state): State<AppState>,
     Path(dag_id): Path<String>,
+    Caller(by): Caller,
     JsonBody(body): JsonBody<PatchBody>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.service.set_paused(&dag_id, body.is_paused).await?)))
+    Ok(Json(json!(state.service.set_paused(&dag_id, body.is_paused, &by).await?)))
 }
 
 /// `POST /api/v1/dags/{dag_id}/pause`.
 #[utoipa::path(post, path = "/api/v1/dags/{dag_id}/pause", tag = "dags", params(("dag_id" = String, Path)),
     responses((status = 200, description = "Paused", body = Paused)))]
-pub(crate) async fn pause(State(state): State<AppState>, Path(dag_id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.service.set_paused(&dag_id, true).await?)))
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    Caller(by): Caller,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(state.service.set_paused(&dag_id, true, &by).await?)))
 }
 
 /// `POST /api/v1/dags/{dag_id}/unpause`.
 #[utoipa::path(post, path = "/api/v1/dags/{dag_id}/unpause", tag = "dags", params(("dag_id" = String, Path)),
     responses((status = 200, description = "Unpaused", body = Paused)))]
-pub(crate) async fn unpause(State(state): State<AppState>, Path(dag_id): Path<String>) -> ApiResult<Json<Value>> {
-    let paused = state.service.set_paused(&dag_id, false).await?;
+pub(crate) async fn unpause(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    Caller(by): Caller,
+) -> ApiResult<Json<Value>> {
+    let paused = state.service.set_paused(&dag_id, false, &by).await?;
     state.service.store().notify(sandflow_store::Topic::Queued).await.ok();
     Ok(Json(json!(paused)))
 }
@@ -140,8 +150,9 @@ pub(crate) async fn diff(
 pub(crate) async fn activate(
     State(state): State<AppState>,
     Path((dag_id, version)): Path<(String, String)>,
+    Caller(by): Caller,
 ) -> ApiResult<Json<Value>> {
-    let changed = state.service.activate(&dag_id, &version).await?;
+    let changed = state.service.activate(&dag_id, &version, &by).await?;
     Ok(Json(json!(Activated { dag_id, active_version: version, changed })))
 }
 

@@ -99,7 +99,7 @@ pub(crate) async fn push_bundle(
         no_activate: q.no_activate.unwrap_or(false) || !by.is_at_least(sandflow_store::Role::Admin),
         experiment: q.experiment,
         note: q.note,
-        author: by.name,
+        by,
     };
     let report = state.service.push_bundle(body, options).await?;
     Ok((StatusCode::CREATED, Json(json!(report))).into_response())

@@ -129,13 +129,8 @@ pub(crate) async fn trigger(
     JsonBody(body): JsonBody<TriggerBody>,
 ) -> ApiResult<Response> {
     state.service.check_may_trigger(&by, &dag_id, body.experiment.as_deref()).await?;
-    let request = TriggerRequest {
-        conf: body.conf,
-        note: body.note,
-        version: body.dag_version,
-        experiment: body.experiment,
-        triggered_by: by.name,
-    };
+    let request =
+        TriggerRequest { conf: body.conf, note: body.note, version: body.dag_version, experiment: body.experiment, by };
     let triggered = state.service.trigger(&dag_id, request).await?;
     Ok((axum::http::StatusCode::CREATED, Json(json!(triggered))).into_response())
 }
@@ -256,7 +251,7 @@ pub(crate) async fn clear(
         upstream: body.upstream,
         only_failed: body.only_failed,
     };
-    Ok(Json(json!(state.service.perform(&action, &by.name).await?)))
+    Ok(Json(json!(state.service.perform(&action, &by).await?)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -279,7 +274,7 @@ pub(crate) async fn clear_range(
     Caller(by): Caller,
     JsonBody(body): JsonBody<ClearRangeBody>,
 ) -> ApiResult<Json<Value>> {
-    let done = state.service.clear_range(&dag_id, body.from, body.to, body.only_failed, &by.name).await?;
+    let done = state.service.clear_range(&dag_id, body.from, body.to, body.only_failed, &by).await?;
     Ok(Json(json!(done)))
 }
 
@@ -307,8 +302,7 @@ pub(crate) async fn backfill(
     Caller(by): Caller,
     JsonBody(body): JsonBody<BackfillBody>,
 ) -> ApiResult<Response> {
-    let request =
-        BackfillRequest { from: body.from, to: body.to, rerun_failed: body.rerun_failed, requested_by: by.name };
+    let request = BackfillRequest { from: body.from, to: body.to, rerun_failed: body.rerun_failed, by };
     let report = state.service.backfill(&dag_id, &request).await?;
     Ok((axum::http::StatusCode::CREATED, Json(json!(report))).into_response())
 }
@@ -342,7 +336,7 @@ pub(crate) async fn mark(
         map_index: body.map_index,
         state: body.state,
     };
-    Ok(Json(json!(state.service.perform(&action, &by.name).await?)))
+    Ok(Json(json!(state.service.perform(&action, &by).await?)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -7,6 +7,7 @@ use sandflow_store::{ActionRow, ImportErrorRow, PoolRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::openapi::{Items, PoolSet, ServerVersion};
@@ -94,6 +95,7 @@ pub(crate) struct PoolBody {
 pub(crate) async fn set_pool(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Caller(by): Caller,
     JsonBody(body): JsonBody<PoolBody>,
 ) -> ApiResult<Json<Value>> {
     if body.slots < 0 {
@@ -108,7 +110,7 @@ pub(crate) async fn set_pool(
             sandflow_core::text::shorten(&name, 60)
         ))));
     }
-    state.service.store().set_pool(&name, body.slots, body.description.as_deref()).await?;
+    state.service.set_pool(&by, &name, body.slots, body.description.as_deref()).await?;
     state.service.store().notify(sandflow_store::Topic::Queued).await.ok();
     Ok(Json(json!(PoolSet { name, slots: body.slots, description: body.description })))
 }
@@ -116,8 +118,12 @@ pub(crate) async fn set_pool(
 /// `DELETE /api/v1/pools/{name}`.
 #[utoipa::path(delete, path = "/api/v1/pools/{name}", tag = "system", params(("name" = String, Path)),
     responses((status = 204, description = "Deleted")))]
-pub(crate) async fn delete_pool(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    if state.service.store().delete_pool(&name).await? {
+pub(crate) async fn delete_pool(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Caller(by): Caller,
+) -> ApiResult<StatusCode> {
+    if state.service.delete_pool(&by, &name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::Service(sandflow_service::ServiceError::NotFound { what: "pool", id: name, hint: String::new() }))

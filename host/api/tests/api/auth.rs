@@ -307,3 +307,53 @@ async fn a_token_never_shows_in_debug_output_answers_or_the_audit_log() {
     let text = serde_json::to_string(&log).unwrap();
     assert!(!text.contains(&issued.token) && !text.contains("a long password"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_over_http_is_in_the_audit_log_with_who_and_where() {
+    let server = Server::with_scheduler().await;
+    let echo = sandflow_test_artifacts::bytes("echo");
+    let bundle = |n| targz(&[("logged.toml", chain_dag("logged", 1, n).as_bytes()), ("plugins/echo.wasm", &echo)]);
+    assert_eq!(server.push(bundle(1), "", "alice").await.0, 201);
+    let (_, second) = server.push(bundle(2), "no_activate=true", "alice").await;
+    let v2 = second["dags"][0]["version"].as_str().unwrap().to_string();
+    let (status, run) = server.post("/api/v1/dags/logged/runs", json!({"note": "audited"})).await;
+    assert_eq!(status, 201, "{run}");
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    server.wait_run(&run_id).await;
+    assert_eq!(server.post(&format!("/api/v1/runs/{}/clear", enc(&run_id)), json!({})).await.0, 200);
+    server.wait_run(&run_id).await;
+    let mark = json!({"state": "failed", "task_id": "t0"});
+    assert_eq!(server.post(&format!("/api/v1/runs/{}/mark", enc(&run_id)), mark).await.0, 200);
+    assert_eq!(server.post("/api/v1/dags/logged/pause", json!({})).await.0, 200);
+    assert_eq!(server.post("/api/v1/dags/logged/unpause", json!({})).await.0, 200);
+    assert_eq!(server.post(&format!("/api/v1/dags/logged/versions/{v2}/activate"), json!({})).await.0, 200);
+    assert_eq!(server.put_as_admin("/api/v1/pools/gpu", json!({"slots": 2})).await.0, 200);
+    assert_eq!(server.delete_as_admin("/api/v1/pools/gpu").await.0, 204);
+
+    let (status, log) = server.get("/api/v1/audit?limit=100").await;
+    assert_eq!(status, 200, "{log}");
+    let entries = log["items"].as_array().unwrap();
+    let find =
+        |action: &str| entries.iter().find(|e| e["action"] == action).unwrap_or_else(|| panic!("no {action} in {log}"));
+    for action in ["bundle.push", "dag.trigger", "run.clear", "run.mark", "dag.pause", "dag.unpause", "dag.activate"] {
+        let entry = find(action);
+        assert_eq!((entry["actor"].as_str(), entry["address"].as_str()), (Some("alice"), Some("127.0.0.1")), "{entry}");
+        assert_eq!(entry["outcome"], "ok");
+    }
+    assert_eq!(find("dag.trigger")["detail"]["run_id"], run_id.as_str());
+    assert_eq!(find("run.mark")["target"], run_id.as_str());
+    assert_eq!(find("pool.set")["actor"], "admin");
+    assert_eq!(find("pool.delete")["target"], "gpu");
+    assert_eq!(entries.iter().filter(|e| e["action"] == "bundle.push").count(), 2);
+    // The runs name their user, from the token, not from anything the client says.
+    let (_, run) = server.get(&format!("/api/v1/runs/{}", enc(&run_id))).await;
+    assert_eq!(run["triggered_by"], "alice");
+    // Filters and pages.
+    let (_, dags) = server.get("/api/v1/audit?action=dag.&limit=2").await;
+    let page = dags["items"].as_array().unwrap();
+    assert_eq!(page.len(), 2);
+    let before = page[1]["id"].as_i64().unwrap();
+    let (_, next) = server.get(&format!("/api/v1/audit?action=dag.&limit=100&before={before}")).await;
+    assert!(next["items"].as_array().unwrap().iter().all(|e| e["id"].as_i64().unwrap() < before));
+    assert_eq!(server.get("/api/v1/audit?limit=0").await.0, 400);
+}

@@ -75,7 +75,14 @@ impl Server {
             let config =
                 SchedulerConfig { poll_interval: Duration::from_millis(100), parallelism: 8, ..Default::default() };
             let scheduler = Scheduler::new(store.clone(), sandbox.clone(), config);
-            tokio::spawn(scheduler.run_with_worker(stop.clone()));
+            // Owned as standalone owns it, so actions go to this scheduler, not to one the
+            // service would start for them.
+            let owner = store.own_scheduling("the API tests").await.unwrap();
+            let stopped = stop.clone();
+            tokio::spawn(async move {
+                let _owner = owner;
+                scheduler.run_with_worker(stopped).await
+            });
         }
         let service = Service::new(store.clone(), sandbox, ServiceConfig::default());
         let admin_token = service.first_admin().await.unwrap().expect("a new store has no users").token;

@@ -221,3 +221,38 @@ async fn an_action_on_an_unknown_run_or_task_fails_with_a_reason() {
     }
     panic!("not carried out");
 }
+
+#[tokio::test]
+async fn a_run_another_process_cleared_and_decided_is_picked_up_and_runs() {
+    let dag = r#"
+id = "elsewhere"
+[tasks.only]
+plugin = "plugins/echo.wasm"
+"#;
+    let mut h = Harness::start(&[("elsewhere", dag)]).await;
+    let (run, state) = h.run("elsewhere", json!({})).await;
+    assert_eq!(state, RunState::Success);
+    // Another process (a command line finding no owner of the store) carries out a clear and
+    // decides what it unblocks: the instance is committed as scheduled, and nothing queues it.
+    let clear = Action::Clear {
+        dag_id: "elsewhere".into(),
+        run_ids: vec![run.run_id.clone()],
+        task_ids: vec![],
+        map_index: None,
+        downstream: false,
+        upstream: false,
+        only_failed: false,
+    };
+    h.store.enqueue_action("clear", &serde_json::to_value(&clear).unwrap(), "elsewhere").await.unwrap();
+    let sandbox = sandflow_sandbox::Sandbox::new(sandflow_sandbox::SandboxConfig::default()).unwrap();
+    let config = sandflow_scheduler::SchedulerConfig { create_scheduled_runs: false, ..Default::default() };
+    let mut other = sandflow_scheduler::Scheduler::new(h.store.clone(), sandbox, config);
+    let results = other.carry_out_pending().await.unwrap();
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    // The running scheduler picks the run up and queues the scheduled instance.
+    h.until(&run.run_id, "the cleared task ran again", |tis| {
+        tis.iter().any(|ti| ti.task_id == "only" && ti.state == TaskState::Success && ti.try_number == 2)
+    })
+    .await;
+    assert_eq!(h.wait(&run.run_id).await, RunState::Success);
+}

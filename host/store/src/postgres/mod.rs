@@ -409,18 +409,21 @@ impl Backend for Postgres {
 
     // ---- DAGs ----
 
-    async fn record_versions(&self, versions: &[NewVersion<'_>]) -> Result<Vec<Recorded>> {
+    async fn record_versions(&self, versions: &[NewVersion<'_>], audit: Option<&NewAudit>) -> Result<Vec<Recorded>> {
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
         let mut recorded = Vec::with_capacity(versions.len());
         for v in versions {
             recorded.push(record_version(&mut tx, v, now).await?);
         }
+        if let Some(audit) = audit {
+            users::insert_audit(&mut tx, audit).await?;
+        }
         tx.commit().await?;
         Ok(recorded)
     }
 
-    async fn activate_version(&self, dag_id: &str, version: &str) -> Result<ActivateChange> {
+    async fn activate_version(&self, dag_id: &str, version: &str, audit: Option<&NewAudit>) -> Result<ActivateChange> {
         let mut tx = self.pool.begin().await?;
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dag_versions WHERE dag_id = $1 AND version = $2)")
@@ -439,6 +442,11 @@ impl Backend for Postgres {
         .bind(dag_id)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() > 0 {
+            if let Some(audit) = audit {
+                users::insert_audit(&mut tx, audit).await?;
+            }
+        }
         tx.commit().await?;
         Ok(if done.rows_affected() > 0 { ActivateChange::Changed } else { ActivateChange::Already })
     }
@@ -532,28 +540,36 @@ impl Backend for Postgres {
         rows.iter().map(|r| Ok((r.try_get("version")?, r.try_get("created_at")?))).collect()
     }
 
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<PauseChange> {
+    async fn set_paused(&self, dag_id: &str, paused: bool, audit: Option<&NewAudit>) -> Result<PauseChange> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE dags SET is_paused = $1 WHERE dag_id = $2 AND is_paused = NOT $1")
             .bind(paused)
             .bind(dag_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() > 0 {
+            if let Some(audit) = audit {
+                users::insert_audit(&mut tx, audit).await?;
+            }
+            tx.commit().await?;
             return Ok(PauseChange::Changed);
         }
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dags WHERE dag_id = $1)")
             .bind(dag_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
         Ok(if exists { PauseChange::Already } else { PauseChange::NoSuchDag })
     }
 
     // ---- runs ----
 
-    async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool> {
+    async fn create_run(&self, run: &NewRun, task_ids: &[String], audit: Option<&NewAudit>) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         if !insert_run(&mut tx, run, task_ids).await? {
             return Ok(false);
+        }
+        if let Some(audit) = audit {
+            users::insert_audit(&mut tx, audit).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -796,7 +812,14 @@ impl Backend for Postgres {
 
     // ---- pools ----
 
-    async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
+    async fn set_pool(
+        &self,
+        name: &str,
+        slots: i64,
+        description: Option<&str>,
+        audit: Option<&NewAudit>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO pools (name, slots, description, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET slots = excluded.slots,
@@ -806,8 +829,12 @@ impl Backend for Postgres {
         .bind(slots)
         .bind(description)
         .bind(Utc::now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(audit) = audit {
+            users::insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -817,22 +844,43 @@ impl Backend for Postgres {
             .await?)
     }
 
-    async fn delete_pool(&self, name: &str) -> Result<bool> {
-        Ok(sqlx::query("DELETE FROM pools WHERE name = $1").bind(name).execute(&self.pool).await?.rows_affected() > 0)
+    async fn delete_pool(&self, name: &str, audit: Option<&NewAudit>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let deleted =
+            sqlx::query("DELETE FROM pools WHERE name = $1").bind(name).execute(&mut *tx).await?.rows_affected() > 0;
+        if deleted {
+            if let Some(audit) = audit {
+                users::insert_audit(&mut tx, audit).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(deleted)
     }
 
     // ---- actions ----
 
-    async fn enqueue_action(&self, kind: &str, payload: &Value, requested_by: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
+    async fn enqueue_action(
+        &self,
+        kind: &str,
+        payload: &Value,
+        requested_by: &str,
+        audit: Option<&NewAudit>,
+    ) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let id = sqlx::query_scalar(
             "INSERT INTO actions (kind, payload, requested_by, requested_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(kind)
         .bind(json(payload))
         .bind(requested_by)
         .bind(Utc::now())
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(audit) = audit {
+            users::insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(id)
     }
 
     async fn claim_action(&self, id: i64) -> Result<bool> {

@@ -381,7 +381,7 @@ impl Backend for Sqlite {
 
     // ---- DAGs ----
 
-    async fn record_versions(&self, versions: &[NewVersion<'_>]) -> Result<Vec<Recorded>> {
+    async fn record_versions(&self, versions: &[NewVersion<'_>], audit: Option<&NewAudit>) -> Result<Vec<Recorded>> {
         let now = Utc::now();
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -389,11 +389,14 @@ impl Backend for Sqlite {
         for v in versions {
             recorded.push(record_version(&mut tx, v, now).await?);
         }
+        if let Some(audit) = audit {
+            users::insert_audit(&mut tx, audit).await?;
+        }
         tx.commit().await?;
         Ok(recorded)
     }
 
-    async fn activate_version(&self, dag_id: &str, version: &str) -> Result<ActivateChange> {
+    async fn activate_version(&self, dag_id: &str, version: &str, audit: Option<&NewAudit>) -> Result<ActivateChange> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM dag_versions WHERE dag_id = ? AND version = ?")
@@ -413,6 +416,11 @@ impl Backend for Sqlite {
                 .bind(version)
                 .execute(&mut *tx)
                 .await?;
+        if done.rows_affected() > 0 {
+            if let Some(audit) = audit {
+                users::insert_audit(&mut tx, audit).await?;
+            }
+        }
         tx.commit().await?;
         Ok(if done.rows_affected() > 0 { ActivateChange::Changed } else { ActivateChange::Already })
     }
@@ -506,19 +514,25 @@ impl Backend for Sqlite {
         rows.iter().map(|r| Ok((r.try_get("version")?, r.try_get("created_at")?))).collect()
     }
 
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<PauseChange> {
+    async fn set_paused(&self, dag_id: &str, paused: bool, audit: Option<&NewAudit>) -> Result<PauseChange> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query("UPDATE dags SET is_paused = ? WHERE dag_id = ? AND is_paused = ?")
             .bind(paused)
             .bind(dag_id)
             .bind(!paused)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() > 0 {
+            if let Some(audit) = audit {
+                users::insert_audit(&mut tx, audit).await?;
+            }
+            tx.commit().await?;
             return Ok(PauseChange::Changed);
         }
         let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM dags WHERE dag_id = ?")
             .bind(dag_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?
             > 0;
         Ok(if exists { PauseChange::Already } else { PauseChange::NoSuchDag })
@@ -526,11 +540,14 @@ impl Backend for Sqlite {
 
     // ---- runs ----
 
-    async fn create_run(&self, run: &NewRun, task_ids: &[String]) -> Result<bool> {
+    async fn create_run(&self, run: &NewRun, task_ids: &[String], audit: Option<&NewAudit>) -> Result<bool> {
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if !insert_run(&mut tx, run, task_ids).await? {
             return Ok(false);
+        }
+        if let Some(audit) = audit {
+            users::insert_audit(&mut tx, audit).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -776,7 +793,15 @@ impl Backend for Sqlite {
 
     // ---- pools ----
 
-    async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()> {
+    async fn set_pool(
+        &self,
+        name: &str,
+        slots: i64,
+        description: Option<&str>,
+        audit: Option<&NewAudit>,
+    ) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO pools (name, slots, description, updated_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET slots = excluded.slots,
@@ -786,8 +811,12 @@ impl Backend for Sqlite {
         .bind(slots)
         .bind(description)
         .bind(Utc::now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(audit) = audit {
+            users::insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -797,22 +826,45 @@ impl Backend for Sqlite {
             .await?)
     }
 
-    async fn delete_pool(&self, name: &str) -> Result<bool> {
-        Ok(sqlx::query("DELETE FROM pools WHERE name = ?").bind(name).execute(&self.pool).await?.rows_affected() > 0)
+    async fn delete_pool(&self, name: &str, audit: Option<&NewAudit>) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let deleted =
+            sqlx::query("DELETE FROM pools WHERE name = ?").bind(name).execute(&mut *tx).await?.rows_affected() > 0;
+        if deleted {
+            if let Some(audit) = audit {
+                users::insert_audit(&mut tx, audit).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(deleted)
     }
 
     // ---- actions ----
 
-    async fn enqueue_action(&self, kind: &str, payload: &Value, requested_by: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
+    async fn enqueue_action(
+        &self,
+        kind: &str,
+        payload: &Value,
+        requested_by: &str,
+        audit: Option<&NewAudit>,
+    ) -> Result<i64> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id = sqlx::query_scalar(
             "INSERT INTO actions (kind, payload, requested_by, requested_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
         .bind(kind)
         .bind(payload.to_string())
         .bind(requested_by)
         .bind(Utc::now())
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(audit) = audit {
+            users::insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(id)
     }
 
     async fn claim_action(&self, id: i64) -> Result<bool> {

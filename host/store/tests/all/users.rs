@@ -3,7 +3,7 @@
 use sandflow_store::{AuditQuery, NewAudit, NewToken, Role, UserChange};
 use serde_json::json;
 
-use crate::Db;
+use crate::{new_run, with_dag, Db};
 
 crate::on_both!(
     a_user_is_added_once_and_its_change_is_audited_with_it,
@@ -11,6 +11,7 @@ crate::on_both!(
     a_token_needs_an_existing_user,
     the_audit_log_filters_and_pages_newest_first,
     budgets_are_set_replaced_and_removed,
+    a_users_change_and_its_audit_entry_commit_together_or_not_at_all,
 );
 
 fn audit(action: &str, target: &str) -> NewAudit {
@@ -119,4 +120,32 @@ async fn budgets_are_set_replaced_and_removed(db: Db) {
     assert_eq!(store.budgets().await.unwrap().len(), 1);
     assert_eq!(store.fuel_used_by("ada", chrono::Utc::now() - chrono::Duration::days(1)).await.unwrap(), 0);
     assert_eq!(store.audit(&AuditQuery { limit: 10, ..Default::default() }).await.unwrap().len(), 4);
+}
+
+async fn a_users_change_and_its_audit_entry_commit_together_or_not_at_all(db: Db) {
+    let store = &db.store;
+    with_dag(store).await;
+    let log = || async { store.audit(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap() };
+    let run = new_run("r1", sandflow_store::RunType::Manual, 0);
+    let trigger = audit("dag.trigger", "d");
+    assert!(store.audited(&trigger).create_run(&run, &["t".to_string()]).await.unwrap());
+    // The same run again: not created, and so not audited.
+    assert!(!store.audited(&trigger).create_run(&run, &["t".to_string()]).await.unwrap());
+    assert_eq!(log().await.len(), 1);
+    // A pause that changes nothing (it already is) records nothing; one that changes, one entry.
+    let pause = audit("dag.pause", "d");
+    assert_eq!(store.audited(&pause).set_paused("d", false).await.unwrap(), sandflow_store::PauseChange::Already);
+    assert_eq!(store.audited(&pause).set_paused("d", true).await.unwrap(), sandflow_store::PauseChange::Changed);
+    assert!(!store.audited(&audit("pool.delete", "none")).delete_pool("none").await.unwrap());
+    store.audited(&audit("pool.set", "gpu")).set_pool("gpu", 2, None).await.unwrap();
+    store.audited(&audit("run.clear", "r1")).enqueue_action("clear", &json!({}), "root").await.unwrap();
+    assert_eq!(
+        store.audited(&audit("dag.activate", "d")).activate_version("d", "v9").await.unwrap(),
+        sandflow_store::ActivateChange::NoSuchVersion
+    );
+    let actions: Vec<String> = log().await.into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["run.clear", "pool.set", "dag.pause", "dag.trigger"]);
+    // The plain methods (the scheduler's own changes) record nothing.
+    store.set_paused("d", false).await.unwrap();
+    assert_eq!(log().await.len(), 4);
 }
