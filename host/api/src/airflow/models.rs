@@ -133,13 +133,9 @@ impl VersionNumbers {
     }
 }
 
+/// Airflow's `DagRunState`: Sandflow's run states are Airflow's names.
 fn run_state(state: RunState) -> &'static str {
-    match state {
-        RunState::Queued => "queued",
-        RunState::Running => "running",
-        RunState::Success => "success",
-        RunState::Failed => "failed",
-    }
+    state.as_str()
 }
 
 /// Airflow's `DagRunType` and `DagRunTriggeredByType` for a run.
@@ -220,21 +216,10 @@ pub(crate) struct DagRunCollection {
     pub total_entries: i64,
 }
 
-/// Airflow's `TaskInstanceState` (`None`: no state yet).
+/// Airflow's `TaskInstanceState`: Sandflow's task states are Airflow's names; no state yet is
+/// `null` there.
 pub(crate) fn task_state(state: TaskState) -> Option<&'static str> {
-    Some(match state {
-        TaskState::None => return None,
-        TaskState::Scheduled => "scheduled",
-        TaskState::Queued => "queued",
-        TaskState::Running => "running",
-        TaskState::Success => "success",
-        TaskState::Failed => "failed",
-        TaskState::UpForRetry => "up_for_retry",
-        TaskState::UpForReschedule => "up_for_reschedule",
-        TaskState::Skipped => "skipped",
-        TaskState::UpstreamFailed => "upstream_failed",
-        TaskState::Removed => "removed",
-    })
+    (state != TaskState::None).then(|| state.as_str())
 }
 
 /// `TaskInstanceResponse`.
