@@ -56,7 +56,11 @@ pub async fn run(args: BenchHttpArgs, home: &Home) -> Result<(), CliError> {
     } else {
         Store::open(&scratch.path().join("sandflow.db"), Durability::Normal).await.map_err(anyhow::Error::from)?
     };
-    let service = crate::server::service(store.clone(), home, true)?;
+    let settings = crate::server::BindArgs {
+        bind: "127.0.0.1:0".parse().expect("an address"),
+        plugin_downloads: sandflow_store::Role::Viewer,
+    };
+    let service = crate::server::service(store.clone(), home, true, &settings)?;
     let stop = CancellationToken::new();
     let _stop = stop.clone().drop_guard();
     let (addr, _server) =

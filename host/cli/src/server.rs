@@ -17,6 +17,14 @@ pub struct BindArgs {
     /// The address the HTTP API listens on (port 0: any free port, printed at start).
     #[arg(long, env = "SANDFLOW_BIND", default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     pub bind: SocketAddr,
+    /// The least role that may download plugins' bytes over the API: viewer, author, operator
+    /// or admin (workers read them from the database, not over HTTP).
+    #[arg(long, env = "SANDFLOW_PLUGIN_DOWNLOADS", default_value = "viewer", value_parser = parse_role, value_name = "ROLE")]
+    pub plugin_downloads: sandflow_store::Role,
+}
+
+fn parse_role(text: &str) -> Result<sandflow_store::Role, String> {
+    text.parse().map_err(|e: sandflow_store::UnknownName| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,9 +37,14 @@ pub struct ServerArgs {
 }
 
 /// The use cases over `store`, as a server carries them out.
-pub fn service(store: Store, home: &Home, paused_at_creation: bool) -> anyhow::Result<Service> {
+pub fn service(store: Store, home: &Home, paused_at_creation: bool, bind: &BindArgs) -> anyhow::Result<Service> {
     let sandbox = crate::plugin_cmd::sandbox(home)?;
-    let config = ServiceConfig { paused_at_creation, role: "the server".to_string(), ..ServiceConfig::default() };
+    let config = ServiceConfig {
+        paused_at_creation,
+        role: "the server".to_string(),
+        plugin_downloads: bind.plugin_downloads,
+        ..ServiceConfig::default()
+    };
     Ok(Service::new(store, sandbox, config))
 }
 
@@ -87,7 +100,7 @@ pub async fn start(
 pub async fn run(args: ServerArgs, home: &Home) -> Result<(), CliError> {
     let stop = crate::processes::stop_on_signal();
     let store = open_store(home).await?;
-    let service = service(store.clone(), home, args.dags_paused_at_creation)?;
+    let service = service(store.clone(), home, args.dags_paused_at_creation, &args.bind)?;
     first_start(&service, home).await?;
     let (addr, task) = start(service, args.bind.bind, stop).await?;
     sayln!("sandflow server: API on http://{addr}/api/v1 (health: http://{addr}/healthz), store {}", store.describe());

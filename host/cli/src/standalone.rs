@@ -69,7 +69,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
     let mut notices = handle.subscribe();
     let api_stop = tokio_util::sync::CancellationToken::new();
     let _stop_api = api_stop.clone().drop_guard();
-    let service = crate::server::service(store.clone(), home, args.dags_paused_at_creation)?;
+    let service = crate::server::service(store.clone(), home, args.dags_paused_at_creation, &args.bind)?;
     crate::server::first_start(&service, home).await?;
     let (addr, _api) = crate::server::start(service, args.bind.bind, api_stop).await?;
     sayln!("API on http://{addr}/api/v1 (health: http://{addr}/healthz)");

@@ -535,6 +535,18 @@ impl Service {
         Ok(self.store.audited(&by.audit("pool.delete", name, json!({}))).delete_pool(name).await?)
     }
 
+    /// May `who` download plugins' bytes? As the server is set (`--plugin-downloads ROLE`).
+    pub fn check_may_download_plugins(&self, who: &Principal) -> Result<()> {
+        let need = self.config.plugin_downloads;
+        if who.is_at_least(need) {
+            return Ok(());
+        }
+        Err(ServiceError::Forbidden(format!(
+            "this server lets the {need} role and above download plugins (you are {} with the {} role)",
+            who.name, who.role
+        )))
+    }
+
     /// Records a refusal and returns its error (403).
     pub async fn refuse(&self, who: &Principal, action: &str, target: &str, why: &str) -> ServiceError {
         self.record_refused(&who.name, action, target, &who.address, why).await;

@@ -39,6 +39,9 @@ pub struct ServiceConfig {
     /// Who carries out an action when no scheduler owns the store, for its lock's record
     /// (`the command line`, `the server`).
     pub role: String,
+    /// The least role that may download plugins' bytes over the API (workers read them from
+    /// the database, never over HTTP).
+    pub plugin_downloads: sandflow_store::Role,
 }
 
 impl Default for ServiceConfig {
@@ -48,6 +51,7 @@ impl Default for ServiceConfig {
             bundle_limits: sandflow_bundle::Limits::default(),
             paused_at_creation: false,
             role: "the command line".to_string(),
+            plugin_downloads: sandflow_store::Role::Viewer,
         }
     }
 }

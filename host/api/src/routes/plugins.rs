@@ -33,7 +33,12 @@ pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -
 /// `GET /api/v1/plugins/{id}/bytes`: the wasm, checked against its id.
 #[utoipa::path(get, path = "/api/v1/plugins/{id}/bytes", tag = "plugins", params(("id" = String, Path)),
     responses((status = 200, description = "The module's bytes", content_type = "application/wasm", body = Vec<u8>)))]
-pub(crate) async fn bytes(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn bytes(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(who): Caller,
+) -> ApiResult<Response> {
+    state.service.check_may_download_plugins(&who)?;
     let bytes = state.service.plugin_bytes(&id).await?;
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }

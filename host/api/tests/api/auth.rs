@@ -357,3 +357,69 @@ async fn every_change_over_http_is_in_the_audit_log_with_who_and_where() {
     assert!(next["items"].as_array().unwrap().iter().all(|e| e["id"].as_i64().unwrap() < before));
     assert_eq!(server.get("/api/v1/audit?limit=0").await.0, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_downloads_need_the_role_the_server_is_set_to() {
+    let config = sandflow_service::ServiceConfig { plugin_downloads: Role::Operator, ..Default::default() };
+    let server = Server::start_configured(crate::Backend::Sqlite, false, config).await;
+    let echo = sandflow_test_artifacts::bytes("echo");
+    let (status, plugin) = server.post_bytes("/api/v1/plugins", "application/wasm", echo.clone(), "alice").await;
+    assert!(status == 201 || status == 200, "{plugin}");
+    let path = format!("/api/v1/plugins/{}/bytes", plugin["plugin_id"].as_str().unwrap());
+    let viewer = server.token_with_role("val", Role::Viewer).await;
+    let operator = server.token_with_role("oda", Role::Operator).await;
+    let (status, body) = call(&server, &Method::GET, &path, Some(&viewer)).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let response = reqwest::Client::new().get(server.url(&path)).bearer_auth(&operator).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap().to_vec(), echo);
+    // Reading what a plugin is stays a viewer's.
+    let (status, _) = call(&server, &Method::GET, &path.replace("/bytes", ""), Some(&viewer)).await;
+    assert_eq!(status, 200);
+}
+
+/// A log sink for the test's own thread (the current-thread runtime runs the server there).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tokens_and_passwords_never_reach_the_servers_log() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = Server::start().await;
+    let admin = Principal::local("test");
+    server.service.add_user(&admin, "eve", Role::Viewer, Some("eve's long password")).await.unwrap();
+    let issued = server.service.issue_token(&admin, "eve", None, "test").await.unwrap();
+    // A good token, a near miss, a revoked one, a login right and wrong, a refused change.
+    call(&server, &Method::GET, "/api/v1/dags", Some(&issued.token)).await;
+    let near = format!("{}f", issued.token);
+    call(&server, &Method::GET, "/api/v1/dags", Some(&near)).await;
+    call(&server, &Method::POST, "/api/v1/users", Some(&issued.token)).await;
+    for password in ["eve's long password", "a wrong password"] {
+        let body = json!({"username": "eve", "password": password});
+        reqwest::Client::new().post(server.url("/auth/token")).json(&body).send().await.unwrap();
+    }
+    server.service.revoke_token(&admin, &issued.id).await.unwrap();
+    call(&server, &Method::GET, "/api/v1/dags", Some(&issued.token)).await;
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("DEBUG") || log.contains("INFO") || log.contains("TRACE"), "the log was captured: {log}");
+    for secret in [&issued.token[3..], "eve's long password", "a wrong password", &server.admin_token[3..]] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+}

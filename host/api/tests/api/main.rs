@@ -55,6 +55,11 @@ impl Server {
     }
 
     pub async fn start_on(backend: Backend, scheduler: bool) -> Server {
+        Server::start_configured(backend, scheduler, ServiceConfig::default()).await
+    }
+
+    /// The API (with a scheduler if asked) with the service set up as `config` says.
+    pub async fn start_configured(backend: Backend, scheduler: bool, config: ServiceConfig) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let store = match backend {
             Backend::Sqlite => Store::open(&dir.path().join("sandflow.db"), Durability::Normal).await.unwrap(),
@@ -72,9 +77,9 @@ impl Server {
         .unwrap();
         let stop = CancellationToken::new();
         if scheduler {
-            let config =
+            let scheduling =
                 SchedulerConfig { poll_interval: Duration::from_millis(100), parallelism: 8, ..Default::default() };
-            let scheduler = Scheduler::new(store.clone(), sandbox.clone(), config);
+            let scheduler = Scheduler::new(store.clone(), sandbox.clone(), scheduling);
             // Owned as standalone owns it, so actions go to this scheduler, not to one the
             // service would start for them.
             let owner = store.own_scheduling("the API tests").await.unwrap();
@@ -84,7 +89,7 @@ impl Server {
                 scheduler.run_with_worker(stopped).await
             });
         }
-        let service = Service::new(store.clone(), sandbox, ServiceConfig::default());
+        let service = Service::new(store.clone(), sandbox, config);
         let admin_token = service.first_admin().await.unwrap().expect("a new store has no users").token;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
