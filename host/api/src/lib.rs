@@ -1,7 +1,9 @@
-//! Sandflow's HTTP API: `/api/v1` (everything the CLI can do), the event stream, `/healthz`.
-//! Handlers are thin: they read the request, call the service layer and write its answer as
-//! JSON; errors are `{"code", "message"}` with statuses chosen in one place ([`error`]).
-//! The only crate that knows axum.
+//! Sandflow's HTTP API: `/api/v1` (everything the CLI can do), the event stream, `/healthz`,
+//! `/metrics`, and Airflow 3's `/api/v2` subset for its official client (`airflow`).
+//! Every route but the health checks and logging in needs a bearer token of the role the one
+//! access table gives it (`auth`). Handlers are thin: they read the request, call the service
+//! layer and write its answer as JSON; errors are `{"code", "message"}` with statuses chosen in
+//! one place ([`error`]). The only crate that knows axum.
 
 mod airflow;
 mod auth;
