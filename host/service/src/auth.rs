@@ -453,7 +453,10 @@ impl Service {
 
     /// A user's fuel today against their budget.
     pub async fn budget_of(&self, name: &str) -> Result<BudgetView> {
-        let user = self.user(name).await?;
+        self.budget_for(self.user(name).await?).await
+    }
+
+    async fn budget_for(&self, user: UserRow) -> Result<BudgetView> {
         let budgets = self.store.budgets().await?;
         let own = budgets.iter().find(|b| b.subject_kind == "user" && b.subject == user.name);
         let of_role = budgets.iter().find(|b| b.subject_kind == "role" && b.subject == user.role.as_str());
@@ -473,10 +476,8 @@ impl Service {
     /// Refuses a trigger by a user whose budget is used up (429 with the figures). Names that
     /// are not users (the command line's OS user) have no budget.
     pub(crate) async fn check_budget(&self, user: &str) -> Result<()> {
-        if self.store.user_credentials(user).await?.is_none() {
-            return Ok(());
-        }
-        let view = self.budget_of(user).await?;
+        let Some(credentials) = self.store.user_credentials(user).await? else { return Ok(()) };
+        let view = self.budget_for(credentials.user).await?;
         match view.fuel_per_day {
             Some(budget) if view.used_today >= budget => {
                 Err(ServiceError::OverBudget { user: view.user, used_today: view.used_today, fuel_per_day: budget })
@@ -493,8 +494,7 @@ impl Service {
         }
         if who.role == Role::Author {
             if let Some(name) = experiment {
-                let experiments = self.store.experiments(dag_id).await?;
-                if experiments.iter().any(|e| e.name == name && e.author == who.name) {
+                if self.is_author_of(who, dag_id, name).await? {
                     return Ok(());
                 }
                 return Err(self
@@ -514,8 +514,7 @@ impl Service {
         let run = self.store.run(run_id).await?.ok_or_else(|| ServiceError::not_found("run", run_id))?;
         if who.role == Role::Author {
             if let Some(name) = &run.experiment {
-                let experiments = self.store.experiments(&run.dag_id).await?;
-                if experiments.iter().any(|e| &e.name == name && e.author == who.name) {
+                if self.is_author_of(who, &run.dag_id, name).await? {
                     return Ok(());
                 }
             }
@@ -545,6 +544,11 @@ impl Service {
             "this server lets the {need} role and above download plugins (you are {} with the {} role)",
             who.name, who.role
         )))
+    }
+
+    /// Whether `who` pushed experiment `name` of `dag_id`.
+    async fn is_author_of(&self, who: &Principal, dag_id: &str, name: &str) -> Result<bool> {
+        Ok(self.store.experiments(dag_id).await?.iter().any(|e| e.name == name && e.author == who.name))
     }
 
     /// Records a refusal and returns its error (403).

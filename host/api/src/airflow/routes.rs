@@ -10,7 +10,7 @@ use sandflow_scheduler::actions::{Action, MarkState};
 use sandflow_service::dags::{DagFilter, TaskView};
 use sandflow_service::runs::{RunFilter, TriggerRequest};
 use sandflow_service::ServiceError;
-use sandflow_store::RunRow;
+use sandflow_store::{RunRow, TryRow};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -257,13 +257,21 @@ async fn instances(state: &AppState, run: &RunRow) -> ApiResult<Vec<TaskInstance
         .into_iter()
         .map(|t| (t.task_id.clone(), t))
         .collect();
-    let tries = state.service.store().run_tries(&run.run_id).await?;
+    // Tries in start order: the last one of each instance wins.
+    let last_tries: HashMap<(String, i64), TryRow> = state
+        .service
+        .store()
+        .run_tries(&run.run_id)
+        .await?
+        .into_iter()
+        .map(|t| ((t.task_id.clone(), t.map_index), t))
+        .collect();
     let numbers = versions(state, &run.dag_id).await?;
     Ok(detail
         .tasks
         .iter()
         .map(|ti| {
-            let last = tries.iter().rev().find(|t| t.task_id == ti.task_id && t.map_index == ti.map_index);
+            let last = last_tries.get(&(ti.task_id.clone(), ti.map_index));
             TaskInstance::of(run, ti, tasks.get(&ti.task_id), last, &numbers)
         })
         .collect())
