@@ -1,0 +1,5 @@
+// Placeholder until the trigger dialog lands (issue 11).
+export function TriggerDialog({ onClose }) {
+  onClose?.();
+  return null;
+}
