@@ -2,8 +2,9 @@
 # The whole test suite, on a fresh machine: installs what is missing, starts one private PostgreSQL
 # cluster for the run (scripts/postgres.sh: a temporary directory, a free loopback port) and hands it
 # to every test process in SANDFLOW_TEST_POSTGRES_URL, makes a virtualenv with the official Airflow
-# client (scripts/airflow-client.sh: SANDFLOW_TEST_AIRFLOW_PYTHON), runs every test, stops the cluster whatever
-# happened, and closes with one line that sums the tests up ("tests: N passed, N failed").
+# client (scripts/airflow-client.sh: SANDFLOW_TEST_AIRFLOW_PYTHON), builds the web UI into web/dist/
+# (scripts/build-web.sh: the API's UI tests and the browser tests of host/api/tests/ui load it), runs
+# every test, stops the cluster whatever happened, and closes with one line that sums the tests up ("tests: N passed, N failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -21,6 +22,8 @@ echo "PostgreSQL for the tests: $SANDFLOW_TEST_POSTGRES_URL (in $pgdir)"
 SANDFLOW_TEST_AIRFLOW_PYTHON=$(scripts/airflow-client.sh "$PWD/target/airflow-client-venv")
 export SANDFLOW_TEST_AIRFLOW_PYTHON
 echo "apache-airflow-client for the tests: $("$SANDFLOW_TEST_AIRFLOW_PYTHON" -m pip show apache-airflow-client 2>/dev/null | awk '/^Version/ {print $2}')"
+# The web UI, which the binary embeds and the UI tests load (web/dist/).
+scripts/build-web.sh
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
