@@ -41,6 +41,7 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/auth/token" | "/api/v1/auth/login") => Public,
         // Who the caller is, their budget.
         ("GET", "/api/v1/me") => AtLeast(Viewer),
+        ("POST", "/api/v1/auth/logout") => AtLeast(Viewer),
         // Users, tokens, budgets, the audit log.
         ("GET" | "POST", "/api/v1/users") => AtLeast(Admin),
         ("GET" | "PATCH", "/api/v1/users/{name}") => AtLeast(Admin),

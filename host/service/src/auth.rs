@@ -386,6 +386,15 @@ impl Service {
         Ok(())
     }
 
+    /// Logging out: the caller's own token is revoked (any role may end its own session).
+    /// A caller without a token (the local command line) has nothing to revoke.
+    pub async fn logout(&self, by: &Principal) -> Result<()> {
+        match &by.token_id {
+            Some(id) => self.revoke_token(by, id).await,
+            None => Err(ServiceError::Invalid("no token to revoke: this caller did not come with one".into())),
+        }
+    }
+
     /// Tokens, of one user or of all.
     pub async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>> {
         Ok(self.store.tokens(user).await?)

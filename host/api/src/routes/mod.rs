@@ -53,6 +53,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(plugins::push_bundle))
         .routes(routes!(users::token))
         .routes(routes!(users::login))
+        .routes(routes!(users::logout))
         .routes(routes!(users::me))
         .routes(routes!(users::list, users::add))
         .routes(routes!(users::get, users::change))

@@ -189,6 +189,14 @@ pub(crate) async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/v1/auth/logout`: revokes the token this request came with (the UI's log out).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "users",
+    responses((status = 204, description = "The caller's token is revoked")))]
+pub(crate) async fn logout(State(state): State<AppState>, Caller(by): Caller) -> ApiResult<StatusCode> {
+    state.service.logout(&by).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `GET /api/v1/budgets`.
 #[utoipa::path(get, path = "/api/v1/budgets", tag = "users",
     responses((status = 200, description = "Every fuel budget", body = Items<BudgetRow>)))]

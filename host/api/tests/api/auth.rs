@@ -59,6 +59,14 @@ async fn every_route_answers_every_role_as_the_access_table_says() {
             let (status, _) = call(&server, &method, &url, Some("sf_not-a-token")).await;
             assert!(need == Access::Public || status == 401, "{method} {path}: a bad token is refused");
             for (role, token) in &tokens {
+                // Logging out ends the token it came with: log out with a token of its own.
+                let spent;
+                let token = if path == "/api/v1/auth/logout" {
+                    spent = server.token_with_role(&format!("b-{role}"), *role).await;
+                    &spent
+                } else {
+                    token
+                };
                 let (status, body) = call(&server, &method, &url, Some(token)).await;
                 let allowed = match need {
                     Access::Public => true,
@@ -118,6 +126,13 @@ async fn expired_revoked_and_disabled_users_tokens_are_refused_at_once() {
     server.patch_as_admin("/api/v1/users/ada", json!({"disabled": false})).await;
     assert_eq!(call(&server, &Method::GET, "/api/v1/dags", Some(&third.token)).await.0, 200);
 
+    // Logging out revokes the token it came with, and only that one, whatever the role.
+    let other = server.service.issue_token(&admin, "ada", None, "test").await.unwrap();
+    assert_eq!(call(&server, &Method::POST, "/api/v1/auth/logout", Some(&other.token)).await.0, 204);
+    let (status, body) = call(&server, &Method::GET, "/api/v1/dags", Some(&other.token)).await;
+    assert_eq!((status, body["message"].as_str()), (401, Some("this token was revoked")));
+    assert_eq!(call(&server, &Method::GET, "/api/v1/dags", Some(&third.token)).await.0, 200, "only that token");
+
     // A role change takes effect at once too.
     let (status, _) = call(&server, &Method::POST, "/api/v1/dags/nope/pause", Some(&third.token)).await;
     assert_eq!(status, 403);
@@ -127,8 +142,10 @@ async fn expired_revoked_and_disabled_users_tokens_are_refused_at_once() {
 
     // Every change above is in the audit log, by whom and from where.
     let log = server.store.audit(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
-    let revoke = log.iter().find(|e| e.action == "token.revoke").unwrap();
+    let revoke = log.iter().find(|e| e.action == "token.revoke" && e.actor == "admin").unwrap();
     assert_eq!((revoke.actor.as_str(), revoke.address.as_str()), ("admin", "127.0.0.1"));
+    let logout = log.iter().find(|e| e.action == "token.revoke" && e.actor == "ada").unwrap();
+    assert_eq!(logout.target, other.id, "a log out is audited as its own revocation");
     assert_eq!(log.iter().filter(|e| e.action == "user.change").count(), 3);
 }
 
