@@ -38,6 +38,8 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
     let m = method.as_str();
     let access = match (m, path) {
         ("GET", "/healthz" | "/api/v2/monitor/health" | "/api/v2/version") => Public,
+        // The web UI's page and files (its data comes from the API, with the user's token).
+        ("GET" | "HEAD", "/" | "/ui/{*file}") => Public,
         ("POST", "/auth/token" | "/api/v1/auth/login") => Public,
         // Who the caller is, their budget.
         ("GET", "/api/v1/me") => AtLeast(Viewer),

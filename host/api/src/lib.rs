@@ -1,5 +1,6 @@
 //! Sandflow's HTTP API: `/api/v1` (everything the CLI can do), the event stream, `/healthz`,
-//! `/metrics`, and Airflow 3's `/api/v2` subset for its official client (`airflow`).
+//! `/metrics`, Airflow 3's `/api/v2` subset for its official client (`airflow`), and the web UI
+//! at `/` (`ui`: web/dist, embedded).
 //! Every route but the health checks and logging in needs a bearer token of the role the one
 //! access table gives it (`auth`). Handlers are thin: they read the request, call the service
 //! layer and write its answer as JSON; errors are `{"code", "message"}` with statuses chosen in
@@ -13,6 +14,7 @@ mod extract;
 mod metrics;
 mod openapi;
 mod routes;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{access, Access};
 pub use events::{EventHub, StateEvent};
+pub use ui::CONTENT_SECURITY_POLICY;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -49,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .0
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(axum::middleware::from_fn(airflow::errors_as_airflow))
+        .layer(axum::middleware::map_response(ui::security_headers))
         .with_state(state)
 }
 

@@ -6,11 +6,14 @@ mod runs;
 mod system;
 mod users;
 
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::{airflow, openapi, AppState};
+use crate::{airflow, openapi, ui, AppState};
 
 /// Every route, each registered with its OpenAPI operation by `routes!` (one call per path; its
 /// handlers' `#[utoipa::path]` give the path and method), and the document they make.
@@ -75,5 +78,17 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(airflow::log))
         .routes(routes!(airflow::clear))
         .split_for_parts();
-    (router.fallback(system::no_route), openapi::finish(api))
+    // The web UI, not in the OpenAPI document: its page at `/`, its files under `/ui/`.
+    let router = router.route("/", get(ui::index)).route("/ui/{*file}", get(ui::asset));
+    (router.fallback(fallback), openapi::finish(api))
+}
+
+/// A request no route takes: the UI's page for a path a browser may show (the app routes it),
+/// a JSON 404 for the rest (`/api/...` among them).
+async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    if ui::is_page(&method, uri.path()) {
+        ui::index(headers).await
+    } else {
+        system::no_route(uri).await.into_response()
+    }
 }

@@ -1,0 +1,1 @@
+//! The web UI in headless Chromium (in progress).
