@@ -53,6 +53,7 @@ mod claims;
 mod dags;
 mod error;
 mod open;
+mod overview;
 mod ownership;
 mod plugins;
 mod pools;
@@ -78,6 +79,7 @@ pub use dags::{
 };
 pub use error::{LostRace, Result, StoreError, UnknownName};
 pub use open::Durability;
+pub use overview::{PluginUse, StateCount};
 pub use ownership::{lock_path, SchedulingGuard, SchedulingOwner};
 pub use plugins::{PluginKind, PluginRow};
 pub use pools::PoolRow;

@@ -21,6 +21,8 @@ pub struct TryRow {
     pub peak_memory: Option<i64>,
     pub wall_us: Option<i64>,
     pub log: Option<String>,
+    /// When the instance was queued for this try (`None` for tries from before it was recorded).
+    pub queued_at: Option<DateTime<Utc>>,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
 }

@@ -125,8 +125,9 @@ pub(super) async fn one(tx: &mut PgConnection, change: &Change) -> Result<()> {
                 return Err(lost_task(tx, run_id, task_id, *map_index, from.as_str()).await);
             }
             sqlx::query(
-                "INSERT INTO task_tries (run_id, task_id, map_index, try_number, plugin_id, started_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO task_tries (run_id, task_id, map_index, try_number, plugin_id, started_at, queued_at)
+                 SELECT $1, $2, $3, $4, $5, $6, queued_at FROM task_instances
+                 WHERE run_id = $1 AND task_id = $2 AND map_index = $3",
             )
             .bind(run_id)
             .bind(task_id)

@@ -79,8 +79,8 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, asked_at: D
         .await?;
         let Some((try_number, plugin_id, Json(job), queued_at)) = row else { continue };
         sqlx::query(
-            "INSERT INTO task_tries (run_id, task_id, map_index, try_number, plugin_id, worker, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO task_tries (run_id, task_id, map_index, try_number, plugin_id, worker, started_at, queued_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&c.run_id)
         .bind(&c.task_id)
@@ -89,6 +89,7 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest<'_>, asked_at: D
         .bind(&plugin_id)
         .bind(request.worker)
         .bind(at)
+        .bind(queued_at)
         .execute(&mut *tx)
         .await?;
         claimed.push(Claimed {

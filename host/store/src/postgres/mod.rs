@@ -636,6 +636,45 @@ impl Backend for Postgres {
         .await?)
     }
 
+    async fn recent_runs(&self, per_dag: i64) -> Result<Vec<RunRow>> {
+        // For each DAG, its newest runs by the (dag_id, created_at DESC) index.
+        Ok(sqlx::query_as(&format!(
+            "SELECT r.* FROM dags d CROSS JOIN LATERAL (
+                 {RUN_SELECT} x WHERE x.dag_id = d.dag_id ORDER BY x.created_at DESC, x.run_id DESC LIMIT $1) r
+             ORDER BY r.dag_id, r.created_at DESC, r.run_id DESC"
+        ))
+        .bind(per_dag)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn last_scheduled_interval_ends(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        Ok(sqlx::query_as(
+            "SELECT d.dag_id, x.interval_end FROM dags d CROSS JOIN LATERAL (
+                 SELECT interval_end FROM dag_runs
+                 WHERE dag_id = d.dag_id AND run_type = 'scheduled' ORDER BY interval_start DESC LIMIT 1) x",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn state_counts(&self, run_ids: &[String]) -> Result<Vec<crate::StateCount>> {
+        Ok(sqlx::query_as(
+            "SELECT run_id, task_id, map_index >= 0 AS mapped, state, COUNT(*) AS instances, MAX(try_number) AS try_number,
+                    MIN(started_at) AS started_at, MAX(ended_at) AS ended_at
+             FROM task_instances WHERE run_id = ANY($1) GROUP BY run_id, task_id, state, map_index >= 0",
+        )
+        .bind(run_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn plugin_uses(&self) -> Result<Vec<crate::PluginUse>> {
+        Ok(sqlx::query_as("SELECT plugin_id, dag_id, version FROM dag_version_plugins ORDER BY plugin_id, dag_id, version")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     // ---- task instances and tries ----
 
     async fn unfinished_instance_counts(&self) -> Result<Vec<(String, i64)>> {
@@ -677,7 +716,7 @@ impl Backend for Postgres {
     async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>> {
         Ok(sqlx::query_as(
             "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us, log,
-                    started_at, ended_at
+                    queued_at, started_at, ended_at
              FROM task_tries WHERE run_id = $1 AND task_id = $2 AND map_index = $3 ORDER BY try_number",
         )
         .bind(run_id)
@@ -690,7 +729,7 @@ impl Backend for Postgres {
     async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {
         Ok(sqlx::query_as(
             "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us,
-                    NULL::text AS log, started_at, ended_at
+                    NULL::text AS log, queued_at, started_at, ended_at
              FROM task_tries WHERE run_id = $1 ORDER BY started_at",
         )
         .bind(run_id)

@@ -63,8 +63,8 @@ pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, asked_a
         .await?;
         let Some((try_number, plugin_id, job, queued_at)) = row else { continue };
         sqlx::query(
-            "INSERT INTO task_tries (run_id, task_id, map_index, try_number, plugin_id, worker, started_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO task_tries (run_id, task_id, map_index, try_number, plugin_id, worker, started_at, queued_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.run_id)
         .bind(&c.task_id)
@@ -73,6 +73,7 @@ pub(super) async fn claim(pool: &SqlitePool, request: &ClaimRequest<'_>, asked_a
         .bind(&plugin_id)
         .bind(request.worker)
         .bind(at)
+        .bind(queued_at)
         .execute(&mut *tx)
         .await?;
         claimed.push(Claimed {

@@ -612,6 +612,54 @@ impl Backend for Sqlite {
         .await?)
     }
 
+    async fn recent_runs(&self, per_dag: i64) -> Result<Vec<RunRow>> {
+        // Driven from `dags`: for each DAG, the newest runs by the (dag_id, created_at DESC)
+        // index, so the cost is DAGs × per_dag lookups, not a scan of every run.
+        Ok(sqlx::query_as(
+            "SELECT r.run_id, r.dag_id, r.version, r.run_type, r.state, r.logical_date, r.interval_start,
+                    r.interval_end, r.conf, r.note, r.triggered_by, r.created_at, r.started_at, r.ended_at, r.experiment
+             FROM dags d JOIN dag_runs r ON r.run_id IN (
+                 SELECT x.run_id FROM dag_runs x WHERE x.dag_id = d.dag_id
+                 ORDER BY x.created_at DESC, x.run_id DESC LIMIT ?)
+             ORDER BY r.dag_id, r.created_at DESC, r.run_id DESC",
+        )
+        .bind(per_dag)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn last_scheduled_interval_ends(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT d.dag_id, (SELECT x.interval_end FROM dag_runs x
+                               WHERE x.dag_id = d.dag_id AND x.run_type = 'scheduled'
+                               ORDER BY x.interval_start DESC LIMIT 1) AS last_end
+             FROM dags d",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().filter_map(|(dag, end)| Some((dag, end?))).collect())
+    }
+
+    async fn state_counts(&self, run_ids: &[String]) -> Result<Vec<crate::StateCount>> {
+        let mut sql = sqlx::QueryBuilder::new(
+            "SELECT run_id, task_id, map_index >= 0 AS mapped, state, COUNT(*) AS instances, MAX(try_number) AS try_number,
+                    MIN(started_at) AS started_at, MAX(ended_at) AS ended_at
+             FROM task_instances WHERE run_id IN (",
+        );
+        let mut list = sql.separated(", ");
+        for id in run_ids {
+            list.push_bind(id.clone());
+        }
+        sql.push(") GROUP BY run_id, task_id, state, map_index >= 0");
+        Ok(sql.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    async fn plugin_uses(&self) -> Result<Vec<crate::PluginUse>> {
+        Ok(sqlx::query_as("SELECT plugin_id, dag_id, version FROM dag_version_plugins ORDER BY plugin_id, dag_id, version")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     // ---- task instances and tries ----
 
     async fn unfinished_instance_counts(&self) -> Result<Vec<(String, i64)>> {
@@ -653,7 +701,7 @@ impl Backend for Sqlite {
     async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>> {
         Ok(sqlx::query_as(
             "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us, log,
-                    started_at, ended_at
+                    queued_at, started_at, ended_at
              FROM task_tries WHERE run_id = ? AND task_id = ? AND map_index = ? ORDER BY try_number",
         )
         .bind(run_id)
@@ -666,7 +714,7 @@ impl Backend for Sqlite {
     async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {
         Ok(sqlx::query_as(
             "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us, NULL AS log,
-                    started_at, ended_at
+                    queued_at, started_at, ended_at
              FROM task_tries WHERE run_id = ? ORDER BY started_at",
         )
         .bind(run_id)

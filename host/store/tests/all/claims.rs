@@ -102,6 +102,8 @@ async fn claims_take_the_highest_priority_first_and_never_the_same_instance_twic
     assert_eq!(state_of(&db.store, "c").await, (TaskState::Running, 1));
     let tries = db.store.tries(RUN, "c", -1).await.unwrap();
     assert_eq!((tries.len(), tries[0].try_number, tries[0].outcome.as_deref()), (1, 1, None));
+    // The claim copies when the instance was queued into its try, for the Gantt chart.
+    assert!(tries[0].queued_at.is_some_and(|q| q <= tries[0].started_at), "{:?}", tries[0]);
 }
 
 async fn a_pool_holds_across_workers(db: Db) {

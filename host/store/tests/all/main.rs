@@ -10,6 +10,7 @@ mod claims;
 mod concurrency;
 mod guarded;
 mod opening;
+mod overview;
 mod ownership;
 mod users;
 mod versions;
