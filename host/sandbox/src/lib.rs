@@ -23,10 +23,12 @@ mod error;
 mod limits;
 mod outcome;
 mod pipes;
+mod languages;
 mod plugin;
 
 pub use engine::{CodeSource, KillSwitch, Plugin, Sandbox, SandboxConfig};
 pub use error::{PluginError, SandboxError};
+pub use languages::languages;
 pub use limits::{Caps, Limits, MAX_PLUGIN_BYTES};
 pub use outcome::{human_bytes, human_duration, Outcome, TryReport};
 pub use plugin::{PluginId, PluginInfo, PluginKind};
