@@ -1,6 +1,10 @@
 //! Which languages made a plugin, as its `producers` custom section says (the tool conventions'
 //! `language` field, else what its `processed-by` tools imply). Toolchains that write no such
 //! section leave it unknown: an empty list, never a guess.
+//!
+//! Names are the language, not its standard (`C11` is `C`). C next to another language is left
+//! out: it is the wasi-libc that Rust's, Zig's and Go's standard libraries link, not the plugin's
+//! code (a plugin of Rust and C of its own shows as Rust).
 
 use wasmparser::{KnownCustom, Parser, Payload};
 
@@ -39,7 +43,7 @@ pub fn languages(bytes: &[u8]) -> Vec<String> {
         for field in reader.into_iter().flatten() {
             for value in field.values.into_iter().flatten() {
                 match field.name {
-                    "language" => add(&mut found, value.name),
+                    "language" => add(&mut found, plain_name(value.name)),
                     "processed-by" => add(&mut tools, value.name),
                     _ => {}
                 }
@@ -53,7 +57,19 @@ pub fn languages(bytes: &[u8]) -> Vec<String> {
             }
         }
     }
+    if found.len() > 1 {
+        found.retain(|language| language != "C");
+    }
     found
+}
+
+/// A language without its standard's year: `C11` → `C`, `C++17` → `C++`.
+fn plain_name(name: &str) -> &str {
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    match base {
+        "C" | "C++" | "ObjC" if base.len() < name.len() => base,
+        _ => name,
+    }
 }
 
 #[cfg(test)]
@@ -67,6 +83,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(languages(&wasm), ["Rust"]);
+    }
+
+    #[test]
+    fn standards_are_named_by_their_language_and_libc_is_not_a_language_of_the_plugin() {
+        let c = wat::parse_str(r#"(module (@producers (language "C11" "") (processed-by "clang" "19")))"#).unwrap();
+        assert_eq!(languages(&c), ["C"]);
+        let rust = wat::parse_str(r#"(module (@producers (language "C11" "") (language "Rust" "")))"#).unwrap();
+        assert_eq!(languages(&rust), ["Rust"]);
+        let cpp = wat::parse_str(r#"(module (@producers (language "C++17" "")))"#).unwrap();
+        assert_eq!(languages(&cpp), ["C++"]);
     }
 
     #[test]

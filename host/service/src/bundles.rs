@@ -31,6 +31,8 @@ pub struct PushOptions {
     pub note: Option<String>,
     /// Who pushes.
     pub by: crate::auth::Principal,
+    /// Check the bundle and say what a push would store, storing nothing.
+    pub dry_run: bool,
 }
 
 /// What a push stored.
@@ -42,6 +44,8 @@ pub struct PushReport {
     pub plugins: Vec<PushedPlugin>,
     /// Files of the archive that are neither DAG files nor plugins.
     pub ignored: Vec<Ignored>,
+    /// Nothing was stored: this is what a push would store.
+    pub dry_run: bool,
 }
 
 /// A DAG of a pushed bundle.
@@ -123,7 +127,48 @@ impl Service {
                 return Err(ServiceError::BundleRejected(missing));
             }
         }
+        if options.dry_run {
+            return self.preview_bundle(checked, &options).await;
+        }
         self.store_bundle(checked, &options).await
+    }
+
+    /// What storing a checked bundle would do, read from the store without writing to it.
+    async fn preview_bundle(&self, checked: Checked, options: &PushOptions) -> Result<PushReport> {
+        let Checked { bundle, plugins, dags } = checked;
+        let mut pushed_plugins = Vec::new();
+        for (path, info) in &plugins {
+            pushed_plugins.push(PushedPlugin {
+                path: path.clone(),
+                plugin_id: info.id.to_string(),
+                kind: sandflow_scheduler::stored_kind(info.kind).as_str().to_string(),
+                size: bundle.plugins[path].len(),
+                new: !self.store.has_plugin(info.id.as_str()).await?,
+            });
+        }
+        let mut pushed_dags = Vec::new();
+        for d in &dags {
+            let version = d.dag.version();
+            let row = self.store.dag(&d.dag.id).await?;
+            let new_version = self.store.dag_spec(&d.dag.id, &version).await?.is_none();
+            let activated = match (&row, &options.experiment) {
+                (None, _) => true,
+                (Some(_), Some(_)) => false,
+                (Some(row), None) => !options.no_activate && row.active_version != version,
+            };
+            pushed_dags.push(PushedDag {
+                dag_id: d.dag.id.clone(),
+                file: d.file.clone(),
+                new_version,
+                activated,
+                new_dag: row.is_none(),
+                experiment: options.experiment.clone(),
+                tasks: d.dag.tasks.len(),
+                plugin_ids: sandflow_scheduler::plugin_ids(&d.dag),
+                version,
+            });
+        }
+        Ok(PushReport { dags: pushed_dags, plugins: pushed_plugins, ignored: bundle.ignored, dry_run: true })
     }
 
     fn check_bundle(&self, bytes: &[u8], handle: &tokio::runtime::Handle) -> Result<Checked> {
@@ -257,7 +302,7 @@ impl Service {
             })
             .collect();
         self.store.notify(sandflow_store::Topic::Queued).await.ok();
-        Ok(PushReport { dags: pushed_dags, plugins: pushed_plugins, ignored: bundle.ignored })
+        Ok(PushReport { dags: pushed_dags, plugins: pushed_plugins, ignored: bundle.ignored, dry_run: false })
     }
 }
 

@@ -52,6 +52,20 @@ pub struct DagSummary {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub last_run: Option<RunRow>,
+    /// Its latest runs, newest first (at most [`RECENT_RUNS`]).
+    pub recent_runs: Vec<RunRow>,
+    /// When the schedule next makes a run due; `None` when paused, stale or manual only.
+    pub next_run: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// How many of a DAG's latest runs its summary holds.
+pub const RECENT_RUNS: i64 = 10;
+
+/// What a summary needs besides the DAG's row, read for every DAG at once.
+#[derive(Default)]
+struct Recent {
+    runs: HashMap<String, Vec<RunRow>>,
+    last_interval_end: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 /// A task of a version.
@@ -177,11 +191,27 @@ impl Service {
         }
     }
 
-    async fn summary(&self, row: DagRow) -> Result<DagSummary> {
+    /// The latest runs and scheduled interval ends of every DAG: two queries, however many DAGs.
+    async fn recent(&self) -> Result<Recent> {
+        let mut recent = Recent::default();
+        for run in self.store.recent_runs(RECENT_RUNS).await? {
+            recent.runs.entry(run.dag_id.clone()).or_default().push(run);
+        }
+        recent.last_interval_end = self.store.last_scheduled_interval_ends().await?.into_iter().collect();
+        Ok(recent)
+    }
+
+    async fn summary(&self, row: DagRow, recent: &mut Recent) -> Result<DagSummary> {
         let parsed = self.version_of(&row.dag_id, &row.active_version).await?;
         let dag = &parsed.1;
-        let last = RunQuery { dag_id: Some(row.dag_id.clone()), limit: 1, ..RunQuery::default() };
-        let last_run = self.store.list_runs(&last).await?.into_iter().next();
+        let recent_runs = recent.runs.remove(&row.dag_id).unwrap_or_default();
+        let last_run = recent_runs.first().cloned();
+        let next_run = if row.is_paused || row.is_stale() {
+            None
+        } else {
+            let last_end = recent.last_interval_end.get(&row.dag_id).copied();
+            sandflow_scheduler::timetable::next_due(dag, last_end, row.created_at, chrono::Utc::now())
+        };
         Ok(DagSummary {
             is_stale: row.is_stale(),
             dag_id: row.dag_id,
@@ -196,19 +226,22 @@ impl Service {
             created_at: row.created_at,
             updated_at: row.updated_at,
             last_run,
+            recent_runs,
+            next_run,
         })
     }
 
     /// Every DAG that passes `filter`, by id.
     pub async fn list_dags(&self, filter: &DagFilter) -> Result<Vec<DagSummary>> {
         let mut out = Vec::new();
+        let mut recent = self.recent().await?;
         for row in self.store.dags().await? {
             if filter.paused.is_some_and(|p| p != row.is_paused)
                 || filter.search.as_ref().is_some_and(|s| !row.dag_id.contains(s.as_str()))
             {
                 continue;
             }
-            let summary = self.summary(row).await?;
+            let summary = self.summary(row, &mut recent).await?;
             if filter.tag.as_ref().is_some_and(|t| !summary.tags.contains(t))
                 || filter.owner.as_ref().is_some_and(|o| summary.owner.as_ref() != Some(o))
                 || filter.last_run_state.is_some_and(|s| summary.last_run.as_ref().map(|r| r.state) != Some(s))
@@ -224,7 +257,13 @@ impl Service {
     pub async fn dag(&self, dag_id: &str) -> Result<DagDetail> {
         let row = self.dag_row(dag_id).await?;
         let active = row.active_version.clone();
-        let summary = self.summary(row).await?;
+        let mut recent = Recent::default();
+        let query = RunQuery { dag_id: Some(dag_id.to_string()), limit: RECENT_RUNS, ..RunQuery::default() };
+        recent.runs.insert(dag_id.to_string(), self.store.list_runs(&query).await?);
+        if let Some(end) = self.store.last_scheduled_interval_end(dag_id).await? {
+            recent.last_interval_end.insert(dag_id.to_string(), end);
+        }
+        let summary = self.summary(row, &mut recent).await?;
         let parsed = self.version_of(dag_id, &active).await?;
         let versions = self.versions(dag_id).await?;
         Ok(DagDetail { summary, tasks_detail: parsed.1.tasks.iter().map(task_view).collect(), versions })

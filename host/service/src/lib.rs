@@ -5,6 +5,7 @@
 //! - [`bundles`]: push a bundle (checked whole, stored all or nothing), versions, experiments.
 //! - [`plugins`]: upload one plugin, its metadata and which versions pin it.
 //! - [`dags`]: DAGs with their schedule and last run, versions, their diff, activation, pause.
+//! - [`overview`]: what the UI charts: a DAG's grid of runs × tasks, a run's timeline.
 //! - [`runs`]: trigger (a version, an experiment), list page by page, compare runs.
 //! - [`actions`]: clear and mark, carried out by the scheduler that owns the store.
 //! - [`backfill`]: a run for each past interval of a schedule.
@@ -18,6 +19,7 @@ pub mod backfill;
 pub mod bundles;
 pub mod dags;
 mod error;
+pub mod overview;
 pub mod plugins;
 pub mod runs;
 
@@ -64,6 +66,7 @@ pub struct Service {
     config: ServiceConfig,
     specs: std::sync::Arc<dags::SpecCache>,
     logins: std::sync::Arc<auth::LoginThrottle>,
+    languages: std::sync::Arc<plugins::LanguageCache>,
 }
 
 impl std::fmt::Debug for Service {
@@ -75,7 +78,14 @@ impl std::fmt::Debug for Service {
 impl Service {
     /// The use cases over `store`, checking plugins with `sandbox`.
     pub fn new(store: Store, sandbox: Sandbox, config: ServiceConfig) -> Service {
-        Service { store, sandbox, config, specs: Default::default(), logins: Default::default() }
+        Service {
+            store,
+            sandbox,
+            config,
+            specs: Default::default(),
+            logins: Default::default(),
+            languages: Default::default(),
+        }
     }
 
     /// The limits on an uploaded bundle.

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use sandflow_core::state::RunState;
 use sandflow_service::dags::{DagDetail, DagFilter, DagSummary, Paused, VersionDiff, VersionSpec, VersionView};
+use sandflow_service::overview::Grid;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -174,4 +175,24 @@ pub(crate) async fn experiments(State(state): State<AppState>, Path(dag_id): Pat
     }
     let items = by_name.into_iter().map(|(name, versions)| Experiment { name, versions }).collect();
     Ok(Json(json!(Items { items })))
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GridQuery {
+    /// How many of the latest runs (1 to 100, default 25).
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/dags/{dag_id}/grid?limit=25`: the latest runs × the tasks, each cell a state and,
+/// for a mapped task, its instances counted by state.
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/grid", tag = "dags", params(("dag_id" = String, Path), GridQuery),
+    responses((status = 200, description = "Tasks in topological order, runs newest first, cells by run and task", body = Grid)))]
+pub(crate) async fn grid(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+    QueryOf(q): QueryOf<GridQuery>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(state.service.grid(&dag_id, q.limit.unwrap_or(25)).await?)))
 }

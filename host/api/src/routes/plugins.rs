@@ -5,8 +5,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sandflow_service::bundles::{PushOptions, PushReport};
-use sandflow_service::plugins::{PluginDetail, UploadedPlugin};
-use sandflow_store::PluginRow;
+use sandflow_service::plugins::{PluginDetail, PluginSummary, UploadedPlugin};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,9 +17,9 @@ use crate::AppState;
 
 /// `GET /api/v1/plugins`.
 #[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins",
-    responses((status = 200, description = "Every stored plugin", body = Items<PluginRow>)))]
+    responses((status = 200, description = "Every stored plugin, its languages and the DAG versions that pin it", body = Items<PluginSummary>)))]
 pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(Items { items: state.service.store().plugins().await? })))
+    Ok(Json(json!(Items { items: state.service.list_plugins().await? })))
 }
 
 /// `GET /api/v1/plugins/{id}`: metadata and the DAG versions that pin it.
@@ -69,14 +68,17 @@ pub(crate) struct PushQuery {
     no_activate: Option<bool>,
     experiment: Option<String>,
     note: Option<String>,
+    /// Check it and answer what a push would store (200), storing nothing.
+    dry_run: Option<bool>,
 }
 
-/// `POST /api/v1/bundles?experiment=&note=&no_activate=`: a `.tar.gz` or `.zip` of DAG files and
-/// plugins, checked whole and stored all or nothing. 201 with what was stored; 422 with every
-/// diagnostic.
+/// `POST /api/v1/bundles?experiment=&note=&no_activate=&dry_run=`: a `.tar.gz` or `.zip` of DAG
+/// files and plugins, checked whole and stored all or nothing. 201 with what was stored (200 with
+/// what would be, for a dry run); 422 with every diagnostic.
 #[utoipa::path(post, path = "/api/v1/bundles", tag = "plugins", params(PushQuery),
     request_body(content = Vec<u8>, content_type = "application/gzip", description = "A .tar.gz (or, as application/zip, a .zip) of DAG files and plugins"),
     responses((status = 201, description = "Every DAG with its version and every plugin with its id, new or known", body = PushReport),
+        (status = 200, description = "A dry run: what a push would store; nothing was", body = PushReport),
         (status = 422, description = "Refused: nothing was stored; `diagnostics` lists every problem", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn push_bundle(
     State(state): State<AppState>,
@@ -105,7 +107,9 @@ pub(crate) async fn push_bundle(
         experiment: q.experiment,
         note: q.note,
         by,
+        dry_run: q.dry_run.unwrap_or(false),
     };
     let report = state.service.push_bundle(body, options).await?;
-    Ok((StatusCode::CREATED, Json(json!(report))).into_response())
+    let status = if report.dry_run { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(json!(report))).into_response())
 }

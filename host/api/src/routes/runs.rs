@@ -12,6 +12,7 @@ use sandflow_core::state::RunState;
 use sandflow_scheduler::actions::{Action, MarkState};
 use sandflow_service::actions::ActionDone;
 use sandflow_service::backfill::{BackfillReport, BackfillRequest};
+use sandflow_service::overview::Timeline;
 use sandflow_service::runs::{Comparison, LogChunk, Page, RunDetail, RunFilter, TriggerRequest, Triggered};
 use sandflow_store::{RunRow, RunType, TaskInstanceRow, TryRow};
 use serde::Deserialize;
@@ -140,6 +141,14 @@ pub(crate) async fn trigger(
     responses((status = 200, description = "The run, its task instances and plugin ids", body = RunDetail)))]
 pub(crate) async fn get(State(state): State<AppState>, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(state.service.run(&run_id).await?)))
+}
+
+/// `GET /api/v1/runs/{run_id}/timeline`: every try's queued and running time (a mapped task's
+/// instances merged by try number) and the critical path, for the Gantt chart.
+#[utoipa::path(get, path = "/api/v1/runs/{run_id}/timeline", tag = "runs", params(("run_id" = String, Path)),
+    responses((status = 200, description = "Tasks with their tries' times, the critical path", body = Timeline)))]
+pub(crate) async fn timeline(State(state): State<AppState>, Path(run_id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(state.service.timeline(&run_id).await?)))
 }
 
 /// `GET /api/v1/runs/{run_id}/tasks`.
