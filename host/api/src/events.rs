@@ -66,10 +66,22 @@ pub struct EventHub {
 
 type TaskKey = (String, i64);
 
+/// How many of the newest runs each poll reads to find runs that began and ended between two
+/// polls (never active when one looked). Of more new runs than this in one poll, the oldest
+/// ones' ends are not reported (their tasks' are, if they were seen running).
+const NEWEST: i64 = 200;
+/// How far back (before the previous poll) an end still counts as new: clocks of the processes
+/// that write ends may differ a little.
+const END_MARGIN: chrono::Duration = chrono::Duration::seconds(2);
+
 #[derive(Default)]
 struct Seen {
     runs: HashMap<String, (String, sandflow_core::state::RunState)>,
     tasks: HashMap<String, HashMap<TaskKey, (sandflow_core::state::TaskState, i64)>>,
+    /// Runs whose end was reported, and when: not reported again.
+    ended: HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// When the previous poll began.
+    since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl EventHub {
@@ -105,6 +117,8 @@ impl EventHub {
     }
 
     async fn poll(&self, seen: &mut Seen, emit: bool) -> Result<(), sandflow_store::StoreError> {
+        let now = chrono::Utc::now();
+        let since = seen.since.replace(now).unwrap_or(now) - END_MARGIN;
         let active = self.store.active_runs().await?;
         let mut rows: Vec<sandflow_store::RunRow> = active;
         let active_ids: std::collections::HashSet<String> = rows.iter().map(|r| r.run_id.clone()).collect();
@@ -112,6 +126,16 @@ impl EventHub {
         for run_id in seen.runs.keys().filter(|id| !active_ids.contains(*id)).cloned().collect::<Vec<_>>() {
             if let Some(row) = self.store.run(&run_id).await? {
                 rows.push(row);
+            }
+        }
+        // Runs that began and ended between two polls.
+        let newest = self.store.runs(None, NEWEST).await?;
+        for run in newest {
+            let known = active_ids.contains(&run.run_id)
+                || seen.runs.contains_key(&run.run_id)
+                || seen.ended.contains_key(&run.run_id);
+            if !known && run.ended_at.is_some_and(|end| end >= since) {
+                rows.push(run);
             }
         }
         let send = |event: StateEvent| {
@@ -142,6 +166,10 @@ impl EventHub {
             seen.runs.insert(run.run_id.clone(), (run.dag_id.clone(), run.state));
         }
         // Ended runs are reported once, then forgotten.
+        for run in rows.iter().filter(|r| !active_ids.contains(&r.run_id)) {
+            seen.ended.insert(run.run_id.clone(), now);
+        }
+        seen.ended.retain(|_, at| *at >= since - END_MARGIN);
         seen.runs.retain(|id, _| active_ids.contains(id));
         seen.tasks.retain(|id, _| active_ids.contains(id));
         Ok(())

@@ -199,3 +199,25 @@ async fn a_dry_run_push_reports_what_it_would_store_and_stores_nothing() {
     let (status, _) = server.push(shapes_bundle(SHAPES), "dry_run=maybe", "alice").await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_reports_a_run_that_begins_and_ends_between_two_polls() {
+    let server = Server::with_scheduler().await;
+    assert_eq!(server.push(shapes_bundle(SHAPES), "", "alice").await.0, 201);
+    let mut stream = server.http.get(server.url("/api/v1/events?dag_id=shapes")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    // Let the stream's first poll pass, so what follows are changes.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let run_id = trigger(&server, json!([1])).await;
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ended = format!("\"run_id\":\"{run_id}\",\"state\":\"success\"");
+    while !text.contains(&ended) {
+        assert!(std::time::Instant::now() < deadline, "no end of {run_id} in the stream: {text}");
+        if let Ok(Ok(Some(chunk))) = tokio::time::timeout(std::time::Duration::from_millis(500), stream.chunk()).await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(text.contains("event: run") && text.contains("\"task_id\":\"last\""), "{text}");
+    assert_eq!(text.matches(&ended).count(), 1, "an end is reported once: {text}");
+}
