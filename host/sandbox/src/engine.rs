@@ -114,6 +114,29 @@ impl KillSwitch {
     }
 }
 
+/// The log of a running try, readable while it runs (for a live view). Cheap to clone; all
+/// clones see the same try. Empty until the try starts.
+#[derive(Debug, Clone, Default)]
+pub struct LiveLog(Arc<std::sync::Mutex<Option<CappedPipe>>>);
+
+impl LiveLog {
+    /// A log to attach to one try.
+    pub fn new() -> Self {
+        LiveLog::default()
+    }
+
+    /// What the try has written to its log so far (timestamped lines, capped as the final log
+    /// is, without its truncation marker); `None` before it starts.
+    pub fn so_far(&self) -> Option<String> {
+        let pipe = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        pipe.as_ref().map(|p| String::from_utf8_lossy(&p.contents()).into_owned())
+    }
+
+    fn attach(&self, pipe: CappedPipe) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(pipe);
+    }
+}
+
 struct P1Host {
     wasi: WasiP1Ctx,
     limiter: Limiter,
@@ -411,8 +434,20 @@ impl Sandbox {
 
     /// Runs one try of `plugin` with `input` on stdin, under `limits`, until it ends or `kill` is
     /// thrown. Never fails: every way a try can end is an [`Outcome`].
-    #[instrument(skip_all, fields(plugin = %plugin.info.id.short()))]
     pub async fn run(&self, plugin: &Plugin, input: &[u8], limits: &Limits, kill: &KillSwitch) -> TryReport {
+        self.run_live(plugin, input, limits, kill, &LiveLog::new()).await
+    }
+
+    /// [`Sandbox::run`], with the try's log readable through `live` while it runs.
+    #[instrument(skip_all, fields(plugin = %plugin.info.id.short()))]
+    pub async fn run_live(
+        &self,
+        plugin: &Plugin,
+        input: &[u8],
+        limits: &Limits,
+        kill: &KillSwitch,
+        live: &LiveLog,
+    ) -> TryReport {
         let report = |outcome, log: String| TryReport {
             plugin: plugin.info.id.clone(),
             outcome,
@@ -434,6 +469,7 @@ impl Sandbox {
         let stdout = CappedPipe::new(usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX), WhenFull::Fail);
         let stderr = CappedPipe::new(usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX), WhenFull::Truncate)
             .timestamped();
+        live.attach(stderr.clone());
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdin(MemoryInputPipe::new(Bytes::copy_from_slice(input)))
             .stdout(stdout.clone())

@@ -26,7 +26,7 @@ mod pipes;
 mod languages;
 mod plugin;
 
-pub use engine::{CodeSource, KillSwitch, Plugin, Sandbox, SandboxConfig};
+pub use engine::{CodeSource, KillSwitch, LiveLog, Plugin, Sandbox, SandboxConfig};
 pub use error::{PluginError, SandboxError};
 pub use languages::languages;
 pub use limits::{Caps, Limits, MAX_PLUGIN_BYTES};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sandflow_sandbox::{KillSwitch, Limits, Outcome, Plugin, PluginId, Sandbox, TryReport};
+use sandflow_sandbox::{KillSwitch, Limits, LiveLog, Outcome, Plugin, PluginId, Sandbox, TryReport};
 use sandflow_store::Store;
 
 /// One try to run.
@@ -19,6 +19,8 @@ pub struct Job {
     pub limits: Limits,
     /// Stops the try from outside.
     pub kill: KillSwitch,
+    /// Its log while it runs.
+    pub live: LiveLog,
 }
 
 /// Runs tries in the sandbox, fetching plugin bytes from the store by id.
@@ -46,7 +48,7 @@ impl Executor {
             plugin = self.plugin(&job.plugin_id) => plugin,
         };
         match plugin {
-            Ok(plugin) => self.sandbox.run(&plugin, &job.context, &job.limits, &job.kill).await,
+            Ok(plugin) => self.sandbox.run_live(&plugin, &job.context, &job.limits, &job.kill, &job.live).await,
             Err(message) => self.host_error(&job.plugin_id, message),
         }
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sandflow_core::transition::outcome::INTERRUPTED;
-use sandflow_sandbox::{human_duration, KillSwitch, Limits, Outcome, Sandbox, TryReport};
+use sandflow_sandbox::{human_duration, KillSwitch, Limits, LiveLog, Outcome, Sandbox, TryReport};
 use sandflow_store::{ClaimRequest, Claimed, Report, ReportFate, Store, StoreError, Topic, WorkerInfo};
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -346,12 +346,18 @@ impl Worker {
         crate::telemetry::try_started(claim.queued_at, Utc::now());
         running.insert(key.clone(), Running { try_number: claim.try_number, kill: kill.clone(), interrupted: None });
         let executor = self.executor.clone();
+        let store = self.store.clone();
         let span = info_span!("task_try", run_id = %claim.run_id, task_id = %claim.task_id,
             map_index = claim.map_index, try_number = claim.try_number, worker = %self.info.id);
         tries.spawn(
             async move {
                 let report = match job_of(&claim, kill) {
-                    Ok(job) => executor.run(&job).await,
+                    Ok(job) => {
+                        let flusher = tokio::spawn(flush_log(store, key.clone(), claim.try_number, job.live.clone()));
+                        let report = executor.run(&job).await;
+                        flusher.abort();
+                        report
+                    }
                     Err(message) => executor.host_error(&claim.plugin_id, message),
                 };
                 (key, claim.try_number, report)
@@ -449,11 +455,33 @@ fn not_started(claim: &Claimed, at: DateTime<Utc>) -> Report {
 }
 
 /// The executor's job for a claim: its context and limits, as the scheduler queued them.
+/// How often a running try's log is written to the store, for the API's live view.
+const LOG_FLUSH: Duration = Duration::from_secs(1);
+
+/// Writes a running try's log to the store every [`LOG_FLUSH`] while it grows, until aborted (the
+/// try's report then writes the whole log; the store ignores a late write to an ended try).
+async fn flush_log(store: Store, key: Key, try_number: i64, live: LiveLog) {
+    let mut written = 0;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + LOG_FLUSH, LOG_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(log) = live.so_far() else { continue };
+        if log.len() == written {
+            continue;
+        }
+        match store.write_running_log(&key.0, &key.1, key.2, try_number, &log).await {
+            Ok(()) => written = log.len(),
+            Err(e) => debug!("writing the log of a running try: {e}"),
+        }
+    }
+}
+
 fn job_of(claim: &Claimed, kill: KillSwitch) -> Result<Job, String> {
     let spec: JobSpec = serde_json::from_value(claim.job.clone())
         .map_err(|e| format!("the queued job of this try does not parse: {e}"))?;
     let context = serde_json::to_vec(&spec.context).map_err(|e| e.to_string())?;
-    Ok(Job { plugin_id: claim.plugin_id.clone(), context, limits: spec.limits, kill })
+    Ok(Job { plugin_id: claim.plugin_id.clone(), context, limits: spec.limits, kill, live: LiveLog::new() })
 }
 
 fn hostname() -> String {

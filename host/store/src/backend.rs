@@ -66,6 +66,14 @@ pub(crate) trait Backend: Send + Sync {
     async fn failed_tries(&self, run_id: &str) -> Result<Vec<(String, i64, i64)>>;
     async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>>;
     async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>>;
+    async fn write_running_log(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        map_index: i64,
+        try_number: i64,
+        log: &str,
+    ) -> Result<()>;
 
     // ---- guarded writes ----
     async fn apply(&self, changes: &[Change]) -> Result<()>;

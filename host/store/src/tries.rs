@@ -33,6 +33,19 @@ impl Store {
         self.backend.tries(run_id, task_id, map_index).await
     }
 
+    /// Sets the log of a try that is still running (what it wrote so far, for a live view); a
+    /// try that has ended keeps the log its report wrote.
+    pub async fn write_running_log(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        map_index: i64,
+        try_number: i64,
+        log: &str,
+    ) -> Result<()> {
+        self.backend.write_running_log(run_id, task_id, map_index, try_number, log).await
+    }
+
     /// Every try of a run, in start order, without logs (for benchmarks and timelines).
     pub async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {
         self.backend.run_tries(run_id).await

@@ -670,9 +670,11 @@ impl Backend for Postgres {
     }
 
     async fn plugin_uses(&self) -> Result<Vec<crate::PluginUse>> {
-        Ok(sqlx::query_as("SELECT plugin_id, dag_id, version FROM dag_version_plugins ORDER BY plugin_id, dag_id, version")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT plugin_id, dag_id, version FROM dag_version_plugins ORDER BY plugin_id, dag_id, version",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     // ---- task instances and tries ----
@@ -724,6 +726,29 @@ impl Backend for Postgres {
         .bind(map_index)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn write_running_log(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        map_index: i64,
+        try_number: i64,
+        log: &str,
+    ) -> Result<()> {
+        // Only while it runs: its report writes the whole log, and wins over a late write.
+        sqlx::query(
+            "UPDATE task_tries SET log = $1
+             WHERE run_id = $2 AND task_id = $3 AND map_index = $4 AND try_number = $5 AND outcome IS NULL",
+        )
+        .bind(log)
+        .bind(run_id)
+        .bind(task_id)
+        .bind(map_index)
+        .bind(try_number)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {

@@ -655,9 +655,11 @@ impl Backend for Sqlite {
     }
 
     async fn plugin_uses(&self) -> Result<Vec<crate::PluginUse>> {
-        Ok(sqlx::query_as("SELECT plugin_id, dag_id, version FROM dag_version_plugins ORDER BY plugin_id, dag_id, version")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT plugin_id, dag_id, version FROM dag_version_plugins ORDER BY plugin_id, dag_id, version",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     // ---- task instances and tries ----
@@ -709,6 +711,29 @@ impl Backend for Sqlite {
         .bind(map_index)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn write_running_log(
+        &self,
+        run_id: &str,
+        task_id: &str,
+        map_index: i64,
+        try_number: i64,
+        log: &str,
+    ) -> Result<()> {
+        // Only while it runs: its report writes the whole log, and wins over a late write.
+        sqlx::query(
+            "UPDATE task_tries SET log = ?
+             WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ? AND outcome IS NULL",
+        )
+        .bind(log)
+        .bind(run_id)
+        .bind(task_id)
+        .bind(map_index)
+        .bind(try_number)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {

@@ -20,6 +20,7 @@ crate::on_both!(
     a_renewal_answers_what_the_worker_still_holds,
     an_expired_lease_is_taken_over_and_the_late_report_refused,
     a_report_after_a_clear_records_the_try_alone,
+    a_running_tries_log_is_readable_and_its_report_has_the_last_word,
 );
 
 const RUN: &str = "r1";
@@ -284,4 +285,20 @@ async fn a_report_after_a_clear_records_the_try_alone(db: Db) {
     let tries = db.store.tries(RUN, "a", -1).await.unwrap();
     assert_eq!(tries[0].outcome.as_deref(), Some("killed"));
     assert!(db.store.reported_tries().await.unwrap().is_empty());
+}
+
+async fn a_running_tries_log_is_readable_and_its_report_has_the_last_word(db: Db) {
+    with_queued(&db.store, &["a"], "default_pool", 16).await;
+    assert_eq!(claim(&db.store, "w1", 1).await, ["a"]);
+    db.store.write_running_log(RUN, "a", -1, 1, "line 1\n").await.unwrap();
+    db.store.write_running_log(RUN, "a", -1, 1, "line 1\nline 2\n").await.unwrap();
+    let tries = db.store.tries(RUN, "a", -1).await.unwrap();
+    assert_eq!((tries[0].log.as_deref(), tries[0].outcome.as_deref()), (Some("line 1\nline 2\n"), None));
+    db.store.report_tries("w1", &[report("a", 1, "success")]).await.unwrap();
+    // A write that arrives after the report changes nothing.
+    db.store.write_running_log(RUN, "a", -1, 1, "late").await.unwrap();
+    let tries = db.store.tries(RUN, "a", -1).await.unwrap();
+    assert_eq!(tries[0].log.as_deref(), Some("a log"));
+    // An unknown try: nothing to write, no error.
+    db.store.write_running_log(RUN, "a", -1, 9, "nobody").await.unwrap();
 }
