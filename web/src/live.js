@@ -21,6 +21,14 @@ export function disconnect() {
   stop = null;
 }
 
+// A page left (or frozen in the back/forward cache) closes its stream: otherwise each one held a
+// connection of the browser's six per server, and after a few page loads the API's answers
+// queued behind them. A page shown again reconnects if anyone listens.
+window.addEventListener("pagehide", disconnect);
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted && listeners.size) ensureConnected();
+});
+
 /**
  * Calls `onEvent(name, data)` for every event for which `filter(name, data)` holds, while the
  * component is mounted.
