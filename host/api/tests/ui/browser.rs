@@ -170,7 +170,12 @@ impl Browser {
     /// Replaces the value of the input `css` selects with `text`, as typed.
     pub async fn fill(&self, css: &str, text: &str) {
         let element = self.wait_for(css).await;
-        if let Err(e) = async { element.clear().await?; element.send_keys(text).await }.await {
+        if let Err(e) = async {
+            element.clear().await?;
+            element.send_keys(text).await
+        }
+        .await
+        {
             self.fail(&format!("could not type into {css:?}: {e}")).await;
         }
     }
@@ -289,11 +294,12 @@ impl Driver {
     fn start() -> Driver {
         let chromedriver = program("SANDFLOW_TEST_CHROMEDRIVER", "/usr/bin/chromedriver", "chromium-driver");
         let chromium = program("SANDFLOW_TEST_CHROMIUM", "/usr/bin/chromium", "chromium");
-        let profile = tempfile::tempdir().unwrap();
-        let log = profile.path().with_extension("chromedriver.log");
         // A port another test could take between here and the driver's bind: then the driver
-        // exits at once, and the next port is tried.
+        // exits at once, and the next port is tried (with a fresh profile).
+        let mut last_log = String::new();
         for _ in 0..5 {
+            let profile = tempfile::tempdir().unwrap();
+            let log = profile.path().with_extension("chromedriver.log");
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let output = File::create(&log).unwrap();
             let child = Command::new(&chromedriver)
@@ -304,14 +310,14 @@ impl Driver {
                 .process_group(0)
                 .spawn()
                 .unwrap_or_else(|e| panic!("{chromedriver}: {e}: scripts/install-deps.sh installs it"));
-            let mut driver = Driver { child, url: format!("http://127.0.0.1:{port}"), chromium: chromium.clone(), log: log.clone(), profile };
+            let url = format!("http://127.0.0.1:{port}");
+            let mut driver = Driver { child, url, chromium: chromium.clone(), log, profile };
             if driver.wait_ready() {
                 return driver;
             }
-            let Driver { profile: kept, .. } = driver;
-            profile = kept;
+            last_log = driver.log_tail();
         }
-        panic!("chromedriver did not start on any of 5 ports:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        panic!("chromedriver did not start on any of 5 ports:\n{last_log}");
     }
 
     /// Whether the driver answers `/status` (false if it exited: its port was taken).
@@ -322,10 +328,7 @@ impl Driver {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            let ready = std::thread::scope(|s| {
-                s.spawn(|| reqwest::blocking_status(&status)).join().unwrap_or(false)
-            });
-            if ready {
+            if answers_ok(&status) {
                 return true;
             }
             std::thread::sleep(POLL);
@@ -351,6 +354,20 @@ impl Drop for Driver {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// Whether `GET url` (`http://127.0.0.1:PORT/PATH`) answers 200, over a plain socket: the
+/// driver's readiness, checked from sync code.
+fn answers_ok(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    // The status line is enough (the driver may keep the connection open after its answer).
+    let mut answer = [0u8; 12];
+    stream.write_all(request.as_bytes()).is_ok() && stream.read_exact(&mut answer).is_ok() && &answer == b"HTTP/1.1 200"
 }
 
 /// The path of a program from `variable`, else `default`; a failure naming the package if it

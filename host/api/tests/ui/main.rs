@@ -1,1 +1,427 @@
-//! The web UI in headless Chromium (in progress).
+//! The web UI in headless Chromium (Debian's `chromium` and `chromium-driver`), over a real
+//! server on loopback with a real scheduler, worker and SQLite file: each test clicks through a
+//! view as a user would and checks what the page shows and what the API then says. Each saves a
+//! screenshot of its view under `target/ui-screenshots/`.
+
+mod browser;
+
+#[path = "../common/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use browser::Browser;
+use fantoccini::Locator;
+use sandflow_store::Role;
+use serde_json::{json, Value};
+pub use server::*;
+
+/// A .tar.gz of `files` (path, bytes).
+fn targz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, path, *bytes).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// A bundle of DAG files (name, text) with the echo and hostile plugins under `plugins/`.
+fn bundle(dags: &[(&str, &str)]) -> Vec<u8> {
+    let (echo, hostile) = (sandflow_test_artifacts::bytes("echo"), sandflow_test_artifacts::bytes("hostile"));
+    let mut files: Vec<(&str, &[u8])> = dags.iter().map(|(name, text)| (*name, text.as_bytes())).collect();
+    files.push(("plugins/echo.wasm", &echo));
+    files.push(("plugins/hostile.wasm", &hostile));
+    targz(&files)
+}
+
+/// Three echo tasks in a chain.
+const PIPELINE: &str = r#"
+id = "pipeline"
+description = "Three steps in a row"
+owner = "ml-team"
+tags = ["demo"]
+[tasks.t0]
+plugin = "plugins/echo.wasm"
+[tasks.t1]
+plugin = "plugins/echo.wasm"
+upstream = ["t0"]
+[tasks.t2]
+plugin = "plugins/echo.wasm"
+upstream = ["t1"]
+"#;
+
+/// A task that writes a log line every 100 ms for a minute, then one downstream of it.
+const LIVE: &str = r#"
+id = "live"
+[tasks.slow]
+plugin = "plugins/hostile.wasm"
+params = { mode = "ticks", count = 600, ms = 100 }
+[tasks.after]
+plugin = "plugins/echo.wasm"
+upstream = ["slow"]
+"#;
+
+async fn push(server: &Server, dags: &[(&str, &str)]) -> Value {
+    let (status, report) = server.push(bundle(dags), "", "alice").await;
+    assert_eq!(status, 201, "{report}");
+    report
+}
+
+async fn trigger(server: &Server, dag_id: &str, body: Value) -> String {
+    let (status, run) = server.post(&format!("/api/v1/dags/{dag_id}/runs"), body).await;
+    assert_eq!(status, 201, "{run}");
+    run["run_id"].as_str().unwrap().to_string()
+}
+
+/// Waits until the API says `task` of `run_id` is in `state`.
+async fn wait_task_state(server: &Server, run_id: &str, task: &str, state: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, run) = server.get(&format!("/api/v1/runs/{}", enc(run_id))).await;
+        let found = run["tasks"].as_array().and_then(|ts| ts.iter().find(|t| t["task_id"] == task).cloned());
+        if found.as_ref().is_some_and(|t| t["state"] == state) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{task} of {run_id} never became {state}: {run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A browser logged in as the admin `alice`.
+async fn admin_browser(server: &Server, test: &str) -> Browser {
+    let browser = Browser::start(server, test).await;
+    browser.login_with_token(&server.token_of("alice").await).await;
+    browser
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_logs_in_with_a_password_sees_their_name_and_role_and_logs_out() {
+    let server = Server::start().await;
+    let admin = sandflow_service::auth::Principal::local("test");
+    server.service.add_user(&admin, "carol", Role::Operator, Some("correct horse battery")).await.unwrap();
+    let browser = Browser::start(&server, "login").await;
+
+    browser.submit_password("carol", "wrong password").await;
+    browser.wait_for_text("#login-form", "").await;
+    browser.wait_for("#login-form .error-box").await;
+    assert!(browser.client.find(Locator::Css("#whoami")).await.is_err(), "a wrong password logs nobody in");
+
+    browser.login_with_password("carol", "correct horse battery").await;
+    assert_eq!(browser.text("#whoami").await, "carol (operator)");
+    browser.wait_for("#dag-list").await;
+    browser.screenshot("login-dag-list").await;
+    let token = browser.eval("return localStorage.getItem('sandflow.token')", vec![]).await;
+    let token = token.as_str().expect("the session's token is kept").to_string();
+
+    browser.click("#logout").await;
+    browser.wait_for("#login-form").await;
+    let me = server.http.get(server.url("/api/v1/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.status(), 401, "logging out revokes the browser's token");
+    browser.screenshot("login").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_triggered_with_conf_goes_green_in_the_graph_without_a_reload() {
+    let server = Server::with_scheduler().await;
+    push(&server, &[("pipeline.toml", PIPELINE)]).await;
+    let browser = admin_browser(&server, "trigger").await;
+    browser.goto("/dags/pipeline").await;
+    browser.wait_for("svg#graph g.node#node-t2").await;
+    browser.eval("window.__sameDocument = true", vec![]).await;
+
+    browser.click("#trigger-open").await;
+    browser.wait_for("#trigger-dialog").await;
+    browser.fill("#trigger-conf", "{\"n\": ").await;
+    browser.wait_for("#trigger-conf.invalid").await;
+    assert!(!browser.text("#trigger-conf-error").await.is_empty(), "the parser's message is shown");
+    let submit = browser.wait_for("#trigger-submit").await;
+    assert!(!submit.is_enabled().await.unwrap(), "invalid conf cannot be sent");
+    browser.fill("#trigger-conf", "{\"n\": 3, \"who\": \"browser\"}").await;
+    browser.wait_gone("#trigger-conf.invalid").await;
+    browser.fill("#trigger-note", "from the browser").await;
+    browser.screenshot("trigger-dialog").await;
+    browser.click("#trigger-submit").await;
+    browser.wait_gone("#trigger-dialog").await;
+
+    for task in ["t0", "t1", "t2"] {
+        browser.wait_for(&format!("#node-{task}[data-state=success]")).await;
+    }
+    let same = browser.eval("return window.__sameDocument === true", vec![]).await;
+    assert_eq!(same, json!(true), "the graph went green by live updates, not a reload");
+    browser.screenshot("graph-green").await;
+
+    let (_, runs) = server.get("/api/v1/dags/pipeline/runs").await;
+    let run = &runs["items"][0];
+    assert_eq!(run["conf"], json!({"n": 3, "who": "browser"}), "{runs}");
+    assert_eq!((run["note"].as_str(), run["triggered_by"].as_str()), (Some("from the browser"), Some("alice")));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_tasks_log_streams_and_clearing_it_kills_the_try_and_runs_it_again() {
+    let server = Server::with_scheduler().await;
+    push(&server, &[("live.toml", LIVE)]).await;
+    let run = trigger(&server, "live", json!({})).await;
+    wait_task_state(&server, &run, "slow", "running").await;
+    let browser = admin_browser(&server, "log-and-clear").await;
+    browser.goto(&format!("/dags/live?run={}&task=slow", enc(&run))).await;
+    browser.wait_for("#task-panel").await;
+    browser.wait_for_text("#task-log", "tick 3").await;
+    let later = browser.wait_for_text("#task-log", "tick 8").await;
+    assert!(later.text().await.unwrap().contains("tick 3"), "lines are appended, not replaced");
+    browser.screenshot("task-log-live").await;
+
+    browser.click("#action-clear").await;
+    browser.wait_for("#clear-form").await;
+    browser.click("#clear-submit").await;
+    browser.wait_for_text("#confirm", "will be killed").await;
+    browser.screenshot("clear-confirm").await;
+    browser.click("#confirm-ok").await;
+    browser.wait_for("#task-tries li.try-killed[data-try=\"1\"]").await;
+    browser.wait_for("#task-tries li[data-try=\"2\"]").await;
+    browser.screenshot("cleared-and-rerun").await;
+
+    let (_, tries) = server.get(&format!("/api/v1/runs/{}/tasks/slow/tries", enc(&run))).await;
+    assert_eq!(tries["items"][0]["outcome"], "killed", "{tries}");
+    assert!(tries["items"].as_array().unwrap().len() >= 2, "{tries}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marking_a_running_task_failed_makes_its_downstream_upstream_failed() {
+    let server = Server::with_scheduler().await;
+    push(&server, &[("live.toml", LIVE)]).await;
+    let run = trigger(&server, "live", json!({})).await;
+    wait_task_state(&server, &run, "slow", "running").await;
+    let browser = admin_browser(&server, "mark-failed").await;
+    browser.goto(&format!("/dags/live?run={}&task=slow", enc(&run))).await;
+    browser.wait_for("#task-state[data-state=running]").await;
+    browser.click("#action-mark-failed").await;
+    browser.wait_for("#confirm").await;
+    browser.click("#confirm-ok").await;
+    browser.wait_for("#node-slow[data-state=failed]").await;
+    browser.wait_for("#node-after[data-state=upstream_failed]").await;
+    browser.screenshot("marked-failed").await;
+    let (_, detail) = server.get(&format!("/api/v1/runs/{}", enc(&run))).await;
+    assert_eq!(detail["state"], "failed", "{detail}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_pauses_a_dag_from_the_list() {
+    let server = Server::start().await;
+    push(&server, &[("pipeline.toml", PIPELINE)]).await;
+    let browser = admin_browser(&server, "pause").await;
+    browser.wait_for("tr#dag-row-pipeline button.pause-toggle.is-active").await;
+    browser.click("tr#dag-row-pipeline button.pause-toggle").await;
+    browser.wait_for("tr#dag-row-pipeline button.pause-toggle.is-paused").await;
+    let (_, dag) = server.get("/api/v1/dags/pipeline").await;
+    assert_eq!(dag["is_paused"], true, "{dag}");
+    browser.screenshot("dag-list-paused").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_bundle_with_an_error_shows_its_diagnostic_and_a_good_one_is_stored() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.tar.gz");
+    let broken = "id = \"uploaded\"\n[tasks.a]\nplugin = \"plugins/echo.wasm\"\nupstream = [\"ghost\"]\n";
+    std::fs::write(&bad, bundle(&[("uploaded.toml", broken)])).unwrap();
+    let good = dir.path().join("good.tar.gz");
+    std::fs::write(&good, bundle(&[("uploaded.toml", &PIPELINE.replace("\"pipeline\"", "\"uploaded\""))])).unwrap();
+
+    let browser = admin_browser(&server, "upload").await;
+    browser.click("#nav-upload").await;
+    browser.wait_for("#upload-drop").await;
+    let input = browser.client.find(Locator::Css("#upload-file")).await.unwrap();
+    input.send_keys(bad.to_str().unwrap()).await.unwrap();
+    let diagnostics = browser.wait_for_text("#upload-diagnostics", "uploaded.toml").await;
+    assert!(diagnostics.text().await.unwrap().contains("ghost"), "the message names the missing task");
+    browser.screenshot("upload-rejected").await;
+    assert_eq!(server.get("/api/v1/dags/uploaded").await.0, 404, "a rejected bundle stores nothing");
+
+    let input = browser.client.find(Locator::Css("#upload-file")).await.unwrap();
+    input.send_keys(good.to_str().unwrap()).await.unwrap();
+    browser.wait_for_text("#upload-report", "uploaded").await;
+    assert_eq!(server.get("/api/v1/dags/uploaded").await.0, 404, "the check alone stores nothing");
+    browser.screenshot("upload-checked").await;
+    browser.click("#upload-store").await;
+    browser.wait_for("#upload-result").await;
+    let (status, dag) = server.get("/api/v1/dags/uploaded").await;
+    assert_eq!((status, dag["tasks"].as_u64()), (200, Some(3)), "{dag}");
+    browser.screenshot("upload-stored").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_picked_in_the_runs_list_compare_side_by_side() {
+    let server = Server::with_scheduler().await;
+    push(&server, &[("pipeline.toml", PIPELINE)]).await;
+    for n in [1, 2] {
+        let run = trigger(&server, "pipeline", json!({"conf": {"n": n}})).await;
+        server.wait_run(&run).await;
+    }
+    let browser = admin_browser(&server, "compare").await;
+    browser.goto("/dags/pipeline/runs").await;
+    browser.wait_for("table#runs tr.run-row").await;
+    for pick in browser.client.find_all(Locator::Css("table#runs input.compare-pick")).await.unwrap() {
+        pick.click().await.unwrap();
+    }
+    browser.click("#compare-open").await;
+    browser.wait_for("#compare-page").await;
+    let table = browser.wait_for_text("#compare", "t2").await;
+    assert!(table.text().await.unwrap().contains("t0"), "every task is compared");
+    browser.screenshot("compare").await;
+    browser.close().await;
+}
+
+const XSS: &str = "<img src=x onerror=window.__xss=1>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_notes_and_descriptions_with_markup_render_as_text() {
+    let server = Server::with_scheduler().await;
+    let dag = format!(
+        "id = \"xss\"\ndescription = {XSS:?}\nowner = {XSS:?}\ntags = [{XSS:?}]\n[tasks.a]\nplugin = \"plugins/echo.wasm\"\nparams = {{ label = {XSS:?} }}\n"
+    );
+    push(&server, &[("xss.toml", &dag)]).await;
+    let run = trigger(&server, "xss", json!({"note": XSS, "conf": {"x": XSS}})).await;
+    server.wait_run(&run).await;
+    let browser = admin_browser(&server, "xss").await;
+    let run_page = format!("/runs/{}", enc(&run));
+    let pages = [
+        ("/", "#dag-list"),
+        ("/dags/xss", "#dag-page"),
+        ("/dags/xss/code", "pre#code"),
+        (run_page.as_str(), "#run-note"),
+    ];
+    for (path, ready) in pages {
+        browser.goto(path).await;
+        browser.wait_for_text(ready, if ready == "pre#code" { "onerror" } else { "" }).await;
+        browser.wait_for_text("main", XSS).await;
+        let images = browser.eval("return document.querySelectorAll('main img').length", vec![]).await;
+        assert_eq!(images, json!(0), "{path}: markup in user strings makes no element");
+        let ran = browser.eval("return window.__xss === undefined", vec![]).await;
+        assert_eq!(ran, json!(true), "{path}: no script ran");
+    }
+    browser.goto(&format!("/runs/{}", enc(&run))).await;
+    browser.wait_for_text("#run-note", XSS).await;
+    browser.screenshot("xss-as-text").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_no_action_buttons_and_the_api_refuses_them_anyway() {
+    let server = Server::with_scheduler().await;
+    push(&server, &[("pipeline.toml", PIPELINE)]).await;
+    let run = trigger(&server, "pipeline", json!({})).await;
+    server.wait_run(&run).await;
+    let browser = Browser::start(&server, "viewer").await;
+    browser.login_with_token(&server.token_with_role("vera", Role::Viewer).await).await;
+    assert_eq!(browser.text("#whoami").await, "vera (viewer)");
+    browser.wait_for("tr#dag-row-pipeline").await;
+    browser.goto(&format!("/dags/pipeline?run={}&task=t1", enc(&run))).await;
+    browser.wait_for("#task-panel").await;
+    browser.wait_for("#task-tries li[data-try=\"1\"]").await;
+    for action in [
+        "#trigger-open",
+        "button.pause-toggle",
+        "#action-clear",
+        "#action-mark-success",
+        "#action-mark-failed",
+        "#nav-admin",
+    ] {
+        let found = browser.client.find_all(Locator::Css(action)).await.unwrap();
+        assert!(found.is_empty(), "a viewer is shown {action}");
+    }
+    browser.screenshot("viewer-task-panel").await;
+    browser.goto(&format!("/runs/{}", enc(&run))).await;
+    browser.wait_for("#run-details").await;
+    for action in ["#run-clear-failed", "#run-clear-all", "#run-mark-success", "#run-mark-failed"] {
+        assert!(browser.client.find_all(Locator::Css(action)).await.unwrap().is_empty(), "a viewer is shown {action}");
+    }
+    let statuses = browser
+        .eval(
+            r#"const headers = { Authorization: "Bearer " + localStorage.getItem("sandflow.token"), "Content-Type": "application/json" };
+            const post = (path, body) => fetch(path, { method: "POST", headers, body: JSON.stringify(body) }).then((r) => r.status);
+            return Promise.all([
+              post("/api/v1/dags/pipeline/runs", {}),
+              post("/api/v1/dags/pipeline/pause", {}),
+              post(`/api/v1/runs/${arguments[0]}/clear`, { task_ids: ["t1"] }),
+              post(`/api/v1/runs/${arguments[0]}/mark`, { state: "failed", task_id: "t1" }),
+            ]);"#,
+            vec![json!(enc(&run))],
+        )
+        .await;
+    assert_eq!(statuses, json!([403, 403, 403, 403]), "the API refuses a viewer's actions");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_of_a_dag_and_of_the_server_shows_its_data() {
+    let server = Server::with_scheduler().await;
+    let report = push(&server, &[("pipeline.toml", PIPELINE)]).await;
+    let v1 = report["dags"][0]["version"].as_str().unwrap().to_string();
+    let mut runs = Vec::new();
+    for n in [1, 2] {
+        let run = trigger(&server, "pipeline", json!({"conf": {"n": n}})).await;
+        server.wait_run(&run).await;
+        runs.push(run);
+    }
+    push(&server, &[("pipeline.toml", &PIPELINE.replace("[tasks.t2]", "[tasks.t2]\nretries = 1"))]).await;
+    let browser = admin_browser(&server, "views").await;
+
+    browser.goto("/dags/pipeline/grid").await;
+    browser.wait_for(&format!("table#grid td.cell[data-run=\"{}\"][data-task=t2][data-state=success]", runs[0])).await;
+    assert_eq!(browser.client.find_all(Locator::Css("table#grid td.cell")).await.unwrap().len(), 6);
+    browser.screenshot("grid").await;
+
+    browser.goto(&format!("/dags/pipeline/gantt?run={}", enc(&runs[1]))).await;
+    browser.wait_for("#gantt .gantt-row.critical[data-task=t2]").await;
+    let bars = browser.client.find_all(Locator::Css("#gantt .gantt-bar[data-kind=running]")).await.unwrap();
+    assert_eq!(bars.len(), 3, "one running bar per try");
+    browser.click("#gantt-zoom-in").await;
+    browser.screenshot("gantt").await;
+
+    browser.goto("/dags/pipeline/duration").await;
+    browser.wait_for("#duration-chart canvas").await;
+    browser.wait_for_text("#duration-table", "t2").await;
+    browser.screenshot("duration").await;
+
+    browser.goto("/dags/pipeline/versions").await;
+    browser.wait_for(&format!("#versions tr.version[data-version=\"{v1}\"]")).await;
+    browser.wait_for_text("#diff", "retries").await;
+    browser.screenshot("versions").await;
+
+    // From the version's row to its code, as a user goes there.
+    browser.click(&format!("#versions tr.version[data-version=\"{v1}\"] a.code-link")).await;
+    let code = browser.wait_for_text("pre#code", "id = \"pipeline\"").await;
+    assert!(!code.text().await.unwrap().contains("retries"), "the code of the version asked for");
+    browser.screenshot("code").await;
+
+    browser.goto(&format!("/runs/{}", enc(&runs[0]))).await;
+    browser.wait_for_text("#run-conf", "\"n\"").await;
+    browser.screenshot("run").await;
+
+    browser.click("#nav-plugins").await;
+    browser.wait_for_text("main", "Rust").await;
+    browser.wait_for_text("main", "pipeline").await;
+    browser.screenshot("plugins").await;
+
+    browser.click("#nav-admin").await;
+    browser.wait_for_text("#users", "alice").await;
+    browser.screenshot("admin-users").await;
+    for (tab, table, text) in
+        [("tokens", "#tokens", "alice"), ("pools", "#pools", "default_pool"), ("audit", "#audit", "bundle.push")]
+    {
+        browser.goto(&format!("/admin/{tab}")).await;
+        browser.wait_for_text(table, text).await;
+        browser.screenshot(&format!("admin-{tab}")).await;
+    }
+    browser.close().await;
+}

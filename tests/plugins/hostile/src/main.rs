@@ -116,6 +116,15 @@ fn misbehave(ctx: Context, stdin: &str) -> Result<TaskResult, String> {
             eprintln!("poke {}: {}", ctx.try_number, if done { "done" } else { "not yet" });
             Ok(TaskResult { sensor: Some(sandflow_sdk::SensorResult { done }), ..TaskResult::default() })
         }
+        // Writes `tick N` to its log params.count times (default 100), params.ms apart (default
+        // 100): a try whose log lines arrive while it runs.
+        "ticks" => {
+            for n in 1..=param_u64(&ctx, "count", 100) {
+                eprintln!("tick {n}");
+                std::thread::sleep(Duration::from_millis(param_u64(&ctx, "ms", 100)));
+            }
+            Ok(TaskResult::with_output(json!("ticked")))
+        }
         // Fails on tries before params.succeed_on_try, succeeds on it and after.
         "flaky" => {
             let succeed_on = param_u64(&ctx, "succeed_on_try", 2);
