@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use sandflow_core::dag::Dag;
 use sandflow_core::state::RunState;
 use sandflow_scheduler::StoredSpec;
-use sandflow_store::{ActivateChange, DagRow, PauseChange, RunQuery, RunRow};
+use sandflow_store::{ActivateChange, DagRow, PauseChange, RunBrief, RunQuery};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -51,9 +51,10 @@ pub struct DagSummary {
     pub tasks: usize,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
-    pub last_run: Option<RunRow>,
-    /// Its latest runs, newest first (at most [`RECENT_RUNS`]).
-    pub recent_runs: Vec<RunRow>,
+    /// Its latest run (without conf and note: `GET /api/v1/runs/{id}` has them).
+    pub last_run: Option<RunBrief>,
+    /// Its latest runs, newest first (at most [`RECENT_RUNS`]), as briefly.
+    pub recent_runs: Vec<RunBrief>,
     /// When the schedule next makes a run due; `None` when paused, stale or manual only.
     pub next_run: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -64,7 +65,7 @@ pub const RECENT_RUNS: i64 = 10;
 /// What a summary needs besides the DAG's row, read for every DAG at once.
 #[derive(Default)]
 struct Recent {
-    runs: HashMap<String, Vec<RunRow>>,
+    runs: HashMap<String, Vec<RunBrief>>,
     last_interval_end: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
@@ -259,7 +260,8 @@ impl Service {
         let active = row.active_version.clone();
         let mut recent = Recent::default();
         let query = RunQuery { dag_id: Some(dag_id.to_string()), limit: RECENT_RUNS, ..RunQuery::default() };
-        recent.runs.insert(dag_id.to_string(), self.store.list_runs(&query).await?);
+        let runs = self.store.list_runs(&query).await?.into_iter().map(RunBrief::from).collect();
+        recent.runs.insert(dag_id.to_string(), runs);
         if let Some(end) = self.store.last_scheduled_interval_end(dag_id).await? {
             recent.last_interval_end.insert(dag_id.to_string(), end);
         }

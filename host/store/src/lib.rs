@@ -79,7 +79,7 @@ pub use dags::{
 };
 pub use error::{LostRace, Result, StoreError, UnknownName};
 pub use open::Durability;
-pub use overview::{PluginUse, StateCount};
+pub use overview::{PluginUse, RunBrief, StateCount};
 pub use ownership::{lock_path, SchedulingGuard, SchedulingOwner};
 pub use plugins::{PluginKind, PluginRow};
 pub use pools::PoolRow;

@@ -4,9 +4,10 @@
 //! what a page of ten does.
 
 use chrono::{DateTime, Utc};
-use sandflow_core::state::TaskState;
+use sandflow_core::state::{RunState, TaskState};
+use serde::Serialize;
 
-use crate::{Result, RunRow, Store};
+use crate::{Result, RunType, Store};
 
 /// The task instances of one run and task that are in one state: a cell of the grid, or, for a
 /// mapped task, one slice of its cell.
@@ -29,6 +30,41 @@ pub struct StateCount {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// A run as a list of DAGs shows it: what its square and tooltip say, without its conf and note.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct RunBrief {
+    pub run_id: String,
+    pub dag_id: String,
+    #[sqlx(try_from = "String")]
+    pub run_type: RunType,
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "success")]
+    pub state: RunState,
+    pub logical_date: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub triggered_by: String,
+    pub experiment: Option<String>,
+}
+
+impl From<crate::RunRow> for RunBrief {
+    fn from(r: crate::RunRow) -> RunBrief {
+        RunBrief {
+            run_id: r.run_id,
+            dag_id: r.dag_id,
+            run_type: r.run_type,
+            state: r.state,
+            logical_date: r.logical_date,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            triggered_by: r.triggered_by,
+            experiment: r.experiment,
+        }
+    }
+}
+
 /// A DAG version that pins a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PluginUse {
@@ -39,7 +75,7 @@ pub struct PluginUse {
 
 impl Store {
     /// The `per_dag` newest runs of every DAG, by DAG id and then newest first.
-    pub async fn recent_runs(&self, per_dag: i64) -> Result<Vec<RunRow>> {
+    pub async fn recent_runs(&self, per_dag: i64) -> Result<Vec<RunBrief>> {
         self.backend.recent_runs(per_dag.clamp(0, 100)).await
     }
 

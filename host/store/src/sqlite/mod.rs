@@ -612,12 +612,12 @@ impl Backend for Sqlite {
         .await?)
     }
 
-    async fn recent_runs(&self, per_dag: i64) -> Result<Vec<RunRow>> {
+    async fn recent_runs(&self, per_dag: i64) -> Result<Vec<crate::RunBrief>> {
         // Driven from `dags`: for each DAG, the newest runs by the (dag_id, created_at DESC)
         // index, so the cost is DAGs × per_dag lookups, not a scan of every run.
         Ok(sqlx::query_as(
-            "SELECT r.run_id, r.dag_id, r.version, r.run_type, r.state, r.logical_date, r.interval_start,
-                    r.interval_end, r.conf, r.note, r.triggered_by, r.created_at, r.started_at, r.ended_at, r.experiment
+            "SELECT r.run_id, r.dag_id, r.run_type, r.state, r.logical_date, r.created_at, r.started_at, r.ended_at,
+                    r.triggered_by, r.experiment
              FROM dags d JOIN dag_runs r ON r.run_id IN (
                  SELECT x.run_id FROM dag_runs x WHERE x.dag_id = d.dag_id
                  ORDER BY x.created_at DESC, x.run_id DESC LIMIT ?)
