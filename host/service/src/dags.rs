@@ -59,6 +59,36 @@ pub struct DagSummary {
     pub next_run: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// How a list of DAGs is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DagOrder {
+    DagId,
+    DagIdDesc,
+    UpdatedAt,
+    UpdatedAtDesc,
+}
+
+impl std::str::FromStr for DagOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<DagOrder, String> {
+        Ok(match s {
+            "dag_id" => DagOrder::DagId,
+            "-dag_id" => DagOrder::DagIdDesc,
+            "updated_at" => DagOrder::UpdatedAt,
+            "-updated_at" => DagOrder::UpdatedAtDesc,
+            other => return Err(format!("order_by {other:?}: one of dag_id, -dag_id, updated_at, -updated_at")),
+        })
+    }
+}
+
+/// A page of DAGs, and how many pass the filter in all.
+#[derive(Debug, Clone)]
+pub struct DagPage {
+    pub items: Vec<DagSummary>,
+    pub total: usize,
+}
+
 /// How many of a DAG's latest runs its summary holds.
 pub const RECENT_RUNS: i64 = 10;
 
@@ -192,10 +222,15 @@ impl Service {
         }
     }
 
-    /// The latest runs and scheduled interval ends of every DAG: two queries, however many DAGs.
-    async fn recent(&self) -> Result<Recent> {
+    /// The latest runs and scheduled interval ends of every DAG (`None`) or of some: two queries,
+    /// however many DAGs.
+    async fn recent(&self, of: Option<&[String]>) -> Result<Recent> {
         let mut recent = Recent::default();
-        for run in self.store.recent_runs(RECENT_RUNS).await? {
+        let runs = match of {
+            None => self.store.recent_runs(RECENT_RUNS).await?,
+            Some(ids) => self.store.recent_runs_of(RECENT_RUNS, ids).await?,
+        };
+        for run in runs {
             recent.runs.entry(run.dag_id.clone()).or_default().push(run);
         }
         recent.last_interval_end = self.store.last_scheduled_interval_ends().await?.into_iter().collect();
@@ -234,24 +269,61 @@ impl Service {
 
     /// Every DAG that passes `filter`, by id.
     pub async fn list_dags(&self, filter: &DagFilter) -> Result<Vec<DagSummary>> {
-        let mut out = Vec::new();
-        let mut recent = self.recent().await?;
+        Ok(self.list_dags_page(filter, DagOrder::DagId, 0, usize::MAX).await?.items)
+    }
+
+    /// A page of the DAGs that pass `filter`, in `order`. Only the page's DAGs have their runs
+    /// read (unless `filter` asks for the last run's state), so a page of 100 of 1,000 DAGs costs
+    /// what 100 DAGs do.
+    pub async fn list_dags_page(
+        &self,
+        filter: &DagFilter,
+        order: DagOrder,
+        offset: usize,
+        limit: usize,
+    ) -> Result<DagPage> {
+        let mut rows = Vec::new();
         for row in self.store.dags().await? {
             if filter.paused.is_some_and(|p| p != row.is_paused)
                 || filter.search.as_ref().is_some_and(|s| !row.dag_id.contains(s.as_str()))
             {
                 continue;
             }
-            let summary = self.summary(row, &mut recent).await?;
-            if filter.tag.as_ref().is_some_and(|t| !summary.tags.contains(t))
-                || filter.owner.as_ref().is_some_and(|o| summary.owner.as_ref() != Some(o))
-                || filter.last_run_state.is_some_and(|s| summary.last_run.as_ref().map(|r| r.state) != Some(s))
-            {
-                continue;
+            if filter.tag.is_some() || filter.owner.is_some() {
+                let parsed = self.version_of(&row.dag_id, &row.active_version).await?;
+                let dag = &parsed.1;
+                if filter.tag.as_ref().is_some_and(|t| !dag.tags.contains(t))
+                    || filter.owner.as_ref().is_some_and(|o| dag.owner.as_ref() != Some(o))
+                {
+                    continue;
+                }
             }
-            out.push(summary);
+            rows.push(row);
         }
-        Ok(out)
+        match order {
+            DagOrder::DagId => rows.sort_by(|a, b| a.dag_id.cmp(&b.dag_id)),
+            DagOrder::DagIdDesc => rows.sort_by(|a, b| b.dag_id.cmp(&a.dag_id)),
+            DagOrder::UpdatedAt => rows.sort_by_key(|d| d.updated_at),
+            DagOrder::UpdatedAtDesc => rows.sort_by_key(|d| std::cmp::Reverse(d.updated_at)),
+        }
+        let mut recent = None;
+        if let Some(state) = filter.last_run_state {
+            let all = self.recent(None).await?;
+            rows.retain(|r| all.runs.get(&r.dag_id).and_then(|runs| runs.first()).map(|run| run.state) == Some(state));
+            recent = Some(all);
+        }
+        let total = rows.len();
+        let page: Vec<DagRow> = rows.into_iter().skip(offset).take(limit).collect();
+        let mut recent = match recent {
+            Some(all) => all,
+            None if page.len() == total => self.recent(None).await?,
+            None => self.recent(Some(&page.iter().map(|r| r.dag_id.clone()).collect::<Vec<_>>())).await?,
+        };
+        let mut items = Vec::with_capacity(page.len());
+        for row in page {
+            items.push(self.summary(row, &mut recent).await?);
+        }
+        Ok(DagPage { items, total })
     }
 
     /// One DAG: its summary, its active version's tasks and every version.

@@ -79,6 +79,14 @@ impl Store {
         self.backend.recent_runs(per_dag.clamp(0, 100)).await
     }
 
+    /// The `per_dag` newest runs of each of `dag_ids`, by DAG id and then newest first.
+    pub async fn recent_runs_of(&self, per_dag: i64, dag_ids: &[String]) -> Result<Vec<RunBrief>> {
+        if dag_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.recent_runs_of(per_dag.clamp(0, 100), dag_ids).await
+    }
+
     /// Each DAG with a scheduled run and the end of its latest scheduled interval.
     pub async fn last_scheduled_interval_ends(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
         self.backend.last_scheduled_interval_ends().await

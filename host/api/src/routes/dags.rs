@@ -3,7 +3,9 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use sandflow_core::state::RunState;
-use sandflow_service::dags::{DagDetail, DagFilter, DagSummary, Paused, VersionDiff, VersionSpec, VersionView};
+use sandflow_service::dags::{
+    DagDetail, DagFilter, DagOrder, DagPage, DagSummary, Paused, VersionDiff, VersionSpec, VersionView,
+};
 use sandflow_service::overview::Grid;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -39,23 +41,11 @@ pub(crate) async fn list(State(state): State<AppState>, QueryOf(q): QueryOf<List
         .map(|s| s.parse::<RunState>().map_err(|e| ApiError::BadRequest(format!("last_run_state: {e}"))))
         .transpose()?;
     let filter = DagFilter { tag: q.tag, owner: q.owner, paused: q.paused, last_run_state, search: q.search };
-    let mut dags = state.service.list_dags(&filter).await?;
-    match q.order_by.as_deref().unwrap_or("dag_id") {
-        "dag_id" => {}
-        "-dag_id" => dags.reverse(),
-        "updated_at" => dags.sort_by_key(|d| d.updated_at),
-        "-updated_at" => dags.sort_by_key(|d| std::cmp::Reverse(d.updated_at)),
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "order_by {other:?}: one of dag_id, -dag_id, updated_at, -updated_at"
-            )))
-        }
-    }
-    let total = dags.len();
-    let offset = q.offset.unwrap_or(0).min(total);
+    let order: DagOrder = q.order_by.as_deref().unwrap_or("dag_id").parse().map_err(ApiError::BadRequest)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let items: Vec<_> = dags.into_iter().skip(offset).take(limit).collect();
-    Ok(Json(json!(OffsetPage { items, total, offset, limit })))
+    let offset = q.offset.unwrap_or(0);
+    let DagPage { items, total } = state.service.list_dags_page(&filter, order, offset, limit).await?;
+    Ok(Json(json!(OffsetPage { items, total, offset: offset.min(total), limit })))
 }
 
 /// `GET /api/v1/dags/{dag_id}`.

@@ -221,3 +221,36 @@ async fn the_event_stream_reports_a_run_that_begins_and_ends_between_two_polls()
     assert!(text.contains("event: run") && text.contains("\"task_id\":\"last\""), "{text}");
     assert_eq!(text.matches(&ended).count(), 1, "an end is reported once: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_the_dag_list_has_its_runs_its_total_and_its_order() {
+    let server = Server::with_scheduler().await;
+    let dag = |id: &str| format!("id = \"{id}\"\ntags = [\"{id}-tag\"]\n[tasks.a]\nplugin = \"plugins/echo.wasm\"\n");
+    let (a, b, c) = (dag("a"), dag("b"), dag("c"));
+    let echo = sandflow_test_artifacts::bytes("echo");
+    let files: Vec<(&str, &[u8])> = vec![
+        ("a.toml", a.as_bytes()),
+        ("b.toml", b.as_bytes()),
+        ("c.toml", c.as_bytes()),
+        ("plugins/echo.wasm", &echo),
+    ];
+    assert_eq!(server.push(targz(&files), "", "alice").await.0, 201);
+    let (_, run) = server.post("/api/v1/dags/b/runs", json!({})).await;
+    server.wait_run(run["run_id"].as_str().unwrap()).await;
+
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|d| d["dag_id"].as_str().unwrap().to_string()).collect()
+    };
+    let (_, page) = server.get("/api/v1/dags?order_by=-dag_id&limit=2&offset=1").await;
+    assert_eq!((ids(&page), page["total"].as_u64()), (vec!["b".to_string(), "a".to_string()], Some(3)), "{page}");
+    assert_eq!(page["items"][0]["recent_runs"][0]["state"], "success", "a page's DAGs have their runs: {page}");
+    assert!(page["items"][0]["recent_runs"][0].get("conf").is_none(), "in brief: {page}");
+    let (_, page) = server.get("/api/v1/dags?last_run_state=success").await;
+    assert_eq!((ids(&page), page["total"].as_u64()), (vec!["b".to_string()], Some(1)), "{page}");
+    let (_, page) = server.get("/api/v1/dags?tag=c-tag&limit=1").await;
+    assert_eq!((ids(&page), page["total"].as_u64()), (vec!["c".to_string()], Some(1)), "{page}");
+    let (_, page) = server.get("/api/v1/dags?offset=10").await;
+    assert_eq!((page["items"].as_array().map(Vec::len), page["total"].as_u64()), (Some(0), Some(3)), "{page}");
+    let (status, body) = server.get("/api/v1/dags?order_by=size").await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")), "{body}");
+}

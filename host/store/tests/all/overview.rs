@@ -37,6 +37,17 @@ async fn each_dag_gets_its_own_newest_runs(db: Db) {
     expected.extend((0..3).rev().map(|i| ("e".into(), format!("e{i}"))));
     assert_eq!(runs, expected);
     assert!(store.recent_runs(0).await.unwrap().is_empty());
+    // Of some DAGs only: a page of the DAG list.
+    let of = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let runs: Vec<(String, String)> = store
+        .recent_runs_of(2, &of(&["e", "quiet", "nope"]))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.dag_id, r.run_id))
+        .collect();
+    assert_eq!(runs, [("e".to_string(), "e2".to_string()), ("e".to_string(), "e1".to_string())]);
+    assert!(store.recent_runs_of(10, &[]).await.unwrap().is_empty());
 }
 
 async fn the_latest_scheduled_interval_end_of_every_dag(db: Db) {
@@ -99,7 +110,9 @@ async fn instances_are_counted_by_run_task_and_state(db: Db) {
 async fn every_plugin_pin_is_listed(db: Db) {
     let store = &db.store;
     let spec = json!({"file": "d.toml"});
-    for (version, plugins) in [("v1", vec!["sha256:aa".to_string(), "sha256:bb".into()]), ("v2", vec!["sha256:bb".into()])] {
+    for (version, plugins) in
+        [("v1", vec!["sha256:aa".to_string(), "sha256:bb".into()]), ("v2", vec!["sha256:bb".into()])]
+    {
         store
             .record_version(&NewVersion {
                 dag_id: "d",
@@ -168,9 +181,6 @@ async fn a_claimed_try_knows_when_it_was_queued(db: Db) {
         .await
         .unwrap();
     let tries = store.tries("r1", "a", -1).await.unwrap();
-    assert_eq!(
-        (tries[0].queued_at, tries[0].started_at),
-        (Some(queued_at), queued_at + chrono::Duration::seconds(2))
-    );
+    assert_eq!((tries[0].queued_at, tries[0].started_at), (Some(queued_at), queued_at + chrono::Duration::seconds(2)));
     assert_eq!(store.run_tries("r1").await.unwrap()[0].queued_at, Some(queued_at));
 }
