@@ -29,12 +29,14 @@ fn targz(files: &[(&str, &[u8])]) -> Vec<u8> {
     builder.into_inner().unwrap().finish().unwrap()
 }
 
-/// A bundle of DAG files (name, text) with the echo and hostile plugins under `plugins/`.
+/// A bundle of DAG files (name, text) with the echo, hostile and noop plugins under `plugins/`.
 fn bundle(dags: &[(&str, &str)]) -> Vec<u8> {
     let (echo, hostile) = (sandflow_test_artifacts::bytes("echo"), sandflow_test_artifacts::bytes("hostile"));
+    let noop = sandflow_test_artifacts::bytes("noop");
     let mut files: Vec<(&str, &[u8])> = dags.iter().map(|(name, text)| (*name, text.as_bytes())).collect();
     files.push(("plugins/echo.wasm", &echo));
     files.push(("plugins/hostile.wasm", &hostile));
+    files.push(("plugins/noop.wasm", &noop));
     targz(&files)
 }
 
@@ -423,5 +425,147 @@ async fn every_view_of_a_dag_and_of_the_server_shows_its_data() {
         browser.wait_for_text(table, text).await;
         browser.screenshot(&format!("admin-{tab}")).await;
     }
+    browser.close().await;
+}
+
+/// Milliseconds from the start of the page's navigation until `count` elements match `css`
+/// (checked every frame), for `path` opened `times` times: the figures BENCHMARKS.md gives.
+async fn time_to_ready(browser: &Browser, path: &str, css: &str, count: usize, times: usize) -> Vec<f64> {
+    let mut figures = Vec::new();
+    for _ in 0..times {
+        browser.goto(path).await;
+        let ms = browser
+            .eval(
+                r#"const [css, count] = arguments;
+                return new Promise((done) => {
+                  const look = () => (document.querySelectorAll(css).length >= count ? done(performance.now()) : requestAnimationFrame(look));
+                  look();
+                });"#,
+                vec![json!(css), json!(count)],
+            )
+            .await;
+        figures.push(ms.as_f64().unwrap());
+    }
+    figures.sort_by(f64::total_cmp);
+    figures
+}
+
+fn summary(figures: &[f64]) -> String {
+    format!(
+        "median {:.0} ms, max {:.0} ms ({} loads)",
+        figures[figures.len() / 2],
+        figures[figures.len() - 1],
+        figures.len()
+    )
+}
+
+/// The issue's targets, measured in the browser: `cargo test -p sandflow-api --test ui --
+/// --ignored --nocapture benchmark` (figures in BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: minutes of seeding; run by hand"]
+async fn benchmark_the_dag_list_the_grid_and_a_mapped_run() {
+    // 1,000 DAGs and 100,000 runs (their states as created: the list reads them the same way).
+    let server = Server::start().await;
+    let files: Vec<(String, String)> = (0..1000)
+        .map(|i| (format!("dag_{i:04}.toml"), format!("id = \"dag_{i:04}\"\ntags = [\"t{}\"]\nowner = \"team{}\"\n[tasks.a]\nplugin = \"plugins/echo.wasm\"\n", i % 10, i % 7)))
+        .collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let seeded = std::time::Instant::now();
+    let report = push(&server, &refs).await;
+    let versions: std::collections::HashMap<String, String> = report["dags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["dag_id"].as_str().unwrap().to_string(), d["version"].as_str().unwrap().to_string()))
+        .collect();
+    let start = chrono::Utc::now() - chrono::Duration::days(200);
+    for i in 0..100_000i64 {
+        let dag_id = format!("dag_{:04}", i % 1000);
+        let at = start + chrono::Duration::minutes(i);
+        let run = sandflow_store::NewRun {
+            run_id: format!("manual__{dag_id}__{i}"),
+            version: versions[&dag_id].clone(),
+            dag_id,
+            run_type: sandflow_store::RunType::Manual,
+            logical_date: at,
+            interval: None,
+            conf: Default::default(),
+            note: None,
+            triggered_by: "bench".into(),
+            created_at: at,
+            experiment: None,
+        };
+        assert!(server.store.create_run(&run, &["a".to_string()]).await.unwrap());
+    }
+    println!("seeded 1,000 DAGs and 100,000 runs in {:.1?}", seeded.elapsed());
+    let browser = admin_browser(&server, "bench-list").await;
+    let t = std::time::Instant::now();
+    let (status, _) = server.get("/api/v1/dags?limit=1000").await;
+    println!("GET /api/v1/dags?limit=1000 alone: {status} in {:.0?}", t.elapsed());
+    let list = time_to_ready(&browser, "/", "#dag-table tbody tr", 50, 7).await;
+    println!("DAG list of 1,000 DAGs (100,000 runs), first page shown: {}", summary(&list));
+    let complete = time_to_ready(&browser, "/", "#dag-list[data-complete=true]", 1, 7).await;
+    println!("DAG list, all 1,000 loaded (search and sort over every DAG): {}", summary(&complete));
+    browser.screenshot("bench-dag-list").await;
+    browser.close().await;
+    drop(server);
+
+    // A grid of 25 runs x 200 tasks, and a run with a 5,000-instance mapped task, run for real.
+    let server = Server::with_scheduler().await;
+    let mut wide = String::from("id = \"wide\"\n");
+    for i in 0..200 {
+        wide.push_str(&format!("[tasks.t{i:03}]\nplugin = \"plugins/echo.wasm\"\n"));
+        if i % 10 != 0 {
+            wide.push_str(&format!("upstream = [\"t{:03}\"]\n", i - 1));
+        }
+    }
+    // The instances run noop: echo would copy the whole 5,000-item conf into each output.
+    let fan = "id = \"fan\"\n[tasks.src]\nplugin = \"plugins/echo.wasm\"\n[tasks.each]\nplugin = \"plugins/noop.wasm\"\nupstream = [\"src\"]\nmap_over = \"conf.items\"\n[tasks.last]\nplugin = \"plugins/noop.wasm\"\nupstream = [\"each\"]\n";
+    push(&server, &[("wide.toml", &wide), ("fan.toml", fan)]).await;
+    let seeded = std::time::Instant::now();
+    for _ in 0..25 {
+        let run = trigger(&server, "wide", json!({})).await;
+        server.wait_run(&run).await;
+    }
+    let items: Vec<i64> = (0..5000).collect();
+    let mapped = trigger(&server, "fan", json!({"conf": {"items": items}})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let (_, run) = server.get(&format!("/api/v1/runs/{}", enc(&mapped))).await;
+        if run["state"] != "queued" && run["state"] != "running" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the mapped run did not end");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("ran 25 x 200 tasks and 5,002 instances in {:.1?}", seeded.elapsed());
+    let browser = admin_browser(&server, "bench-grid").await;
+    let grid = time_to_ready(&browser, "/dags/wide/grid", "table#grid td.cell", 5000, 7).await;
+    println!("grid of 25 runs x 200 tasks, every cell shown: {}", summary(&grid));
+    let run_page = time_to_ready(&browser, &format!("/runs/{}", enc(&mapped)), "#run-tasks tbody tr", 3, 7).await;
+    println!("run page of a run with a 5,000-instance mapped task: {}", summary(&run_page));
+    let graph =
+        time_to_ready(&browser, &format!("/dags/fan?run={}", enc(&mapped)), "#node-each[data-state=success]", 1, 7)
+            .await;
+    println!("graph of that run, states shown: {}", summary(&graph));
+    let gantt = time_to_ready(
+        &browser,
+        &format!("/dags/fan/gantt?run={}", enc(&mapped)),
+        "#gantt .gantt-bar[data-kind=running]",
+        3,
+        7,
+    )
+    .await;
+    println!("Gantt chart of that run: {}", summary(&gantt));
+    let panel = time_to_ready(
+        &browser,
+        &format!("/dags/fan?run={}&task=each", enc(&mapped)),
+        "#task-instances tbody tr",
+        100,
+        7,
+    )
+    .await;
+    println!("task panel of the mapped task (first 100 instances listed): {}", summary(&panel));
+    browser.screenshot("bench-mapped-panel").await;
     browser.close().await;
 }
