@@ -15,19 +15,6 @@ mod server;
 
 pub use server::*;
 
-/// A .tar.gz of `files` (path, bytes).
-pub fn targz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-    for (path, bytes) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, path, *bytes).unwrap();
-    }
-    builder.into_inner().unwrap().finish().unwrap()
-}
-
 /// A DAG file of one or more noop tasks in a chain, with a param that changes its version.
 pub fn chain_dag(dag_id: &str, tasks: usize, param: i64) -> String {
     let mut text = format!("id = {dag_id:?}\n");

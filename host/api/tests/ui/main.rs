@@ -16,19 +16,6 @@ use sandflow_store::Role;
 use serde_json::{json, Value};
 pub use server::*;
 
-/// A .tar.gz of `files` (path, bytes).
-fn targz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-    for (path, bytes) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, path, *bytes).unwrap();
-    }
-    builder.into_inner().unwrap().finish().unwrap()
-}
-
 /// A bundle of DAG files (name, text) with the echo, hostile and noop plugins under `plugins/`.
 fn bundle(dags: &[(&str, &str)]) -> Vec<u8> {
     let (echo, hostile) = (sandflow_test_artifacts::bytes("echo"), sandflow_test_artifacts::bytes("hostile"));
