@@ -352,7 +352,7 @@ function GraphNode({ node, info, onOpen }) {
       data-task={t.task_id}
       data-state={state}
       transform={`translate(${node.x},${node.y})`}
-      tabIndex={0}
+      tabindex="0"
       role="button"
       aria-label={label}
       onClick={open}

@@ -556,3 +556,84 @@ async fn benchmark_the_dag_list_the_grid_and_a_mapped_run() {
     browser.screenshot("bench-mapped-panel").await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dag_list_searches_and_filters_tooltips_stay_while_hovered_and_the_graph_works_by_keyboard() {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions, MouseActions, PointerAction};
+    use fantoccini::key::Key;
+
+    let server = Server::with_scheduler().await;
+    let etl = |id: &str| {
+        format!("id = \"{id}\"\ntags = [\"etl\"]\nowner = \"data\"\n[tasks.a]\nplugin = \"plugins/echo.wasm\"\n")
+    };
+    let (alpha, beta) = (etl("alpha"), etl("beta"));
+    push(&server, &[("pipeline.toml", PIPELINE), ("alpha.toml", &alpha), ("beta.toml", &beta)]).await;
+    let run = trigger(&server, "pipeline", json!({})).await;
+    server.wait_run(&run).await;
+    let browser = admin_browser(&server, "list-tips-keyboard").await;
+    let shown_rows = || async {
+        let mut ids = Vec::new();
+        for row in browser.client.find_all(Locator::Css("#dag-table tbody tr[data-dag-id]")).await.unwrap() {
+            if row.is_displayed().await.unwrap() {
+                ids.push(row.attr("data-dag-id").await.unwrap().unwrap());
+            }
+        }
+        ids
+    };
+    browser.wait_for("tr#dag-row-beta").await;
+    assert_eq!(shown_rows().await, ["alpha", "beta", "pipeline"]);
+    browser.fill("#dag-search", "alp").await;
+    browser.wait_gone("tr#dag-row-pipeline").await;
+    assert_eq!(shown_rows().await, ["alpha"]);
+    browser.click("#filters-clear").await;
+    browser.wait_for("tr#dag-row-pipeline").await;
+    browser.wait_for("#filter-tag").await.select_by_value("etl").await.unwrap();
+    browser.wait_gone("tr#dag-row-pipeline").await;
+    assert_eq!(shown_rows().await, ["alpha", "beta"]);
+    browser.click("#filters-clear").await;
+    browser.wait_for("tr#dag-row-pipeline").await;
+    browser.wait_for("#filter-owner").await.select_by_value("ml-team").await.unwrap();
+    browser.wait_gone("tr#dag-row-alpha").await;
+    assert_eq!(shown_rows().await, ["pipeline"]);
+    browser.wait_for("tr#dag-row-pipeline .recent-runs [data-state=success]").await;
+
+    // Every button says what it does, and a tooltip stays as long as the pointer does.
+    let untipped = browser
+        .eval("return [...document.querySelectorAll('button')].filter((b) => !b.dataset.tip && !b.getAttribute('aria-label')).map((b) => b.outerHTML.slice(0, 120))", vec![])
+        .await;
+    assert_eq!(untipped, json!([]), "buttons without a tooltip on the DAG list");
+    let toggle = browser.wait_for("tr#dag-row-pipeline button.pause-toggle").await;
+    let hover = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+        element: toggle,
+        duration: None,
+        x: 0.0,
+        y: 0.0,
+    });
+    browser.client.perform_actions(hover).await.unwrap();
+    let tip =
+        "return getComputedStyle(document.querySelector('tr#dag-row-pipeline button.pause-toggle'), '::after').content";
+    let first = browser.eval(tip, vec![]).await;
+    assert!(first.as_str().is_some_and(|t| t.contains("Press to pause pipeline")), "the tooltip shows: {first}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(browser.eval(tip, vec![]).await, first, "and is still there 3 s later");
+    browser.screenshot("list-tooltip").await;
+
+    // The graph by keyboard: a task node takes the focus, Enter opens its panel.
+    browser.goto(&format!("/dags/pipeline?run={}", enc(&run))).await;
+    let node = browser.wait_for("#node-t1[data-state=success]").await;
+    let untipped = browser
+        .eval("return [...document.querySelectorAll('button')].filter((b) => !b.dataset.tip && !b.getAttribute('aria-label')).map((b) => b.outerHTML.slice(0, 120))", vec![])
+        .await;
+    assert_eq!(untipped, json!([]), "buttons without a tooltip on the DAG page");
+    browser.eval("document.querySelector('#node-t1').focus()", vec![]).await;
+    assert_eq!(node.attr("tabindex").await.unwrap().as_deref(), Some("0"), "a node is in the tab order");
+    let enter: char = Key::Enter.into();
+    let press = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: enter })
+        .then(KeyAction::Up { value: enter });
+    browser.client.perform_actions(press).await.unwrap();
+    browser.wait_for("#task-panel[data-task=t1]").await;
+    browser.wait_for("#task-tries li[data-try=\"1\"]").await;
+    browser.screenshot("graph-keyboard-panel").await;
+    browser.close().await;
+}
