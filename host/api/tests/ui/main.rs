@@ -363,6 +363,11 @@ async fn every_view_of_a_dag_and_of_the_server_shows_its_data() {
         runs.push(run);
     }
     push(&server, &[("pipeline.toml", &PIPELINE.replace("[tasks.t2]", "[tasks.t2]\nretries = 1"))]).await;
+    let experiment = bundle(&[("pipeline.toml", &PIPELINE.replace("[tasks.t1]", "[tasks.t1]\nretries = 3"))]);
+    let (status, pushed) = server.push(experiment, "experiment=faster-t1&note=try%20three%20retries", "erin").await;
+    assert_eq!(status, 201, "{pushed}");
+    let (status, budget) = server.put_as_admin("/api/v1/budgets/user/erin", json!({"fuel_per_day": 1_000_000})).await;
+    assert_eq!(status, 204, "{budget}");
     let browser = admin_browser(&server, "views").await;
 
     browser.goto("/dags/pipeline/grid").await;
@@ -385,6 +390,9 @@ async fn every_view_of_a_dag_and_of_the_server_shows_its_data() {
     browser.goto("/dags/pipeline/versions").await;
     browser.wait_for(&format!("#versions tr.version[data-version=\"{v1}\"]")).await;
     browser.wait_for_text("#diff", "retries").await;
+    let experiments = browser.wait_for_text("#experiments", "faster-t1").await;
+    let text = experiments.text().await.unwrap();
+    assert!(text.contains("erin") && text.contains("try three retries"), "the experiment's author and note: {text}");
     browser.screenshot("versions").await;
 
     // From the version's row to its code, as a user goes there.
@@ -405,9 +413,12 @@ async fn every_view_of_a_dag_and_of_the_server_shows_its_data() {
     browser.click("#nav-admin").await;
     browser.wait_for_text("#users", "alice").await;
     browser.screenshot("admin-users").await;
-    for (tab, table, text) in
-        [("tokens", "#tokens", "alice"), ("pools", "#pools", "default_pool"), ("audit", "#audit", "bundle.push")]
-    {
+    for (tab, table, text) in [
+        ("tokens", "#tokens", "alice"),
+        ("pools", "#pools", "default_pool"),
+        ("audit", "#audit", "bundle.push"),
+        ("budgets", "table#budgets", "erin"),
+    ] {
         browser.goto(&format!("/admin/{tab}")).await;
         browser.wait_for_text(table, text).await;
         browser.screenshot(&format!("admin-{tab}")).await;
@@ -628,9 +639,8 @@ async fn the_dag_list_searches_and_filters_tooltips_stay_while_hovered_and_the_g
     browser.eval("document.querySelector('#node-t1').focus()", vec![]).await;
     assert_eq!(node.attr("tabindex").await.unwrap().as_deref(), Some("0"), "a node is in the tab order");
     let enter: char = Key::Enter.into();
-    let press = KeyActions::new("keyboard".into())
-        .then(KeyAction::Down { value: enter })
-        .then(KeyAction::Up { value: enter });
+    let press =
+        KeyActions::new("keyboard".into()).then(KeyAction::Down { value: enter }).then(KeyAction::Up { value: enter });
     browser.client.perform_actions(press).await.unwrap();
     browser.wait_for("#task-panel[data-task=t1]").await;
     browser.wait_for("#task-tries li[data-try=\"1\"]").await;
