@@ -158,7 +158,7 @@ export function Upload() {
   const [experiment, setExperiment] = useState("");
   const [note, setNote] = useState("");
   const [noActivate, setNoActivate] = useState(false);
-  const [check, setCheck] = useState(null); // {ok, report} | {ok: false, diagnostics, error} | {unsupported, error}
+  const [check, setCheck] = useState(null); // {ok, report} | {ok: false, diagnostics, error}
   const [checking, setChecking] = useState(false);
   const [storing, setStoring] = useState(false);
   const [result, setResult] = useState(null);
@@ -186,7 +186,6 @@ export function Upload() {
     } catch (e) {
       if (mine !== generation.current) return;
       if (e.status === 422 && Array.isArray(e.body?.diagnostics)) setCheck({ ok: false, diagnostics: e.body.diagnostics, error: e });
-      else if (e.status === 400 && /dry_run/.test(e.message)) setCheck({ unsupported: true, error: e });
       else setCheck({ ok: false, diagnostics: [], error: e });
     } finally {
       if (mine === generation.current) setChecking(false);
@@ -318,12 +317,7 @@ export function Upload() {
       ) : null}
       {check && !checking ? (
         <section class="panel" id="upload-report" data-ok={check.ok ? "true" : "false"}>
-          {check.unsupported ? (
-            <>
-              <h2>This server cannot check a bundle without storing it</h2>
-              <ErrorBox error={check.error} />
-            </>
-          ) : check.ok ? (
+          {check.ok ? (
             <>
               <h2>✓ The bundle passes every check</h2>
               <p class="muted">Nothing is stored yet. This is what storing it would do:</p>
@@ -347,8 +341,8 @@ export function Upload() {
             <Button
               id="upload-store"
               primary
-              disabled={storing || !(check.ok || check.unsupported)}
-              tip={check.ok ? "Store this bundle for real: the versions and plugins listed above" : check.unsupported ? "Store it: the server checks it whole and stores all or nothing" : "Fix the problems first"}
+              disabled={storing || !check.ok}
+              tip={check.ok ? "Store this bundle for real: the versions and plugins listed above" : "Fix the problems first"}
               onClick={store}
             >
               {storing ? "Storing…" : "Store it"}
