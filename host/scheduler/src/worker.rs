@@ -454,7 +454,6 @@ fn not_started(claim: &Claimed, at: DateTime<Utc>) -> Report {
     interrupted_report(key, claim.try_number, message, at)
 }
 
-/// The executor's job for a claim: its context and limits, as the scheduler queued them.
 /// How often a running try's log is written to the store, for the API's live view.
 const LOG_FLUSH: Duration = Duration::from_secs(1);
 
@@ -477,6 +476,7 @@ async fn flush_log(store: Store, key: Key, try_number: i64, live: LiveLog) {
     }
 }
 
+/// The executor's job for a claim: its context and limits, as the scheduler queued them.
 fn job_of(claim: &Claimed, kill: KillSwitch) -> Result<Job, String> {
     let spec: JobSpec = serde_json::from_value(claim.job.clone())
         .map_err(|e| format!("the queued job of this try does not parse: {e}"))?;

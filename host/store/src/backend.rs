@@ -55,8 +55,8 @@ pub(crate) trait Backend: Send + Sync {
     async fn active_runs(&self) -> Result<Vec<RunRow>>;
     async fn last_scheduled_interval_end(&self, dag_id: &str) -> Result<Option<DateTime<Utc>>>;
     async fn runs_between(&self, dag_id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RunRow>>;
-    async fn recent_runs(&self, per_dag: i64) -> Result<Vec<crate::RunBrief>>;
-    async fn recent_runs_of(&self, per_dag: i64, dag_ids: &[String]) -> Result<Vec<crate::RunBrief>>;
+    /// Of every DAG (`None`) or of some.
+    async fn recent_runs(&self, per_dag: i64, of: Option<&[String]>) -> Result<Vec<crate::RunBrief>>;
     async fn last_scheduled_interval_ends(&self) -> Result<Vec<(String, DateTime<Utc>)>>;
     async fn state_counts(&self, run_ids: &[String]) -> Result<Vec<crate::StateCount>>;
     async fn plugin_uses(&self) -> Result<Vec<crate::PluginUse>>;

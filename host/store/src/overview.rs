@@ -76,7 +76,7 @@ pub struct PluginUse {
 impl Store {
     /// The `per_dag` newest runs of every DAG, by DAG id and then newest first.
     pub async fn recent_runs(&self, per_dag: i64) -> Result<Vec<RunBrief>> {
-        self.backend.recent_runs(per_dag.clamp(0, 100)).await
+        self.backend.recent_runs(per_dag.clamp(0, 100), None).await
     }
 
     /// The `per_dag` newest runs of each of `dag_ids`, by DAG id and then newest first.
@@ -84,7 +84,7 @@ impl Store {
         if dag_ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.backend.recent_runs_of(per_dag.clamp(0, 100), dag_ids).await
+        self.backend.recent_runs(per_dag.clamp(0, 100), Some(dag_ids)).await
     }
 
     /// Each DAG with a scheduled run and the end of its latest scheduled interval.

@@ -636,31 +636,18 @@ impl Backend for Postgres {
         .await?)
     }
 
-    async fn recent_runs(&self, per_dag: i64) -> Result<Vec<crate::RunBrief>> {
-        // For each DAG, its newest runs by the (dag_id, created_at DESC) index.
+    async fn recent_runs(&self, per_dag: i64, of: Option<&[String]>) -> Result<Vec<crate::RunBrief>> {
+        // For each DAG (of `of`, when given), its newest runs by the (dag_id, created_at DESC) index.
         Ok(sqlx::query_as(
             "SELECT r.* FROM dags d CROSS JOIN LATERAL (
                  SELECT x.run_id, x.dag_id, x.run_type, x.state, x.logical_date, x.created_at, x.started_at,
                         x.ended_at, x.triggered_by, x.experiment
                  FROM dag_runs x WHERE x.dag_id = d.dag_id ORDER BY x.created_at DESC, x.run_id DESC LIMIT $1) r
+             WHERE $2::text[] IS NULL OR d.dag_id = ANY($2)
              ORDER BY r.dag_id, r.created_at DESC, r.run_id DESC",
         )
         .bind(per_dag)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn recent_runs_of(&self, per_dag: i64, dag_ids: &[String]) -> Result<Vec<crate::RunBrief>> {
-        Ok(sqlx::query_as(
-            "SELECT r.* FROM dags d CROSS JOIN LATERAL (
-                 SELECT x.run_id, x.dag_id, x.run_type, x.state, x.logical_date, x.created_at, x.started_at,
-                        x.ended_at, x.triggered_by, x.experiment
-                 FROM dag_runs x WHERE x.dag_id = d.dag_id ORDER BY x.created_at DESC, x.run_id DESC LIMIT $1) r
-             WHERE d.dag_id = ANY($2)
-             ORDER BY r.dag_id, r.created_at DESC, r.run_id DESC",
-        )
-        .bind(per_dag)
-        .bind(dag_ids)
+        .bind(of)
         .fetch_all(&self.pool)
         .await?)
     }

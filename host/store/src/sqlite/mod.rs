@@ -612,23 +612,9 @@ impl Backend for Sqlite {
         .await?)
     }
 
-    async fn recent_runs(&self, per_dag: i64) -> Result<Vec<crate::RunBrief>> {
+    async fn recent_runs(&self, per_dag: i64, of: Option<&[String]>) -> Result<Vec<crate::RunBrief>> {
         // Driven from `dags`: for each DAG, the newest runs by the (dag_id, created_at DESC)
         // index, so the cost is DAGs × per_dag lookups, not a scan of every run.
-        Ok(sqlx::query_as(
-            "SELECT r.run_id, r.dag_id, r.run_type, r.state, r.logical_date, r.created_at, r.started_at, r.ended_at,
-                    r.triggered_by, r.experiment
-             FROM dags d JOIN dag_runs r ON r.run_id IN (
-                 SELECT x.run_id FROM dag_runs x WHERE x.dag_id = d.dag_id
-                 ORDER BY x.created_at DESC, x.run_id DESC LIMIT ?)
-             ORDER BY r.dag_id, r.created_at DESC, r.run_id DESC",
-        )
-        .bind(per_dag)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn recent_runs_of(&self, per_dag: i64, dag_ids: &[String]) -> Result<Vec<crate::RunBrief>> {
         let mut sql = sqlx::QueryBuilder::new(
             "SELECT r.run_id, r.dag_id, r.run_type, r.state, r.logical_date, r.created_at, r.started_at, r.ended_at,
                     r.triggered_by, r.experiment
@@ -636,13 +622,16 @@ impl Backend for Sqlite {
                  SELECT x.run_id FROM dag_runs x WHERE x.dag_id = d.dag_id
                  ORDER BY x.created_at DESC, x.run_id DESC LIMIT ",
         );
-        sql.push_bind(per_dag);
-        sql.push(") WHERE d.dag_id IN (");
-        let mut list = sql.separated(", ");
-        for id in dag_ids {
-            list.push_bind(id.clone());
+        sql.push_bind(per_dag).push(")");
+        if let Some(dag_ids) = of {
+            sql.push(" WHERE d.dag_id IN (");
+            let mut list = sql.separated(", ");
+            for id in dag_ids {
+                list.push_bind(id.clone());
+            }
+            sql.push(")");
         }
-        sql.push(") ORDER BY r.dag_id, r.created_at DESC, r.run_id DESC");
+        sql.push(" ORDER BY r.dag_id, r.created_at DESC, r.run_id DESC");
         Ok(sql.build_query_as().fetch_all(&self.pool).await?)
     }
 
