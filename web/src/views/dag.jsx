@@ -33,12 +33,6 @@ const TABS = [
 
 const FINISHED = ["success", "failed", "skipped", "upstream_failed", "removed"];
 
-/** A list answer, bare or wrapped as `{items}`. */
-function listOf(answer) {
-  if (Array.isArray(answer)) return answer;
-  return Array.isArray(answer?.items) ? answer.items : [];
-}
-
 /** `✓12 ▶3 ✕1` from `{success: 12, running: 3, failed: 1}`. */
 function countsText(counts) {
   return Object.entries(counts || {})
@@ -486,7 +480,7 @@ function shortDate(iso) {
 }
 
 function GridTable({ data, runId, onCell }) {
-  const runs = [...listOf(data.runs)].reverse();
+  const runs = [...data.runs].reverse();
   const cells = data.cells || {};
   return (
     <div class="grid-scroll">
@@ -539,7 +533,7 @@ function GridTab({ dagId, runId, tick, params, openTask }) {
       </div>
       <ErrorBox error={grid.error} />
       {grid.loading && !grid.data ? <Loading what="Loading the grid" /> : null}
-      {grid.data ? listOf(grid.data.runs).length ? <GridTable data={grid.data} runId={runId} onCell={onCell} /> : <p class="empty">No runs yet.</p> : null}
+      {grid.data ? grid.data.runs.length ? <GridTable data={grid.data} runId={runId} onCell={onCell} /> : <p class="empty">No runs yet.</p> : null}
       <StateLegend />
     </div>
   );
@@ -757,7 +751,7 @@ function median(values) {
 
 /** Per task: its duration in each run (oldest first; null when not finished), median, max, last. */
 function durationSeries(data) {
-  const runs = [...listOf(data.runs)].reverse();
+  const runs = [...data.runs].reverse();
   const cells = data.cells || {};
   const rows = (data.tasks || []).map((t) => {
     const values = runs.map((r) => {
@@ -886,7 +880,7 @@ function useRunPages(dagId, filters, tick) {
     try {
       const page = await fetchPage(null);
       if (mine !== generation.current) return;
-      const fresh = listOf(page);
+      const fresh = page.items;
       setState((s) => {
         if (blank || !s.items.length) return { items: fresh, next: page?.next_cursor || null, loading: false, error: null };
         // A live reload keeps the older pages already shown.
@@ -918,7 +912,7 @@ function useRunPages(dagId, filters, tick) {
       if (mine !== generation.current) return;
       setState((s) => {
         const seen = new Set(s.items.map((r) => r.run_id));
-        return { items: [...s.items, ...listOf(page).filter((r) => !seen.has(r.run_id))], next: page?.next_cursor || null, loading: false, error: null };
+        return { items: [...s.items, ...page.items.filter((r) => !seen.has(r.run_id))], next: page?.next_cursor || null, loading: false, error: null };
       });
     } catch (error) {
       setState((s) => ({ ...s, loading: false, error }));
@@ -1009,7 +1003,7 @@ function RunsTab({ dagId, tick }) {
   const [filters, setFilters] = useState({ state: "", run_type: "", experiment: "", triggered_by: "" });
   const [picked, setPicked] = useState([]);
   const pages = useRunPages(dagId, filters, tick);
-  const experiments = useAsync(() => get(`/api/v1/dags/${enc(dagId)}/experiments`).then(listOf).catch(() => []), [dagId]);
+  const experiments = useAsync(() => get(`/api/v1/dags/${enc(dagId)}/experiments`).then((a) => a.items).catch(() => []), [dagId]);
   const names = (experiments.data || []).map((e) => e?.name).filter(Boolean);
   const onPick = (id, on) => setPicked((xs) => (on ? [...xs.filter((x) => x !== id), id] : xs.filter((x) => x !== id)));
   const canCompare = picked.length >= 2 && picked.length <= 20;
@@ -1106,12 +1100,32 @@ function FieldChanges({ fields }) {
         {entries.map(([name, pair]) => (
           <tr key={name} data-field={name}>
             <td class="mono">{name}</td>
-            <td class="mono diff-from-value">{valueText(Array.isArray(pair) ? pair[0] : pair?.from)}</td>
-            <td class="mono diff-to-value">{valueText(Array.isArray(pair) ? pair[1] : pair?.to)}</td>
+            <td class="mono diff-from-value">{valueText(pair[0])}</td>
+            <td class="mono diff-to-value">{valueText(pair[1])}</td>
           </tr>
         ))}
       </tbody>
     </table>
+  );
+}
+
+/** Task ids added or removed by a diff. */
+function TaskIds({ ids, cls, symbol, title }) {
+  if (!ids.length) return null;
+  return (
+    <div class={cls}>
+      <h4>
+        <span aria-hidden="true">{symbol} </span>
+        {title} ({ids.length})
+      </h4>
+      <ul>
+        {ids.map((id) => (
+          <li key={id} class="mono">
+            {id}
+          </li>
+        ))}
+      </ul>
+    </div>
   );
 }
 
@@ -1121,38 +1135,11 @@ function DiffResult({ diff }) {
   const changed = diff.tasks_changed || [];
   const settings = diff.settings_changed || {};
   const nothing = !added.length && !removed.length && !changed.length && !Object.keys(settings).length;
-  const idOf = (t) => (typeof t === "string" ? t : t?.task_id);
   return (
     <div class="diff-result">
       {nothing ? <p class="empty">These versions have the same tasks and settings.</p> : null}
-      {added.length ? (
-        <div class="diff-added">
-          <h4>
-            <span aria-hidden="true">＋ </span>Tasks added ({added.length})
-          </h4>
-          <ul>
-            {added.map((t) => (
-              <li key={idOf(t)} class="mono">
-                {idOf(t)}
-              </li>
-            ))}
-          </ul>
-        </div>
-      ) : null}
-      {removed.length ? (
-        <div class="diff-removed">
-          <h4>
-            <span aria-hidden="true">− </span>Tasks removed ({removed.length})
-          </h4>
-          <ul>
-            {removed.map((t) => (
-              <li key={idOf(t)} class="mono">
-                {idOf(t)}
-              </li>
-            ))}
-          </ul>
-        </div>
-      ) : null}
+      <TaskIds ids={added} cls="diff-added" symbol="＋" title="Tasks added" />
+      <TaskIds ids={removed} cls="diff-removed" symbol="−" title="Tasks removed" />
       {changed.length ? (
         <div class="diff-changed">
           <h4>
@@ -1306,8 +1293,8 @@ function ExperimentList({ experiments }) {
 
 function VersionsTab({ dagId, tick, onActivated }) {
   const me = useSession();
-  const versions = useAsync(() => get(`/api/v1/dags/${enc(dagId)}/versions`).then((a) => sortVersions(listOf(a))), [dagId]);
-  const experiments = useAsync(() => get(`/api/v1/dags/${enc(dagId)}/experiments`).then(listOf), [dagId]);
+  const versions = useAsync(() => get(`/api/v1/dags/${enc(dagId)}/versions`).then((a) => sortVersions(a.items)), [dagId]);
+  const experiments = useAsync(() => get(`/api/v1/dags/${enc(dagId)}/experiments`).then((a) => a.items), [dagId]);
   const list = versions.data || [];
   const activated = () => {
     versions.reload();

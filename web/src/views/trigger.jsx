@@ -7,12 +7,6 @@ import { Button, Modal, toast, useAsync } from "../components.jsx";
 import { time } from "../format.js";
 import { shortVersion } from "./dags.jsx";
 
-/** A list answer, whether bare or wrapped as `{items}`. */
-function listOf(answer) {
-  if (Array.isArray(answer)) return answer;
-  return Array.isArray(answer?.items) ? answer.items : [];
-}
-
 /** The DAG's versions (newest first) and its experiments, for the version picker. */
 async function loadChoices(dagId) {
   const [dag, experiments] = await Promise.all([
@@ -20,7 +14,7 @@ async function loadChoices(dagId) {
     get(`/api/v1/dags/${enc(dagId)}/experiments`).catch(() => []),
   ]);
   const versions = [...(dag?.versions || [])].sort((a, b) => String(b.created_at || "").localeCompare(String(a.created_at || "")));
-  return { versions, experiments: listOf(experiments) };
+  return { versions, experiments: experiments.items };
 }
 
 /** What the conf text says: `{value}` when it is a JSON object, else `{error}` with the parser's message. */
