@@ -26,6 +26,8 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+#[cfg(feature = "v2")]
+pub mod v2;
 
 use std::fmt::Display;
 use std::io::{Read, Write};

@@ -24,6 +24,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::limits::Limiter;
+use crate::operator::{self, OperatorHost, OperatorPre, SharedProgress};
 use crate::pipes::{CappedPipe, OutputLimitExceeded, WhenFull};
 use crate::plugin::{encoding, Encoding};
 use crate::{
@@ -83,6 +84,7 @@ pub struct Plugin {
 enum Pre {
     Core(InstancePre<P1Host>),
     Component(CommandPre<P2Host>),
+    Operator(OperatorPre<P2Host>),
 }
 
 impl std::fmt::Debug for Plugin {
@@ -114,10 +116,13 @@ impl KillSwitch {
     }
 }
 
-/// The log of a running try, readable while it runs (for a live view). Cheap to clone; all
-/// clones see the same try. Empty until the try starts.
+/// The log of a running try, and the progress a v2 plugin reports, readable while it runs (for a
+/// live view). Cheap to clone; all clones see the same try. Empty until the try starts.
 #[derive(Debug, Clone, Default)]
-pub struct LiveLog(Arc<std::sync::Mutex<Option<CappedPipe>>>);
+pub struct LiveLog {
+    pipe: Arc<std::sync::Mutex<Option<CappedPipe>>>,
+    progress: SharedProgress,
+}
 
 impl LiveLog {
     /// A log to attach to one try.
@@ -128,12 +133,17 @@ impl LiveLog {
     /// What the try has written to its log so far (timestamped lines, capped as the final log
     /// is, without its truncation marker); `None` before it starts.
     pub fn so_far(&self) -> Option<String> {
-        let pipe = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let pipe = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
         pipe.as_ref().map(|p| String::from_utf8_lossy(&p.contents()).into_owned())
     }
 
+    /// The latest progress the try reported (`host.progress`, ABI v2); `None` if it reported none.
+    pub fn progress(&self) -> Option<operator::Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn attach(&self, pipe: CappedPipe) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(pipe);
+        *self.pipe.lock().unwrap_or_else(|p| p.into_inner()) = Some(pipe);
     }
 }
 
@@ -146,6 +156,8 @@ struct P2Host {
     ctx: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    /// What the `sandflow:operator/host` imports reach (ABI v2; unused by commands).
+    operator: OperatorHost,
 }
 
 impl WasiView for P2Host {
@@ -165,6 +177,7 @@ struct Inner {
     fingerprint: String,
     fuel_metering: bool,
     p1_linker: wasmtime::Linker<P1Host>,
+    /// WASI 0.2 and `sandflow:operator/host`: for commands (ABI v1) and operators (ABI v2).
     p2_linker: component::Linker<P2Host>,
     code_dir: Option<PathBuf>,
     loaded: Mutex<HashMap<PluginId, Arc<Plugin>>>,
@@ -258,6 +271,10 @@ impl Sandbox {
         define_proc_exit(&mut p1_linker).map_err(engine_error)?;
         let mut p2_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(engine_error)?;
+        operator::Operator::add_to_linker::<P2Host, component::HasSelf<OperatorHost>>(&mut p2_linker, |host| {
+            &mut host.operator
+        })
+        .map_err(engine_error)?;
 
         let code_dir = match &config.cache_dir {
             Some(dir) => {
@@ -403,16 +420,31 @@ impl Sandbox {
                     .p2_linker
                     .instantiate_pre(&component)
                     .map_err(|e| PluginError::UnknownImport(format!("{e:#}")))?;
-                let pre = CommandPre::new(pre).map_err(|e| {
-                    PluginError::UnsupportedKind(format!(
-                        "a component that does not export wasi:cli/run is not a wasi:cli/command ({e:#})"
-                    ))
-                })?;
+                // An operator (ABI v2) exports `run` at the top; a command (ABI v1) the wasi:cli/run
+                // interface.
+                let (pre, kind) = if exports.iter().any(|name| name == "run") {
+                    let pre = OperatorPre::new(pre).map_err(|e| {
+                        PluginError::UnsupportedKind(format!(
+                            "a component exporting `run` is not a {} operator ({e:#})",
+                            operator::OPERATOR_WORLD
+                        ))
+                    })?;
+                    (Pre::Operator(pre), PluginKind::V2Operator)
+                } else {
+                    let pre = CommandPre::new(pre).map_err(|e| {
+                        PluginError::UnsupportedKind(format!(
+                            "a component that exports neither `run` ({} operator, ABI v2) nor \
+                             wasi:cli/run (a wasi:cli/command, ABI v1) ({e:#})",
+                            operator::OPERATOR_WORLD
+                        ))
+                    })?;
+                    (Pre::Component(pre), PluginKind::P2Command)
+                };
                 if source == CodeSource::Compiled {
                     self.cache_code(cached.as_ref(), component.serialize());
                 }
                 let initial = largest_initial_memory(component.resources_required());
-                (Pre::Component(pre), imports, exports, PluginKind::P2Command, initial)
+                (pre, imports, exports, kind, initial)
             }
         };
         debug!(plugin = %id, ?source, "plugin loaded");
@@ -455,6 +487,7 @@ impl Sandbox {
             fuel_used: 0,
             peak_memory_bytes: 0,
             wall_time: Duration::ZERO,
+            progress: None,
         };
         let _slot = tokio::select! {
             biased;
@@ -480,7 +513,12 @@ impl Sandbox {
         let limiter = Limiter::new(limits.memory_bytes);
         let engine = &self.inner.engine;
 
-        let (ended, fuel_left, limiter) = match &plugin.pre {
+        let operator_host = |log: &CappedPipe| OperatorHost {
+            log: log.clone(),
+            progress: live.progress.clone(),
+            metrics: Default::default(),
+        };
+        let (ended, fuel_left, limiter, sent_metrics) = match &plugin.pre {
             Pre::Core(pre) => {
                 let mut store = Store::new(engine, P1Host { wasi: wasi.build_p1(), limiter });
                 store.limiter(|host| &mut host.limiter);
@@ -489,14 +527,16 @@ impl Sandbox {
                     let instance = pre.instantiate_async(&mut store).await?;
                     store.data_mut().limiter.started();
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                    start.call_async(&mut store, ()).await
+                    start.call_async(&mut store, ()).await?;
+                    Ok(Finish::Exited)
                 };
                 let ended = guard(call, kill, limits.timeout).await;
                 let fuel_left = store.get_fuel().ok();
-                (ended, fuel_left, store.into_data().limiter)
+                (ended, fuel_left, store.into_data().limiter, Default::default())
             }
             Pre::Component(pre) => {
-                let host = P2Host { ctx: wasi.build(), table: ResourceTable::new(), limiter };
+                let operator = operator_host(&stderr);
+                let host = P2Host { ctx: wasi.build(), table: ResourceTable::new(), limiter, operator };
                 let mut store = Store::new(engine, host);
                 store.limiter(|host| &mut host.limiter);
                 self.prepare(&mut store, limits);
@@ -504,14 +544,41 @@ impl Sandbox {
                     let command = pre.instantiate_async(&mut store).await?;
                     store.data_mut().limiter.started();
                     match command.wasi_cli_run().call_run(&mut store).await? {
-                        Ok(()) => Ok(()),
+                        Ok(()) => Ok(Finish::Exited),
                         // wasi:cli/run 0.2 reports failure without a code: it reads as exit code 1.
                         Err(()) => Err(I32Exit(1).into()),
                     }
                 };
                 let ended = guard(call, kill, limits.timeout).await;
                 let fuel_left = store.get_fuel().ok();
-                (ended, fuel_left, store.into_data().limiter)
+                (ended, fuel_left, store.into_data().limiter, Default::default())
+            }
+            Pre::Operator(pre) => {
+                let context = match operator::context_from_json(input) {
+                    Ok(context) => context,
+                    Err(message) => return report(Outcome::HostError { message }, String::new()),
+                };
+                // An operator's result is what `run` returns: what it prints on stdout is log.
+                wasi.stdout(stderr.clone());
+                let operator = operator_host(&stderr);
+                let host = P2Host { ctx: wasi.build(), table: ResourceTable::new(), limiter, operator };
+                let mut store = Store::new(engine, host);
+                store.limiter(|host| &mut host.limiter);
+                self.prepare(&mut store, limits);
+                let call = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    store.data_mut().limiter.started();
+                    match instance.call_run(&mut store, &context).await {
+                        Ok(returned) => Ok(Finish::Returned(returned)),
+                        // An operator must return: exiting, even with 0, leaves no result.
+                        Err(e) if matches!(e.downcast_ref::<I32Exit>(), Some(I32Exit(0))) => Ok(Finish::ExitedEarly),
+                        Err(e) => Err(e),
+                    }
+                };
+                let ended = guard(call, kill, limits.timeout).await;
+                let fuel_left = store.get_fuel().ok();
+                let host = store.into_data();
+                (ended, fuel_left, host.limiter, host.operator.metrics)
             }
         };
 
@@ -526,7 +593,7 @@ impl Sandbox {
                 ),
             );
         }
-        let outcome = classify(ended, &stdout, &limiter, limits, &mut log);
+        let outcome = classify(ended, &stdout, sent_metrics, &limiter, limits, &mut log);
         let fuel_used = match fuel_left {
             Some(left) if self.inner.fuel_metering => limits.fuel.saturating_sub(left),
             _ => 0,
@@ -539,6 +606,7 @@ impl Sandbox {
             fuel_used,
             peak_memory_bytes: limiter.peak as u64,
             wall_time: started.elapsed(),
+            progress: live.progress(),
         }
     }
 
@@ -566,15 +634,25 @@ fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
 
 /// How the call ended, before it is read as an [`Outcome`].
 enum Ended {
-    Finished(wasmtime::Result<()>),
+    Finished(wasmtime::Result<Finish>),
     TimedOut,
     Killed,
+}
+
+/// How a call that ran to its end ended.
+enum Finish {
+    /// A command returned or exited with code 0: its result is on stdout (ABI v1).
+    Exited,
+    /// An operator's `run` returned (ABI v2).
+    Returned(Result<operator::wit::TaskResult, operator::wit::TaskError>),
+    /// An operator exited with code 0 instead of returning from `run`.
+    ExitedEarly,
 }
 
 /// Runs `call` until it ends, the deadline passes or the kill switch is thrown. Dropping the call's
 /// future cancels the wasm at its next yield (each epoch tick) or host call.
 async fn guard(
-    call: impl std::future::Future<Output = wasmtime::Result<()>>,
+    call: impl std::future::Future<Output = wasmtime::Result<Finish>>,
     kill: &KillSwitch,
     timeout: Duration,
 ) -> Ended {
@@ -586,24 +664,52 @@ async fn guard(
     }
 }
 
-fn classify(ended: Ended, stdout: &CappedPipe, limiter: &Limiter, limits: &Limits, log: &mut String) -> Outcome {
+fn classify(
+    ended: Ended,
+    stdout: &CappedPipe,
+    sent_metrics: std::collections::BTreeMap<String, f64>,
+    limiter: &Limiter,
+    limits: &Limits,
+    log: &mut String,
+) -> Outcome {
     let error = match ended {
         Ended::Killed => return Outcome::Killed,
         Ended::TimedOut => return Outcome::Timeout { limit: limits.timeout },
-        Ended::Finished(Ok(())) => None,
+        Ended::Finished(Ok(finish)) => Ok(finish),
         Ended::Finished(Err(e)) => match e.downcast_ref::<I32Exit>() {
-            Some(I32Exit(0)) => None,
-            _ => Some(e),
+            Some(I32Exit(0)) => Ok(Finish::Exited),
+            _ => Err(e),
         },
     };
     if stdout.dropped() > 0 {
         return Outcome::OutputTooLarge { limit_bytes: limits.max_output_bytes };
     }
-    let Some(error) = error else {
-        return match TaskResult::parse(&stdout.contents()) {
-            Ok(result) => Outcome::Success { result },
-            Err(e) => Outcome::InvalidResult { reason: e.to_string() },
-        };
+    let error = match error {
+        Ok(Finish::Exited) => {
+            return match TaskResult::parse(&stdout.contents()) {
+                Ok(result) => Outcome::Success { result },
+                Err(e) => Outcome::InvalidResult { reason: e.to_string() },
+            }
+        }
+        Ok(Finish::Returned(Ok(result))) => {
+            // The same cap as a command's stdout, on the output's JSON text.
+            if result.output.as_ref().is_some_and(|o| o.len() as u64 > limits.max_output_bytes) {
+                return Outcome::OutputTooLarge { limit_bytes: limits.max_output_bytes };
+            }
+            return match operator::result_from_wit(result, sent_metrics) {
+                Ok(result) => Outcome::Success { result },
+                Err(reason) => Outcome::InvalidResult { reason },
+            };
+        }
+        Ok(Finish::ExitedEarly) => {
+            host_line(log, "[sandflow] the operator exited with code 0 instead of returning from `run`");
+            return Outcome::ExitCode { code: 0 };
+        }
+        Ok(Finish::Returned(Err(error))) => {
+            host_line(log, &format!("[sandflow] the task failed: {}", error.message));
+            return Outcome::TaskError { message: error.message };
+        }
+        Err(error) => error,
     };
     if error.downcast_ref::<OutputLimitExceeded>().is_some() {
         return Outcome::OutputTooLarge { limit_bytes: limits.max_output_bytes };

@@ -24,11 +24,13 @@ mod limits;
 mod outcome;
 mod pipes;
 mod languages;
+mod operator;
 mod plugin;
 
 pub use engine::{CodeSource, KillSwitch, LiveLog, Plugin, Sandbox, SandboxConfig};
 pub use error::{PluginError, SandboxError};
 pub use languages::languages;
+pub use operator::{Progress, OPERATOR_WORLD};
 pub use limits::{Caps, Limits, MAX_PLUGIN_BYTES};
 pub use outcome::{human_bytes, human_duration, Outcome, TryReport};
 pub use plugin::{PluginId, PluginInfo, PluginKind};

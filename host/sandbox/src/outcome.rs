@@ -59,6 +59,11 @@ pub enum Outcome {
         /// What was wrong with it.
         reason: String,
     },
+    /// An ABI v2 operator's `run` returned its task error.
+    TaskError {
+        /// The operator's message.
+        message: String,
+    },
     /// Stopped from outside (a user cleared the task).
     Killed,
     /// The host could not run the try (instantiation failed, for instance): not the plugin's doing.
@@ -85,6 +90,7 @@ impl Outcome {
             Outcome::Timeout { .. } => "timeout",
             Outcome::OutputTooLarge { .. } => "output_too_large",
             Outcome::InvalidResult { .. } => "invalid_result",
+            Outcome::TaskError { .. } => "task_error",
             Outcome::Killed => "killed",
             Outcome::HostError { .. } => "host_error",
         }
@@ -113,6 +119,7 @@ impl fmt::Display for Outcome {
                 write!(f, "output too large: more than {} on stdout", human_bytes(*limit_bytes))
             }
             Outcome::InvalidResult { reason } => write!(f, "invalid result JSON: {reason}"),
+            Outcome::TaskError { message } => write!(f, "the task failed: {message}"),
             Outcome::Killed => write!(f, "killed"),
             Outcome::HostError { message } => write!(f, "host error: {message}"),
         }
@@ -169,6 +176,9 @@ pub struct TryReport {
     pub peak_memory_bytes: u64,
     /// Wall-clock time of the try, from instantiation to end.
     pub wall_time: Duration,
+    /// The last progress the try reported (ABI v2's `host.progress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::Progress>,
 }
 
 impl fmt::Display for TryReport {

@@ -96,6 +96,11 @@ impl CappedPipe {
         rest == 0
     }
 
+    /// Writes bytes of the host's own (a v2 plugin's `host.log` line), capped as the guest's are.
+    pub(crate) fn write_host(&self, bytes: &[u8]) {
+        self.append(bytes);
+    }
+
     /// Bytes that were written past the cap and not kept.
     pub(crate) fn dropped(&self) -> u64 {
         self.lock().dropped

@@ -73,6 +73,18 @@ pub enum PluginKind {
     P1Command,
     /// A component of the `wasi:cli/command` world.
     P2Command,
+    /// A component of the `sandflow:operator` world (ABI v2).
+    V2Operator,
+}
+
+impl PluginKind {
+    /// The plugin ABI it speaks: 1 for commands (JSON on stdin and stdout), 2 for operators.
+    pub fn abi(self) -> u32 {
+        match self {
+            PluginKind::P1Command | PluginKind::P2Command => 1,
+            PluginKind::V2Operator => 2,
+        }
+    }
 }
 
 impl fmt::Display for PluginKind {
@@ -80,6 +92,7 @@ impl fmt::Display for PluginKind {
         f.write_str(match self {
             PluginKind::P1Command => "wasi preview1 command (core module)",
             PluginKind::P2Command => "wasi preview2 command (component)",
+            PluginKind::V2Operator => "sandflow:operator@2 operator (component, ABI v2)",
         })
     }
 }

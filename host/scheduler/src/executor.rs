@@ -67,6 +67,7 @@ impl Executor {
             fuel_used: 0,
             peak_memory_bytes: 0,
             wall_time: Duration::ZERO,
+            progress: None,
         }
     }
 

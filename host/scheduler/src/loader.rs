@@ -199,6 +199,7 @@ pub fn stored_kind(kind: sandflow_sandbox::PluginKind) -> sandflow_store::Plugin
     match kind {
         sandflow_sandbox::PluginKind::P1Command => sandflow_store::PluginKind::P1Command,
         sandflow_sandbox::PluginKind::P2Command => sandflow_store::PluginKind::P2Command,
+        sandflow_sandbox::PluginKind::V2Operator => sandflow_store::PluginKind::V2Operator,
     }
 }
 

@@ -457,20 +457,26 @@ fn not_started(claim: &Claimed, at: DateTime<Utc>) -> Report {
 /// How often a running try's log is written to the store, for the API's live view.
 const LOG_FLUSH: Duration = Duration::from_secs(1);
 
-/// Writes a running try's log to the store every [`LOG_FLUSH`] while it grows, until aborted (the
-/// try's report then writes the whole log; the store ignores a late write to an ended try).
+/// Writes a running try's log and progress to the store every [`LOG_FLUSH`] while they change,
+/// until aborted (the try's report then writes the whole log; the store ignores a late write to an
+/// ended try).
 async fn flush_log(store: Store, key: Key, try_number: i64, live: LiveLog) {
-    let mut written = 0;
+    let mut written = (0, None);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + LOG_FLUSH, LOG_FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(log) = live.so_far() else { continue };
-        if log.len() == written {
+        let progress = live.progress();
+        if (log.len(), progress.as_ref()) == (written.0, written.1.as_ref()) {
             continue;
         }
-        match store.write_running_log(&key.0, &key.1, key.2, try_number, &log).await {
-            Ok(()) => written = log.len(),
+        let running = sandflow_store::Running {
+            log: &log,
+            progress: progress.as_ref().map(|p| (f64::from(p.fraction), p.message.as_str())),
+        };
+        match store.write_running(&key.0, &key.1, key.2, try_number, &running).await {
+            Ok(()) => written = (log.len(), progress),
             Err(e) => debug!("writing the log of a running try: {e}"),
         }
     }

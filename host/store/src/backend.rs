@@ -67,13 +67,13 @@ pub(crate) trait Backend: Send + Sync {
     async fn failed_tries(&self, run_id: &str) -> Result<Vec<(String, i64, i64)>>;
     async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>>;
     async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>>;
-    async fn write_running_log(
+    async fn write_running(
         &self,
         run_id: &str,
         task_id: &str,
         map_index: i64,
         try_number: i64,
-        log: &str,
+        running: &crate::Running<'_>,
     ) -> Result<()>;
 
     // ---- guarded writes ----

@@ -86,7 +86,7 @@ pub use pools::PoolRow;
 pub use runs::{NewRun, RunCursor, RunQuery, RunRow, RunType, MAX_PAGE};
 pub use schedulers::SchedulerRow;
 pub use task_instances::TaskInstanceRow;
-pub use tries::TryRow;
+pub use tries::{Running, TryRow};
 pub use url::{BadDatabaseUrl, DatabaseUrl};
 pub use users::{
     AuditQuery, AuditRow, Audited, BudgetRow, NewAudit, NewToken, Role, TokenOwner, TokenRow, UserChange,

@@ -14,6 +14,8 @@ pub enum PluginKind {
     P1Command,
     /// A WASI preview2 component of the `wasi:cli/command` world.
     P2Command,
+    /// A component of the `sandflow:operator` world (plugin ABI v2).
+    V2Operator,
 }
 
 impl PluginKind {
@@ -22,6 +24,7 @@ impl PluginKind {
         match self {
             PluginKind::P1Command => "p1_command",
             PluginKind::P2Command => "p2_command",
+            PluginKind::V2Operator => "v2_operator",
         }
     }
 }
@@ -29,7 +32,7 @@ impl PluginKind {
 impl std::str::FromStr for PluginKind {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, UnknownName> {
-        [PluginKind::P1Command, PluginKind::P2Command]
+        [PluginKind::P1Command, PluginKind::P2Command, PluginKind::V2Operator]
             .into_iter()
             .find(|kind| kind.as_str() == s)
             .ok_or_else(|| UnknownName { what: "plugin kind", name: s.to_string() })

@@ -51,7 +51,7 @@ fn a_component_that_is_not_a_command_is_refused() {
     let bytes = wat::parse_str("(component)").unwrap();
     let err = refusal(&bytes);
     assert!(matches!(err, PluginError::UnsupportedKind(_)), "{err}");
-    assert!(err.to_string().contains("does not export wasi:cli/run"), "{err}");
+    assert!(err.to_string().contains("exports neither `run`"), "{err}");
 }
 
 #[test]

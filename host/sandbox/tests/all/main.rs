@@ -4,6 +4,7 @@
 mod authoring;
 mod hostile;
 mod loading;
+mod operator;
 mod running;
 
 use std::sync::OnceLock;

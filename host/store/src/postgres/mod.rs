@@ -722,7 +722,7 @@ impl Backend for Postgres {
     async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>> {
         Ok(sqlx::query_as(
             "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us, log,
-                    queued_at, started_at, ended_at
+                    progress, progress_message, queued_at, started_at, ended_at
              FROM task_tries WHERE run_id = $1 AND task_id = $2 AND map_index = $3 ORDER BY try_number",
         )
         .bind(run_id)
@@ -732,20 +732,22 @@ impl Backend for Postgres {
         .await?)
     }
 
-    async fn write_running_log(
+    async fn write_running(
         &self,
         run_id: &str,
         task_id: &str,
         map_index: i64,
         try_number: i64,
-        log: &str,
+        running: &crate::Running<'_>,
     ) -> Result<()> {
         // Only while it runs: its report writes the whole log, and wins over a late write.
         sqlx::query(
-            "UPDATE task_tries SET log = $1
-             WHERE run_id = $2 AND task_id = $3 AND map_index = $4 AND try_number = $5 AND outcome IS NULL",
+            "UPDATE task_tries SET log = $1, progress = $2, progress_message = $3
+             WHERE run_id = $4 AND task_id = $5 AND map_index = $6 AND try_number = $7 AND outcome IS NULL",
         )
-        .bind(log)
+        .bind(running.log)
+        .bind(running.progress.map(|(fraction, _)| fraction))
+        .bind(running.progress.map(|(_, message)| message))
         .bind(run_id)
         .bind(task_id)
         .bind(map_index)
@@ -758,7 +760,7 @@ impl Backend for Postgres {
     async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {
         Ok(sqlx::query_as(
             "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us,
-                    NULL::text AS log, queued_at, started_at, ended_at
+                    NULL::text AS log, progress, progress_message, queued_at, started_at, ended_at
              FROM task_tries WHERE run_id = $1 ORDER BY started_at",
         )
         .bind(run_id)

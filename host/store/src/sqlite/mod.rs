@@ -710,7 +710,7 @@ impl Backend for Sqlite {
     async fn tries(&self, run_id: &str, task_id: &str, map_index: i64) -> Result<Vec<TryRow>> {
         Ok(sqlx::query_as(
             "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us, log,
-                    queued_at, started_at, ended_at
+                    progress, progress_message, queued_at, started_at, ended_at
              FROM task_tries WHERE run_id = ? AND task_id = ? AND map_index = ? ORDER BY try_number",
         )
         .bind(run_id)
@@ -720,20 +720,22 @@ impl Backend for Sqlite {
         .await?)
     }
 
-    async fn write_running_log(
+    async fn write_running(
         &self,
         run_id: &str,
         task_id: &str,
         map_index: i64,
         try_number: i64,
-        log: &str,
+        running: &crate::Running<'_>,
     ) -> Result<()> {
         // Only while it runs: its report writes the whole log, and wins over a late write.
         sqlx::query(
-            "UPDATE task_tries SET log = ?
+            "UPDATE task_tries SET log = ?, progress = ?, progress_message = ?
              WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ? AND outcome IS NULL",
         )
-        .bind(log)
+        .bind(running.log)
+        .bind(running.progress.map(|(fraction, _)| fraction))
+        .bind(running.progress.map(|(_, message)| message))
         .bind(run_id)
         .bind(task_id)
         .bind(map_index)
@@ -746,7 +748,7 @@ impl Backend for Sqlite {
     async fn run_tries(&self, run_id: &str) -> Result<Vec<TryRow>> {
         Ok(sqlx::query_as(
             "SELECT run_id, task_id, map_index, try_number, plugin_id, outcome, message, fuel_used, peak_memory, wall_us, NULL AS log,
-                    queued_at, started_at, ended_at
+                    progress, progress_message, queued_at, started_at, ended_at
              FROM task_tries WHERE run_id = ? ORDER BY started_at",
         )
         .bind(run_id)

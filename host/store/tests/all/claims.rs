@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sandflow_core::state::TaskState;
-use sandflow_store::{Change, ClaimRequest, QueuedJob, Report, ReportFate, RunType, Store, TryEnd, WorkerInfo};
+use sandflow_store::{
+    Change, ClaimRequest, QueuedJob, Report, ReportFate, RunType, Running, Store, TryEnd, WorkerInfo,
+};
 use serde_json::json;
 
 use crate::{new_run, with_dag, Db};
@@ -290,15 +292,18 @@ async fn a_report_after_a_clear_records_the_try_alone(db: Db) {
 async fn a_running_tries_log_is_readable_and_its_report_has_the_last_word(db: Db) {
     with_queued(&db.store, &["a"], "default_pool", 16).await;
     assert_eq!(claim(&db.store, "w1", 1).await, ["a"]);
-    db.store.write_running_log(RUN, "a", -1, 1, "line 1\n").await.unwrap();
-    db.store.write_running_log(RUN, "a", -1, 1, "line 1\nline 2\n").await.unwrap();
+    let running = |log| Running { log, progress: None };
+    db.store.write_running(RUN, "a", -1, 1, &running("line 1\n")).await.unwrap();
+    let progress = Running { log: "line 1\nline 2\n", progress: Some((0.25, "a quarter")) };
+    db.store.write_running(RUN, "a", -1, 1, &progress).await.unwrap();
     let tries = db.store.tries(RUN, "a", -1).await.unwrap();
     assert_eq!((tries[0].log.as_deref(), tries[0].outcome.as_deref()), (Some("line 1\nline 2\n"), None));
+    assert_eq!((tries[0].progress, tries[0].progress_message.as_deref()), (Some(0.25), Some("a quarter")));
     db.store.report_tries("w1", &[report("a", 1, "success")]).await.unwrap();
     // A write that arrives after the report changes nothing.
-    db.store.write_running_log(RUN, "a", -1, 1, "late").await.unwrap();
+    db.store.write_running(RUN, "a", -1, 1, &running("late")).await.unwrap();
     let tries = db.store.tries(RUN, "a", -1).await.unwrap();
     assert_eq!(tries[0].log.as_deref(), Some("a log"));
     // An unknown try: nothing to write, no error.
-    db.store.write_running_log(RUN, "a", -1, 9, "nobody").await.unwrap();
+    db.store.write_running(RUN, "a", -1, 9, &running("nobody")).await.unwrap();
 }
