@@ -4,7 +4,7 @@
 #   plugins/build.sh [OUT_DIR]        (default: target/plugins)
 #
 # Rust plugins are built for wasm32-wasip1 (core module, NAME.wasm) and wasm32-wasip2 (component,
-# NAME-p2.wasm) with the `wasm` profile; C plugins with Debian's clang and wasi-libc (NAME.wasm).
+# NAME-p2.wasm) with the `wasm` profile, Rust ABI v2 operators for wasm32-wasip2 only; C plugins with Debian's clang and wasi-libc (NAME.wasm).
 # The host's test crate runs this from its build script, so `cargo test` needs no step before it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,6 +40,16 @@ for target in wasm32-wasip1 wasm32-wasip2; do
   done
 done
 
+# ABI v2 operators in Rust: cdylibs for wasm32-wasip2, which rustc links into components of the
+# sandflow:operator world (NAME.wasm).
+rust_operators=(report operator)
+cargo build --quiet --manifest-path "$root/Cargo.toml" --profile wasm --target wasm32-wasip2 \
+  --target-dir "$root/target/wasm" -p sandflow-plugin-report -p sandflow-plugin-operator
+for p in "${rust_operators[@]}"; do
+  cp "$root/target/wasm/wasm32-wasip2/wasm/sandflow_plugin_$p.wasm" "$out/$p.wasm.tmp"
+  mv "$out/$p.wasm.tmp" "$out/$p.wasm"
+done
+
 # C: needs clang, lld, wasi-libc and libclang-rt-dev-wasm32 (scripts/install-deps.sh installs them).
 if ! command -v clang >/dev/null || [ ! -d /usr/include/wasm32-wasi ]; then
   echo "plugins/build.sh: clang with wasi-libc is missing: run scripts/install-deps.sh" >&2
@@ -47,6 +57,7 @@ if ! command -v clang >/dev/null || [ ! -d /usr/include/wasm32-wasi ]; then
 fi
 for dir in "$root"/plugins/c-*/; do
   name=$(basename "$dir")
-  clang --target=wasm32-wasi -Os -s -o "$out/$name.wasm.tmp" "$dir"/*.c -lm
+  clang --target=wasm32-wasi -Os -s -I"$root/plugin-sdk/c/sdk" -o "$out/$name.wasm.tmp" "$dir"/*.c \
+    "$root"/plugin-sdk/c/sdk/*.c -lm
   mv "$out/$name.wasm.tmp" "$out/$name.wasm"
 done

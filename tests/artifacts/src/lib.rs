@@ -19,3 +19,32 @@ pub fn path(stem: &str) -> PathBuf {
 pub fn bytes(stem: &str) -> Vec<u8> {
     std::fs::read(path(stem)).expect("reading a built plugin")
 }
+
+/// Where `plugins/build-polyglot.sh` put the examples in other languages (Python, JavaScript, Zig,
+/// AssemblyScript, Go): `$SANDFLOW_POLYGLOT_PLUGINS`, else `target/polyglot` in the repository.
+/// scripts/test.sh builds them there before the tests; their toolchains are not cargo's to build.
+pub fn polyglot_dir() -> PathBuf {
+    match std::env::var_os("SANDFLOW_POLYGLOT_PLUGINS") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/polyglot"),
+    }
+}
+
+/// The path of a polyglot example (`py_parse_csv`, `js_clean`, `zig_histogram`, `as_quantiles`,
+/// `go_zscores`). Panics, saying how to build them, when they were not built.
+pub fn polyglot_path(stem: &str) -> PathBuf {
+    let path = polyglot_dir().join(format!("{stem}.wasm"));
+    assert!(
+        path.exists(),
+        "no plugin {stem}.wasm in {}: build them with scripts/install-toolchains.sh && plugins/build-polyglot.sh {} \
+         (scripts/test.sh does)",
+        polyglot_dir().display(),
+        polyglot_dir().display()
+    );
+    path
+}
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
