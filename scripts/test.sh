@@ -3,7 +3,9 @@
 # cluster for the run (scripts/postgres.sh: a temporary directory, a free loopback port) and hands it
 # to every test process in SANDFLOW_TEST_POSTGRES_URL, makes a virtualenv with the official Airflow
 # client (scripts/airflow-client.sh: SANDFLOW_TEST_AIRFLOW_PYTHON), builds the web UI into web/dist/
-# (scripts/build-web.sh: the API's UI tests and the browser tests of host/api/tests/ui load it), runs
+# (scripts/build-web.sh: the API's UI tests and the browser tests of host/api/tests/ui load it),
+# installs the plugin toolchains and builds the polyglot examples (scripts/install-toolchains.sh,
+# plugins/build-polyglot.sh), runs
 # every test, stops the cluster whatever happened, and closes with one line that sums the tests up ("tests: N passed, N failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,11 @@ export SANDFLOW_TEST_AIRFLOW_PYTHON
 echo "apache-airflow-client for the tests: $("$SANDFLOW_TEST_AIRFLOW_PYTHON" -m pip show apache-airflow-client 2>/dev/null | awk '/^Version/ {print $2}')"
 # The web UI, which the binary embeds and the UI tests load (web/dist/).
 scripts/build-web.sh
+# The plugin toolchains beyond Rust and C (Zig, AssemblyScript, Go, componentize-py,
+# componentize-qjs, under target/toolchains/) and the examples they build, which the CLI's polyglot
+# tests run (target/polyglot/: sandflow_test_artifacts::polyglot_dir).
+scripts/install-toolchains.sh
+plugins/build-polyglot.sh target/polyglot
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

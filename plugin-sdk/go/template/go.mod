@@ -1,0 +1,3 @@
+module {{name_ident}}
+
+go 1.23

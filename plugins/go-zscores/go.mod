@@ -1,0 +1,3 @@
+module zscores
+
+go 1.23
