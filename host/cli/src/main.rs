@@ -17,6 +17,8 @@ mod db_cmd;
 mod home;
 mod out;
 mod plugin_cmd;
+mod plugin_new;
+mod plugin_test;
 mod pools_cmd;
 mod processes;
 mod remote;

@@ -37,8 +37,11 @@ pub enum PluginCmd {
         /// A .wasm file, or the sha256: id of a stored plugin.
         plugin: String,
         /// The task context as JSON (fields left out take their defaults), or @FILE to read it.
-        #[arg(long, default_value = "{}")]
+        #[arg(long, default_value = "{}", conflicts_with = "context")]
         input: String,
+        /// A file holding the task context (the same as `--input @FILE`), e.g. a recorded one.
+        #[arg(long)]
+        context: Option<PathBuf>,
         /// Fuel (about one unit per wasm instruction).
         #[arg(long)]
         fuel: Option<u64>,
@@ -48,6 +51,32 @@ pub enum PluginCmd {
         /// Wall-clock limit in seconds (fractions allowed).
         #[arg(long)]
         timeout: Option<f64>,
+    },
+    /// Run a plugin against recorded contexts (DIR/NAME.context.json) and compare each result with
+    /// DIR/NAME.expected.json (a task result, or {"error": "TEXT"} for a try that must fail).
+    Test {
+        /// The folder of cases.
+        dir: PathBuf,
+        /// The .wasm file or stored sha256: id; default: the one .wasm in DIR or its parent.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Write what the plugin returns as the expected results instead of comparing.
+        #[arg(long)]
+        update: bool,
+        /// Fuel per case.
+        #[arg(long)]
+        fuel: Option<u64>,
+    },
+    /// Make a plugin project that builds with `./build.sh` and passes `plugin run` and `plugin test`.
+    New {
+        /// The plugin's name (lowercase letters, digits and `-`): the project's folder.
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum)]
+        lang: crate::plugin_new::Lang,
+        /// Where to make the folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// List the plugins in the store: id, kind, size, when added.
     List {
@@ -61,10 +90,19 @@ pub async fn run(cmd: PluginCmd, home: &Home) -> Result<(), CliError> {
     match cmd {
         PluginCmd::Add { file } => add(&file, home).await,
         PluginCmd::Inspect { plugin, json } => inspect(&plugin, json, home).await,
-        PluginCmd::Run { plugin, input, fuel, memory_mb, timeout } => {
+        PluginCmd::Run { plugin, input, context, fuel, memory_mb, timeout } => {
             let limits = limits(fuel, memory_mb, timeout)?;
+            let input = match context {
+                Some(path) => format!("@{}", path.display()),
+                None => input,
+            };
             run_once(&plugin, &input, limits, home).await
         }
+        PluginCmd::Test { dir, plugin, update, fuel } => {
+            let limits = limits(fuel, None, None)?;
+            crate::plugin_test::run(&dir, plugin.as_deref(), update, limits, home).await
+        }
+        PluginCmd::New { name, lang, dir } => crate::plugin_new::scaffold(lang, &name, &dir).map(|_| ()),
         PluginCmd::List { json } => list(json, home).await,
     }
 }
@@ -99,7 +137,7 @@ fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     sandflow_scheduler::read_regular_file(path, MAX_PLUGIN_BYTES, "a plugin").map_err(|message| anyhow!(message))
 }
 
-async fn load(target: &str, home: &Home) -> anyhow::Result<(Sandbox, Arc<Plugin>)> {
+pub(crate) async fn load(target: &str, home: &Home) -> anyhow::Result<(Sandbox, Arc<Plugin>)> {
     let bytes = plugin_bytes(target, home).await?;
     let sandbox = sandbox(home)?;
     let plugin = sandbox.load(&bytes).with_context(|| format!("{target} is not a plugin Sandflow can run"))?;
@@ -126,6 +164,7 @@ async fn inspect(target: &str, json: bool, home: &Home) -> Result<(), CliError> 
     }
     outln!("id:      {}", info.id);
     outln!("kind:    {}", info.kind);
+    outln!("abi:     {}", info.kind.abi());
     outln!("size:    {} bytes", info.size);
     outln!("memory:  {} at start (counts toward the memory limit)", human_bytes(info.initial_memory_bytes));
     outln!("imports: {}", info.imports.len());
@@ -177,7 +216,7 @@ fn limits(fuel: Option<u64>, memory_mb: Option<u64>, timeout: Option<f64>) -> an
 }
 
 /// The task context: the defaults, overlaid with the fields the user gave.
-fn context(input: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn context(input: &str) -> anyhow::Result<Vec<u8>> {
     let given = crate::app::json_object_arg(input, "--input")?;
     let mut context = serde_json::to_value(TaskContext::empty())?;
     let fields = context.as_object_mut().expect("a struct serialises to an object");

@@ -492,8 +492,10 @@ pub async fn plugins(cmd: crate::plugin_cmd::PluginCmd, client: &Client) -> Resu
             table::print(&["id", "kind", "size", "added"], &rows);
             Ok(())
         }
-        PluginCmd::Run { .. } => {
-            Err(CliError::Usage(anyhow::anyhow!("`plugin run` runs a plugin in this process: run it without --server")))
+        PluginCmd::Run { .. } | PluginCmd::Test { .. } | PluginCmd::New { .. } => {
+            Err(CliError::Usage(anyhow::anyhow!(
+                "`plugin run`, `plugin test` and `plugin new` work in this process: run them without --server"
+            )))
         }
     }
 }

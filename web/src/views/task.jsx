@@ -334,6 +334,14 @@ function TryDetails({ t }) {
       <Figure label="Ended" tip="When the try ended">
         {running ? "still running" : time(t.ended_at)}
       </Figure>
+      {running && t.progress !== null && t.progress !== undefined ? (
+        <Figure label="Progress" tip="What the running plugin last reported of its progress (ABI v2 host.progress)">
+          <span class="try-progress" id="try-progress">
+            <progress max="1" value={t.progress} /> <span class="num">{Math.round(t.progress * 100)}%</span>{" "}
+            <span class="muted">{t.progress_message}</span>
+          </span>
+        </Figure>
+      ) : null}
       <Figure label="Duration" tip="From its start to its end (to now while it runs)">
         {duration(secondsBetween(t.started_at, t.ended_at))}
       </Figure>

@@ -7,6 +7,7 @@ mod bad_input;
 mod bundles;
 mod metrics;
 mod openapi;
+mod operators;
 mod overview;
 mod ui_assets;
 

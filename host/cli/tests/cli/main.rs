@@ -10,6 +10,7 @@ mod loading;
 mod output;
 mod pipelines;
 mod plugin;
+mod polyglot;
 mod shutdown;
 
 use std::path::Path;

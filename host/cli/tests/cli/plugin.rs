@@ -58,7 +58,7 @@ fn every_example_plugin_runs() {
         ("noop-p2", json!({}), json!(null)),
         ("echo", json!({"x": 1}), json!({"params": {"x": 1}, "inputs": {}})),
         ("echo-p2", json!({"x": 1}), json!({"params": {"x": 1}, "inputs": {}})),
-        ("c-stats", json!({"values": [2, 4]}), json!({"count": 2, "mean": 3, "min": 2, "max": 4, "stddev": 1})),
+        ("c-stats", json!({"values": [2, 4]}), json!({"count": 2, "mean": 3, "min": 2, "max": 4, "stddev": 1, "sum": 6})),
     ];
     for (stem, params, expected) in cases {
         let input = json!({ "params": params }).to_string();
