@@ -22,7 +22,8 @@ upstream = ["slow"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_operators_progress_levels_and_metrics_reach_the_api() {
     let server = Server::with_scheduler().await;
-    let bundle = targz(&[("v2.toml", DAG.as_bytes()), ("plugins/operator.wasm", &sandflow_test_artifacts::bytes("operator"))]);
+    let bundle =
+        targz(&[("v2.toml", DAG.as_bytes()), ("plugins/operator.wasm", &sandflow_test_artifacts::bytes("operator"))]);
     let (status, report) = server.push(bundle, "", "alice").await;
     assert_eq!(status, 201, "{report}");
     let (_, plugins) = server.get("/api/v1/plugins").await;
@@ -35,7 +36,7 @@ async fn a_running_operators_progress_levels_and_metrics_reach_the_api() {
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let (_, body) = server.get(&tries).await;
-        let running = body.as_array().and_then(|t| t.first()).filter(|t| t["outcome"].is_null()).cloned();
+        let running = body["items"].as_array().and_then(|t| t.first()).filter(|t| t["outcome"].is_null()).cloned();
         if let Some(t) = running.filter(|t| t["progress"].as_f64().is_some_and(|p| p > 0.0)) {
             seen = Some(t);
             break;
@@ -52,6 +53,6 @@ async fn a_running_operators_progress_levels_and_metrics_reach_the_api() {
         assert!(text.contains(line), "{line:?} not in:\n{text}");
     }
     let (_, instances) = server.get(&format!("/api/v1/runs/{run_id}/tasks")).await;
-    let echo = instances.as_array().unwrap().iter().find(|t| t["task_id"] == "echo").unwrap();
+    let echo = instances["items"].as_array().unwrap().iter().find(|t| t["task_id"] == "echo").unwrap();
     assert_eq!(echo["metrics"]["sent"], 7.0, "{echo}");
 }
