@@ -27,7 +27,7 @@ fn size(bytes: usize) -> String {
     }
 }
 
-/// The first `.context.json` of an example's recorded cases, by name.
+/// The first `.context.json` of an example's recorded cases, by name, that is expected to succeed.
 fn recorded_context(example: &str) -> Vec<u8> {
     let dir = sandflow_test_artifacts::repo_root().join("plugins").join(example).join("tests");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -35,6 +35,11 @@ fn recorded_context(example: &str) -> Vec<u8> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.to_string_lossy().ends_with(".context.json"))
+        .filter(|p| {
+            let expected = p.to_string_lossy().replace(".context.json", ".expected.json");
+            let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(expected).unwrap()).unwrap();
+            expected.get("error").is_none()
+        })
         .collect();
     cases.sort();
     let mut context: serde_json::Value = serde_json::from_slice(&std::fs::read(&cases[0]).unwrap()).unwrap();

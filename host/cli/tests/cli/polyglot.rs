@@ -195,3 +195,14 @@ fn inspect_says_which_abi_a_plugin_speaks() {
     let listed = env.run(&["plugin", "list"]).ok();
     assert!(listed.contains(id.trim()) && listed.contains("v2_operator"), "{listed}");
 }
+
+#[test]
+fn adding_a_plugin_compiles_it_so_its_first_run_loads_compiled_code() {
+    let env = Env::new();
+    let wasm = sandflow_test_artifacts::polyglot_path("py_parse_csv").display().to_string();
+    let id = env.run(&["plugin", "add", &wasm]).ok();
+    let run = env.run(&["plugin", "run", id.trim(), "--input", r#"{"params": {"csv": "a\n1\n", "column": "a"}}"#]);
+    assert!(run.stderr().contains("code from cache"), "the 18 MB component was compiled again:\n{}", run.stderr());
+    let result: Value = serde_json::from_str(&run.ok()).unwrap();
+    assert_eq!(result["output"]["values"], serde_json::json!([1.0]), "{result}");
+}
