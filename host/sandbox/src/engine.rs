@@ -535,11 +535,7 @@ impl Sandbox {
                 (ended, fuel_left, store.into_data().limiter, Default::default())
             }
             Pre::Component(pre) => {
-                let operator = operator_host(&stderr);
-                let host = P2Host { ctx: wasi.build(), table: ResourceTable::new(), limiter, operator };
-                let mut store = Store::new(engine, host);
-                store.limiter(|host| &mut host.limiter);
-                self.prepare(&mut store, limits);
+                let mut store = self.component_store(&mut wasi, limiter, operator_host(&stderr), limits);
                 let call = async {
                     let command = pre.instantiate_async(&mut store).await?;
                     store.data_mut().limiter.started();
@@ -560,11 +556,7 @@ impl Sandbox {
                 };
                 // An operator's result is what `run` returns: what it prints on stdout is log.
                 wasi.stdout(stderr.clone());
-                let operator = operator_host(&stderr);
-                let host = P2Host { ctx: wasi.build(), table: ResourceTable::new(), limiter, operator };
-                let mut store = Store::new(engine, host);
-                store.limiter(|host| &mut host.limiter);
-                self.prepare(&mut store, limits);
+                let mut store = self.component_store(&mut wasi, limiter, operator_host(&stderr), limits);
                 let call = async {
                     let instance = pre.instantiate_async(&mut store).await?;
                     store.data_mut().limiter.started();
@@ -608,6 +600,21 @@ impl Sandbox {
             wall_time: started.elapsed(),
             progress: live.progress(),
         }
+    }
+
+    /// A store for one try of a component (command or operator), its limits set.
+    fn component_store(
+        &self,
+        wasi: &mut WasiCtxBuilder,
+        limiter: Limiter,
+        operator: OperatorHost,
+        limits: &Limits,
+    ) -> Store<P2Host> {
+        let host = P2Host { ctx: wasi.build(), table: ResourceTable::new(), limiter, operator };
+        let mut store = Store::new(&self.inner.engine, host);
+        store.limiter(|host| &mut host.limiter);
+        self.prepare(&mut store, limits);
+        store
     }
 
     fn prepare<T>(&self, store: &mut Store<T>, limits: &Limits) {

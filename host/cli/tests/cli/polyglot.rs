@@ -43,22 +43,24 @@ fn each_example_runs_once_through_plugin_run_with_a_context_file() {
     let env = Env::new();
     let root = sandflow_test_artifacts::repo_root();
     for (wasm, dir) in examples() {
+        // A recorded case that must succeed, and the result it must give.
         let cases = root.join("plugins").join(dir).join("tests");
-        let context = std::fs::read_dir(&cases)
+        let (context, expected) = std::fs::read_dir(&cases)
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.to_string_lossy().ends_with(".context.json"))
-            .unwrap_or_else(|| panic!("{dir} has no recorded context"));
+            .filter(|p| p.to_string_lossy().ends_with(".context.json"))
+            .map(|p| {
+                let expected = PathBuf::from(p.to_string_lossy().replace(".context.json", ".expected.json"));
+                let expected: Value = serde_json::from_slice(&std::fs::read(expected).unwrap()).unwrap();
+                (p, expected)
+            })
+            .find(|(_, expected)| expected.get("error").is_none())
+            .unwrap_or_else(|| panic!("{dir} has no recorded context that succeeds"));
         let run = env.run(&["plugin", "run", &wasm.display().to_string(), "--context", &context.display().to_string()]);
-        if run.code() == 0 {
-            let result: Value = serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{dir}: {e}"));
-            assert!(result.is_object(), "{dir}: {result}");
-        } else {
-            // A recorded failure case: it must fail as its expected file says.
-            assert_eq!(run.code(), 1, "{dir}: {}", run.stderr());
-        }
-        assert!(run.stderr().contains("sandflow: ") || run.code() == 1, "{dir}: {}", run.stderr());
+        let result: Value = serde_json::from_str(&run.ok()).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        assert!(same(&result["output"], &expected["output"]), "{dir}: {result} is not {expected}");
+        assert!(run.stderr().contains("sandflow: success ("), "{dir}: {}", run.stderr());
     }
 }
 
@@ -114,6 +116,18 @@ fn the_polyglot_dag_passes_data_through_seven_languages() {
     // `outliers` is sent only with host.metric (not in report's result): stored all the same.
     assert_eq!(metrics("report")["outliers"], 0.0, "{}", metrics("report"));
     assert_eq!(metrics("parse")["rows"], 12.0, "{}", metrics("parse"));
+}
+
+/// JSON values equal with numbers compared as floats (`3` is `3.0`), as `plugin test` compares.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        (x, y) => x == y,
+    }
 }
 
 /// Runs a scaffolded project's `./build.sh` with the toolchains on PATH.
