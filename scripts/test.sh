@@ -31,6 +31,10 @@ scripts/build-web.sh
 # tests run (target/polyglot/: sandflow_test_artifacts::polyglot_dir).
 scripts/install-toolchains.sh
 plugins/build-polyglot.sh target/polyglot
+# The Python and JavaScript SDKs' own unit tests, under CPython and Node (no wasm: the cargo tests
+# run the built components).
+plugin-sdk/python/test.sh
+(cd plugins/js-clean && node --import ../../plugin-sdk/js/sdk/local.mjs --test test.mjs)
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
