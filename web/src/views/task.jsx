@@ -680,6 +680,13 @@ export function TaskPanel({ runId, taskId, mapIndex, onClose }) {
   };
   const throttled = useThrottled(reloadAll, 300);
   useLive((name, d) => (name === "task" && d.run_id === runId && d.task_id === taskId) || (name === "run" && d.run_id === runId), throttled);
+  // A running try's progress (ABI v2) changes without an event: read the tries every 2 s while one runs.
+  const runningTry = tryList.some((t) => !t.outcome && !t.ended_at);
+  useEffect(() => {
+    if (!runningTry) return;
+    const timer = setInterval(() => tries.reload(), 2000);
+    return () => clearInterval(timer);
+  }, [runningTry, runId, taskId, index]);
 
   // Escape closes the panel (unless a dialog is open on top of it).
   useEffect(() => {

@@ -19,11 +19,12 @@ pub use server::*;
 /// A bundle of DAG files (name, text) with the echo, hostile and noop plugins under `plugins/`.
 fn bundle(dags: &[(&str, &str)]) -> Vec<u8> {
     let (echo, hostile) = (sandflow_test_artifacts::bytes("echo"), sandflow_test_artifacts::bytes("hostile"));
-    let noop = sandflow_test_artifacts::bytes("noop");
+    let (noop, operator) = (sandflow_test_artifacts::bytes("noop"), sandflow_test_artifacts::bytes("operator"));
     let mut files: Vec<(&str, &[u8])> = dags.iter().map(|(name, text)| (*name, text.as_bytes())).collect();
     files.push(("plugins/echo.wasm", &echo));
     files.push(("plugins/hostile.wasm", &hostile));
     files.push(("plugins/noop.wasm", &noop));
+    files.push(("plugins/operator.wasm", &operator));
     targz(&files)
 }
 
@@ -52,6 +53,14 @@ params = { mode = "ticks", count = 600, ms = 100 }
 [tasks.after]
 plugin = "plugins/echo.wasm"
 upstream = ["slow"]
+"#;
+
+/// An ABI v2 operator that reports its progress for half a minute.
+const PROGRESS: &str = r#"
+id = "progress"
+[tasks.slow]
+plugin = "plugins/operator.wasm"
+params = { mode = "slow", seconds = 30 }
 "#;
 
 async fn push(server: &Server, dags: &[(&str, &str)]) -> Value {
@@ -178,6 +187,30 @@ async fn a_running_tasks_log_streams_and_clearing_it_kills_the_try_and_runs_it_a
     let (_, tries) = server.get(&format!("/api/v1/runs/{}/tasks/slow/tries", enc(&run))).await;
     assert_eq!(tries["items"][0]["outcome"], "killed", "{tries}");
     assert!(tries["items"].as_array().unwrap().len() >= 2, "{tries}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_v2_operators_progress_shows_in_the_task_panel_and_moves() {
+    let server = Server::with_scheduler().await;
+    push(&server, &[("progress.toml", PROGRESS)]).await;
+    let run = trigger(&server, "progress", json!({})).await;
+    wait_task_state(&server, &run, "slow", "running").await;
+    let browser = admin_browser(&server, "v2-progress").await;
+    browser.goto(&format!("/dags/progress?run={}&task=slow", enc(&run))).await;
+    browser.wait_for("#task-panel").await;
+    let first = browser.wait_for_text("#try-progress", "% through").await.text().await.unwrap();
+    browser.screenshot("task-progress").await;
+    // Without a reload: the panel reads the running try again and the figure moves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = browser.wait_for("#try-progress").await.text().await.unwrap();
+        if now != first {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the progress stayed at {first:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     browser.close().await;
 }
 
