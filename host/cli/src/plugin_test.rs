@@ -28,8 +28,8 @@ pub async fn run(dir: &Path, plugin: Option<&str>, update: bool, limits: Limits,
     let (sandbox, plugin) = crate::plugin_cmd::load(&target, home).await?;
     let mut failed = Vec::new();
     for (name, context_path) in &cases {
-        let text = std::fs::read_to_string(context_path).with_context(|| context_path.display().to_string())?;
-        let input = crate::plugin_cmd::context(&text).with_context(|| context_path.display().to_string())?;
+        // As `plugin run --context` reads it: a regular file, of a bounded size.
+        let input = crate::plugin_cmd::context(&format!("@{}", context_path.display()))?;
         let report = sandbox.run(&plugin, &input, &limits, &KillSwitch::new()).await;
         let actual = match &report.outcome {
             Outcome::Success { result } => serde_json::to_value(result).map_err(anyhow::Error::from)?,

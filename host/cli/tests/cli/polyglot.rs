@@ -195,6 +195,11 @@ fn plugin_test_reports_the_first_difference_and_fails() {
     let run = env.run(&["plugin", "test", &dir, "--plugin", &wasm]);
     assert_eq!(run.code(), 2);
     assert!(run.reason().contains("--update writes them"), "{}", run.reason());
+    // A recorded context that is not JSON: refused, naming the file.
+    std::fs::write(cases.path().join("c.context.json"), "nope").unwrap();
+    let run = env.run(&["plugin", "test", &dir, "--plugin", &wasm]);
+    assert_eq!(run.code(), 2);
+    assert!(run.reason().contains("c.context.json is not valid JSON"), "{}", run.reason());
 }
 
 #[test]
