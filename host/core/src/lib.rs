@@ -3,6 +3,7 @@
 //! No tokio, no sqlx, no wasmtime: everything here is a function tests can walk.
 
 pub mod dag;
+pub mod secrets;
 pub mod state;
 pub mod text;
 pub mod transition;

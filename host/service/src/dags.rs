@@ -112,6 +112,10 @@ pub struct TaskView {
     pub pool: String,
     #[schema(value_type = Object)]
     pub params: serde_json::Map<String, Value>,
+    /// What a try may touch beyond its input (DESIGN.md §9): `/out` quota, mounts, secrets (by
+    /// name), HTTP origins, whether HTTP is recorded. Fields at their default are left out.
+    #[schema(value_type = Object)]
+    pub grants: sandflow_core::dag::Grants,
 }
 
 /// A version of a DAG, with the experiments it belongs to.
@@ -433,6 +437,7 @@ pub fn task_view(t: &sandflow_core::dag::Task) -> TaskView {
         map_over: t.map_over.clone(),
         pool: t.pool.clone(),
         params: t.params.clone(),
+        grants: t.grants.clone(),
     }
 }
 
@@ -458,6 +463,7 @@ fn task_fields(t: &sandflow_core::dag::Task) -> BTreeMap<&'static str, Value> {
         ("pool", json!(t.pool)),
         ("pool_slots", json!(t.pool_slots)),
         ("priority_weight", json!(t.priority_weight)),
+        ("grants", serde_json::to_value(&t.grants).unwrap_or(Value::Null)),
     ])
 }
 

@@ -19,6 +19,7 @@
 
 mod diagnostic;
 mod flow;
+mod grants;
 mod graph;
 mod parse;
 mod reader;
@@ -36,6 +37,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use diagnostic::Diagnostic;
+pub use grants::{grant_name_problem, GrantPolicy, Grants, Origin};
 pub use parse::parse_dag;
 pub use schedule::{Schedule, ScheduleError};
 
@@ -150,6 +152,8 @@ pub struct Task {
     pub pool_slots: u32,
     /// Who runs first when slots are short: higher first (`priority_weight`); default 1.
     pub priority_weight: i64,
+    /// What a try may touch beyond its input: `/out` quota, mounts, secrets, HTTP origins.
+    pub grants: Grants,
 }
 
 /// How the scheduler reads a task's result.

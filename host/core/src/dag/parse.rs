@@ -18,6 +18,7 @@ use toml::Spanned;
 use super::flow::{self, is_id_char};
 use super::graph::DepGraph;
 use super::reader::{join, Reader, Value};
+use super::{grant_name_problem, Grants, Origin};
 use super::{is_plugin_id, Caps, Dag, Diagnostic, PluginRef, Schedule, Task, TaskKind, TriggerRule};
 use crate::text::{shorten, MAX_ID_LEN};
 
@@ -71,6 +72,11 @@ const TASK_FIELDS: &[&str] = &[
     "pool",
     "pool_slots",
     "priority_weight",
+    "out_quota_mb",
+    "mounts",
+    "secrets",
+    "allow_http",
+    "record_http",
 ];
 
 const ID_RULE: &str = "use only letters, digits, \"_\", \".\" and \"-\"";
@@ -454,6 +460,7 @@ fn read_task(
     dependencies.extend(read_upstream(reader, id, table, &path));
     let settings = Settings::read(reader, table, &path, context.caps).or(&context.defaults);
     let extras = read_extras(reader, table, &path, id.get_ref(), &mut context.map_checks);
+    let grants = read_grants(reader, table, &path);
     Task {
         id: id.get_ref().clone(),
         plugin,
@@ -475,7 +482,53 @@ fn read_task(
         pool: extras.pool,
         pool_slots: extras.pool_slots,
         priority_weight: extras.priority_weight,
+        grants,
     }
+}
+
+/// What the task may touch (`out_quota_mb`, `mounts`, `secrets`, `allow_http`, `record_http`):
+/// names checked, origins normalised, lists sorted and deduplicated. Whether the server allows
+/// them is [`super::GrantPolicy`]'s call, at load and upload.
+fn read_grants(reader: &mut Reader<'_>, table: &DeTable<'_>, path: &str) -> Grants {
+    let out_quota_mb = read_field(reader, table, path, "out_quota_mb", Reader::u64);
+    let names = |reader: &mut Reader<'_>, field: &str, what: &str| -> Vec<String> {
+        let names = read_field(reader, table, path, field, Reader::strings).unwrap_or_default();
+        let mut valid = std::collections::BTreeSet::new();
+        for name in names {
+            match grant_name_problem(name.get_ref(), what) {
+                Some(problem) => reader.error(name.span(), &join(path, field), problem),
+                None => {
+                    valid.insert(name.into_inner());
+                }
+            }
+        }
+        valid.into_iter().collect()
+    };
+    let mounts = names(reader, "mounts", "mount name");
+    let secrets = names(reader, "secrets", "secret name");
+    let origins = read_field(reader, table, path, "allow_http", Reader::strings).unwrap_or_default();
+    let mut allow_http = std::collections::BTreeSet::new();
+    for origin in origins {
+        match Origin::parse(origin.get_ref()) {
+            Ok(parsed) => {
+                allow_http.insert(parsed.to_string());
+            }
+            Err(problem) => reader.error(origin.span(), &join(path, "allow_http"), problem),
+        }
+    }
+    let record_http = read_field(reader, table, path, "record_http", |reader, value, field| {
+        let record = reader.bool(value, field)?;
+        if record && allow_http.is_empty() {
+            reader.error(
+                value.span(),
+                field,
+                "record_http needs allow_http: the task makes no HTTP requests to record",
+            );
+        }
+        Some(record)
+    })
+    .unwrap_or(false);
+    Grants { out_quota_mb, mounts, secrets, allow_http: allow_http.into_iter().collect(), record_http }
 }
 
 /// The fields that shape how a task runs rather than what limits it: kind, mapping, sensor

@@ -547,3 +547,87 @@ fn all_errors_at_once_in_file_order() {
         ]
     );
 }
+
+// ---- grants ----
+
+#[test]
+fn grants_are_read_normalised_and_enter_the_version() {
+    let plain = dag("id = \"g\"\n[tasks.a]\nplugin = \"plugins/a.wasm\"\n");
+    let granted = dag(r#"id = "g"
+[tasks.a]
+plugin = "plugins/a.wasm"
+out_quota_mb = 64
+mounts = ["datasets", "datasets"]
+secrets = ["warehouse"]
+allow_http = ["HTTPS://API.example.com/", "http://127.0.0.1:8099"]
+record_http = true
+"#);
+    let grants = &granted.tasks[0].grants;
+    assert_eq!(grants.out_quota_mb, Some(64));
+    assert_eq!(grants.mounts, ["datasets"]);
+    assert_eq!(grants.secrets, ["warehouse"]);
+    assert_eq!(grants.allow_http, ["http://127.0.0.1:8099", "https://api.example.com"]);
+    assert!(grants.record_http);
+    assert!(plain.tasks[0].grants.is_default());
+    assert_ne!(plain.version(), granted.version(), "more access is a new version");
+    let fewer = dag(r#"id = "g"
+[tasks.a]
+plugin = "plugins/a.wasm"
+out_quota_mb = 64
+mounts = ["datasets"]
+secrets = ["warehouse"]
+allow_http = ["http://127.0.0.1:8099", "https://api.example.com"]
+"#);
+    assert_ne!(fewer.version(), granted.version(), "record_http is part of the version");
+}
+
+#[test]
+fn bad_grants_are_refused_by_field() {
+    let errs = errors(
+        r#"id = "g"
+[tasks.a]
+plugin = "plugins/a.wasm"
+mounts = ["Data-sets"]
+secrets = ["x y"]
+allow_http = ["api.example.com", "https://x/path"]
+record_http = true
+"#,
+    );
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert!(errs[0].contains("tasks.a.mounts: invalid mount name \"Data-sets\""), "{errs:#?}");
+    assert!(errs[1].contains("tasks.a.secrets: invalid secret name"), "{errs:#?}");
+    assert!(errs[2].contains("is not an origin"), "{errs:#?}");
+    assert!(errs[3].contains("no path"), "{errs:#?}");
+    assert!(errs[4].contains("record_http needs allow_http"), "{errs:#?}");
+}
+
+#[test]
+fn the_policy_names_every_refusal() {
+    let granted = dag(r#"id = "g"
+[tasks.a]
+plugin = "plugins/a.wasm"
+out_quota_mb = 99999
+mounts = ["datasets"]
+secrets = ["warehouse"]
+allow_http = ["https://api.example.com"]
+"#);
+    let refused = GrantPolicy::default().check(&granted).unwrap_err();
+    assert_eq!(refused.len(), 4, "{refused:#?}");
+    assert!(refused[0].starts_with("task \"a\": out_quota_mb 99999 is over"), "{refused:#?}");
+    assert!(refused[1].contains("mounts set datasets PATH"), "{refused:#?}");
+    assert!(refused[2].contains("secrets set warehouse"), "{refused:#?}");
+    assert!(refused[3].contains("allows no HTTP egress"), "{refused:#?}");
+    let policy = GrantPolicy {
+        allow_http: vec!["https://api.example.com".into()],
+        max_out_quota_mb: 100_000,
+        mounts: ["datasets".to_string()].into(),
+        secrets: ["warehouse".to_string()].into(),
+        may_grant_secrets: true,
+    };
+    assert_eq!(policy.check(&granted), Ok(()));
+    let viewer = GrantPolicy { may_grant_secrets: false, ..policy.clone() };
+    let refused = viewer.check(&granted).unwrap_err();
+    assert!(refused[0].contains("needs a role"), "{refused:#?}");
+    let any = GrantPolicy { allow_http: vec!["*".into()], ..policy };
+    assert_eq!(any.check(&granted), Ok(()));
+}

@@ -82,6 +82,10 @@ fn task_spec(task: &Task) -> Value {
     if task.priority_weight != 1 {
         extra("priority_weight", json!(task.priority_weight));
     }
+    // What a try may touch is part of what it does: more access is a new version.
+    if !task.grants.is_default() {
+        extra("grants", serde_json::to_value(&task.grants).expect("grants serialise"));
+    }
     spec
 }
 
