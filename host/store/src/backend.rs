@@ -107,6 +107,20 @@ pub(crate) trait Backend: Send + Sync {
     async fn budgets(&self) -> Result<Vec<BudgetRow>>;
     async fn fuel_used_by(&self, user: &str, since: DateTime<Utc>) -> Result<i64>;
 
+    // ---- grants: mounts, secrets, artifacts, try records ----
+    async fn set_mount(&self, name: &str, path: &str, audit: &NewAudit) -> Result<()>;
+    async fn mounts(&self) -> Result<Vec<crate::MountRow>>;
+    async fn delete_mount(&self, name: &str, audit: &NewAudit) -> Result<bool>;
+    async fn set_secret(&self, name: &str, sealed: &[u8], audit: &NewAudit) -> Result<()>;
+    async fn secrets(&self) -> Result<Vec<crate::SecretRow>>;
+    async fn sealed_secrets(&self, names: &[String]) -> Result<Vec<(String, Vec<u8>)>>;
+    async fn delete_secret(&self, name: &str, audit: &NewAudit) -> Result<bool>;
+    async fn artifacts(&self, run_id: &str, task_id: Option<&str>) -> Result<Vec<crate::ArtifactRow>>;
+    async fn upstream_artifacts(&self, run_id: &str, task_ids: &[String]) -> Result<Vec<crate::ArtifactRow>>;
+    async fn try_record(&self, run_id: &str, task_id: &str, map_index: i64, try_number: i64) -> Result<Option<Value>>;
+    async fn artifact_hashes(&self) -> Result<Vec<String>>;
+    async fn delete_artifacts(&self, before: DateTime<Utc>, keep_runs: i64) -> Result<u64>;
+
     // ---- pools ----
     async fn set_pool(&self, name: &str, slots: i64, description: Option<&str>, audit: Option<&NewAudit>)
         -> Result<()>;

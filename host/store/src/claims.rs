@@ -169,6 +169,10 @@ pub struct Report {
     /// On success: the plugin's result, for the scheduler to judge.
     pub result: Option<Value>,
     pub at: DateTime<Utc>,
+    /// On success: the files the try left in `/out`, stored as blobs (recorded with the try).
+    pub artifacts: Vec<crate::NewArtifact>,
+    /// What the try was given, for replay (context, plugin, limits, seed, clock, inputs, HTTP).
+    pub record: Option<Value>,
 }
 
 /// What became of a report.

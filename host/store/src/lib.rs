@@ -52,6 +52,7 @@ mod changes;
 mod claims;
 mod dags;
 mod error;
+mod grants;
 mod open;
 mod overview;
 mod ownership;
@@ -78,6 +79,7 @@ pub use dags::{
     VersionRow,
 };
 pub use error::{LostRace, Result, StoreError, UnknownName};
+pub use grants::{ArtifactRow, MountRow, NewArtifact, SecretRow};
 pub use open::Durability;
 pub use overview::{PluginUse, RunBrief, StateCount};
 pub use ownership::{lock_path, SchedulingGuard, SchedulingOwner};

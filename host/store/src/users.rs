@@ -287,8 +287,8 @@ pub(crate) fn split_action(action: Option<&str>) -> (Option<&str>, Option<&str>)
 /// `store.audited(&entry).set_paused(...)`. The plain [`Store`] methods record none (the
 /// scheduler's own changes, the DAG folder's loads).
 pub struct Audited<'a> {
-    store: &'a Store,
-    audit: &'a NewAudit,
+    pub(crate) store: &'a Store,
+    pub(crate) audit: &'a NewAudit,
 }
 
 impl Store {

@@ -188,7 +188,7 @@ pub(super) async fn report_tries(pool: &PgPool, worker: &str, reports: &[Report]
 async fn report_one(tx: &mut sqlx::PgConnection, worker: &str, report: &Report) -> Result<ReportFate> {
     let recorded = sqlx::query(
         "UPDATE task_tries SET outcome = $1, message = $2, fuel_used = $3, peak_memory = $4, wall_us = $5, log = $6,
-             ended_at = $7, result = $8
+             ended_at = $7, result = $8, record = $13
          WHERE run_id = $9 AND task_id = $10 AND map_index = $11 AND try_number = $12 AND outcome IS NULL",
     )
     .bind(&report.outcome)
@@ -203,10 +203,27 @@ async fn report_one(tx: &mut sqlx::PgConnection, worker: &str, report: &Report) 
     .bind(&report.task_id)
     .bind(report.map_index)
     .bind(report.try_number)
+    .bind(report.record.as_ref().map(json))
     .execute(&mut *tx)
     .await?;
     if recorded.rows_affected() == 0 {
         return Ok(ReportFate::Refused);
+    }
+    for artifact in &report.artifacts {
+        sqlx::query(
+            "INSERT INTO artifacts (run_id, task_id, map_index, try_number, name, size, hash, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(&report.run_id)
+        .bind(&report.task_id)
+        .bind(report.map_index)
+        .bind(report.try_number)
+        .bind(text(&artifact.name))
+        .bind(artifact.size)
+        .bind(&artifact.hash)
+        .bind(report.at)
+        .execute(&mut *tx)
+        .await?;
     }
     let current = sqlx::query(
         "UPDATE task_instances SET reported_at = $1, lease_owner = NULL, updated_at = $1

@@ -164,7 +164,7 @@ pub(super) async fn report_tries(pool: &SqlitePool, worker: &str, reports: &[Rep
 async fn report_one(tx: &mut sqlx::SqliteConnection, worker: &str, report: &Report) -> Result<ReportFate> {
     let recorded = sqlx::query(
         "UPDATE task_tries SET outcome = ?, message = ?, fuel_used = ?, peak_memory = ?, wall_us = ?, log = ?,
-             ended_at = ?, result = ?
+             ended_at = ?, result = ?, record = ?
          WHERE run_id = ? AND task_id = ? AND map_index = ? AND try_number = ? AND outcome IS NULL",
     )
     .bind(&report.outcome)
@@ -175,6 +175,7 @@ async fn report_one(tx: &mut sqlx::SqliteConnection, worker: &str, report: &Repo
     .bind(&report.log)
     .bind(report.at)
     .bind(report.result.as_ref().map(serde_json::Value::to_string))
+    .bind(report.record.as_ref().map(serde_json::Value::to_string))
     .bind(&report.run_id)
     .bind(&report.task_id)
     .bind(report.map_index)
@@ -183,6 +184,22 @@ async fn report_one(tx: &mut sqlx::SqliteConnection, worker: &str, report: &Repo
     .await?;
     if recorded.rows_affected() == 0 {
         return Ok(ReportFate::Refused);
+    }
+    for artifact in &report.artifacts {
+        sqlx::query(
+            "INSERT INTO artifacts (run_id, task_id, map_index, try_number, name, size, hash, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&report.run_id)
+        .bind(&report.task_id)
+        .bind(report.map_index)
+        .bind(report.try_number)
+        .bind(&artifact.name)
+        .bind(artifact.size)
+        .bind(&artifact.hash)
+        .bind(report.at)
+        .execute(&mut *tx)
+        .await?;
     }
     let current = sqlx::query(
         "UPDATE task_instances SET reported_at = ?, lease_owner = NULL, updated_at = ?

@@ -5,6 +5,7 @@
 
 mod apply;
 mod claims;
+mod grants;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -900,6 +901,59 @@ impl Backend for Sqlite {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn set_mount(&self, name: &str, path: &str, audit: &NewAudit) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        grants::set_mount(&self.pool, name, path, audit).await
+    }
+
+    async fn mounts(&self) -> Result<Vec<crate::MountRow>> {
+        grants::mounts(&self.pool).await
+    }
+
+    async fn delete_mount(&self, name: &str, audit: &NewAudit) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        grants::delete_mount(&self.pool, name, audit).await
+    }
+
+    async fn set_secret(&self, name: &str, sealed: &[u8], audit: &NewAudit) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        grants::set_secret(&self.pool, name, sealed, audit).await
+    }
+
+    async fn secrets(&self) -> Result<Vec<crate::SecretRow>> {
+        grants::secrets(&self.pool).await
+    }
+
+    async fn sealed_secrets(&self, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+        grants::sealed_secrets(&self.pool, names).await
+    }
+
+    async fn delete_secret(&self, name: &str, audit: &NewAudit) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        grants::delete_secret(&self.pool, name, audit).await
+    }
+
+    async fn artifacts(&self, run_id: &str, task_id: Option<&str>) -> Result<Vec<crate::ArtifactRow>> {
+        grants::artifacts(&self.pool, run_id, task_id).await
+    }
+
+    async fn upstream_artifacts(&self, run_id: &str, task_ids: &[String]) -> Result<Vec<crate::ArtifactRow>> {
+        grants::upstream_artifacts(&self.pool, run_id, task_ids).await
+    }
+
+    async fn try_record(&self, run_id: &str, task_id: &str, map_index: i64, try_number: i64) -> Result<Option<Value>> {
+        grants::try_record(&self.pool, run_id, task_id, map_index, try_number).await
+    }
+
+    async fn artifact_hashes(&self) -> Result<Vec<String>> {
+        grants::artifact_hashes(&self.pool).await
+    }
+
+    async fn delete_artifacts(&self, before: DateTime<Utc>, keep_runs: i64) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        grants::delete_artifacts(&self.pool, before, keep_runs).await
     }
 
     async fn pools(&self) -> Result<Vec<PoolRow>> {

@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::{new_run, with_dag, Db};
 
 crate::on_both!(
+    a_report_records_its_artifacts_and_what_the_try_was_given,
     claims_take_the_highest_priority_first_and_never_the_same_instance_twice,
     a_pool_holds_across_workers,
     a_pool_holds_across_workers_claiming_at_the_same_moment,
@@ -89,6 +90,8 @@ fn report(task_id: &str, try_number: i64, outcome: &str) -> Report {
         wall: Duration::from_millis(3),
         result: (outcome == "success").then(|| json!({ "output": 42 })),
         at: Utc::now(),
+        artifacts: Vec::new(),
+        record: None,
     }
 }
 
@@ -306,4 +309,52 @@ async fn a_running_tries_log_is_readable_and_its_report_has_the_last_word(db: Db
     assert_eq!(tries[0].log.as_deref(), Some("a log"));
     // An unknown try: nothing to write, no error.
     db.store.write_running(RUN, "a", -1, 9, &running("nobody")).await.unwrap();
+}
+
+async fn a_report_records_its_artifacts_and_what_the_try_was_given(db: Db) {
+    use sandflow_store::NewArtifact;
+    with_queued(&db.store, &["a"], "default_pool", 16).await;
+    claim(&db.store, "w1", 1).await;
+    let record = json!({"context": "{\"params\":{}}", "seed": 7});
+    let artifacts = vec![
+        NewArtifact { name: "model/weights.bin".into(), size: 3, hash: format!("sha256:{}", "a".repeat(64)) },
+        NewArtifact { name: "data.csv".into(), size: 5, hash: format!("sha256:{}", "b".repeat(64)) },
+    ];
+    let with = Report { artifacts, record: Some(record.clone()), ..report("a", 1, "success") };
+    assert_eq!(db.store.report_tries("w1", &[with]).await.unwrap(), [ReportFate::Accepted]);
+    let listed = db.store.artifacts(RUN, Some("a")).await.unwrap();
+    let names: Vec<_> = listed.iter().map(|a| (a.name.as_str(), a.size, a.try_number)).collect();
+    assert_eq!(names, [("data.csv", 5, 1), ("model/weights.bin", 3, 1)]);
+    assert!(db.store.artifacts(RUN, Some("other")).await.unwrap().is_empty());
+    assert_eq!(db.store.artifacts(RUN, None).await.unwrap().len(), 2);
+    assert_eq!(db.store.try_record(RUN, "a", -1, 1).await.unwrap(), Some(record));
+    assert_eq!(db.store.try_record(RUN, "a", -1, 2).await.unwrap(), None);
+    // Downstream tasks see them only once the instance succeeded with that try.
+    assert!(db.store.upstream_artifacts(RUN, &["a".into()]).await.unwrap().is_empty());
+    let judged = TryEnd {
+        run_id: RUN.into(),
+        task_id: "a".into(),
+        map_index: -1,
+        try_number: 1,
+        outcome: "success".into(),
+        message: "success".into(),
+        log: String::new(),
+        fuel_used: 0,
+        peak_memory: 0,
+        wall: Duration::ZERO,
+        at: Utc::now(),
+        state: Some(TaskState::Success),
+        output: Some(json!(42)),
+        metrics: None,
+        next_try_at: None,
+    };
+    db.store.apply(&[Change::Judged(Box::new(judged))]).await.unwrap();
+    let upstream = db.store.upstream_artifacts(RUN, &["a".into(), "b".into()]).await.unwrap();
+    assert_eq!(upstream.len(), 2);
+    assert_eq!(db.store.artifact_hashes().await.unwrap().len(), 2);
+    // Retention: the DAG's last run is kept whatever its age; with none kept, old rows go.
+    assert_eq!(db.store.delete_artifacts(Utc::now() + chrono::Duration::days(1), 1).await.unwrap(), 0);
+    assert_eq!(db.store.delete_artifacts(Utc::now() - chrono::Duration::days(1), 0).await.unwrap(), 0);
+    assert_eq!(db.store.delete_artifacts(Utc::now() + chrono::Duration::days(1), 0).await.unwrap(), 2);
+    assert!(db.store.artifact_hashes().await.unwrap().is_empty());
 }

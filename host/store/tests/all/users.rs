@@ -6,6 +6,7 @@ use serde_json::json;
 use crate::{new_run, with_dag, Db};
 
 crate::on_both!(
+    mounts_and_secrets_are_set_audited_and_never_read_back,
     a_user_is_added_once_and_its_change_is_audited_with_it,
     a_token_is_found_by_its_hash_and_revoked_once,
     a_token_needs_an_existing_user,
@@ -148,4 +149,32 @@ async fn a_users_change_and_its_audit_entry_commit_together_or_not_at_all(db: Db
     // The plain methods (the scheduler's own changes) record nothing.
     store.set_paused("d", false).await.unwrap();
     assert_eq!(log().await.len(), 4);
+}
+
+async fn mounts_and_secrets_are_set_audited_and_never_read_back(db: Db) {
+    let store = &db.store;
+    store.audited(&audit("mount.set", "datasets")).set_mount("datasets", "/srv/data").await.unwrap();
+    store.audited(&audit("mount.set", "datasets")).set_mount("datasets", "/srv/data2").await.unwrap();
+    let mounts = store.mounts().await.unwrap();
+    assert_eq!(mounts.len(), 1);
+    assert_eq!(
+        (mounts[0].name.as_str(), mounts[0].path.as_str(), mounts[0].created_by.as_str()),
+        ("datasets", "/srv/data2", "root")
+    );
+    assert!(store.audited(&audit("mount.delete", "datasets")).delete_mount("datasets").await.unwrap());
+    assert!(!store.audited(&audit("mount.delete", "datasets")).delete_mount("datasets").await.unwrap());
+    assert!(store.mounts().await.unwrap().is_empty());
+
+    store.audited(&audit("secret.set", "warehouse")).set_secret("warehouse", b"sealed\0bytes").await.unwrap();
+    store.audited(&audit("secret.set", "other")).set_secret("other", b"x").await.unwrap();
+    let names: Vec<_> = store.secrets().await.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["other", "warehouse"]);
+    let sealed = store.sealed_secrets(&["warehouse".into(), "missing".into()]).await.unwrap();
+    assert_eq!(sealed, [("warehouse".to_string(), b"sealed\0bytes".to_vec())]);
+    assert!(store.sealed_secrets(&[]).await.unwrap().is_empty());
+    assert!(store.audited(&audit("secret.delete", "other")).delete_secret("other").await.unwrap());
+    let entries = store.audit(&sandflow_store::AuditQuery { limit: 50, ..Default::default() }).await.unwrap();
+    let actions: Vec<_> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions.iter().filter(|a| a.starts_with("mount.")).count(), 3, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| a.starts_with("secret.")).count(), 3, "{actions:?}");
 }
