@@ -22,7 +22,7 @@ if command -v rustup >/dev/null; then
   done
 fi
 
-rust_plugins=(noop echo logreg hostile ml-generate ml-features ml-evaluate ml-publish ml-gate sensors)
+rust_plugins=(noop echo logreg hostile grants ml-generate ml-features ml-evaluate ml-publish ml-gate sensors)
 packages=()
 for p in "${rust_plugins[@]}"; do packages+=(-p "sandflow-plugin-$p"); done
 
@@ -42,9 +42,9 @@ done
 
 # ABI v2 operators in Rust: cdylibs for wasm32-wasip2, which rustc links into components of the
 # sandflow:operator world (NAME.wasm).
-rust_operators=(report operator)
+rust_operators=(report operator fetch)
 cargo build --quiet --manifest-path "$root/Cargo.toml" --profile wasm --target wasm32-wasip2 \
-  --target-dir "$root/target/wasm" -p sandflow-plugin-report -p sandflow-plugin-operator
+  --target-dir "$root/target/wasm" -p sandflow-plugin-report -p sandflow-plugin-operator -p sandflow-plugin-fetch
 for p in "${rust_operators[@]}"; do
   cp "$root/target/wasm/wasm32-wasip2/wasm/sandflow_plugin_$p.wasm" "$out/$p.wasm.tmp"
   mv "$out/$p.wasm.tmp" "$out/$p.wasm"

@@ -22,13 +22,18 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::egress::Egress;
+use crate::grants::{self, VirtualClock};
 
 use crate::limits::Limiter;
 use crate::operator::{self, OperatorHost, OperatorPre, SharedProgress};
 use crate::pipes::{CappedPipe, OutputLimitExceeded, WhenFull};
 use crate::plugin::{encoding, Encoding};
 use crate::{
-    Caps, Limits, Outcome, PluginError, PluginId, PluginInfo, PluginKind, SandboxError, TryReport, MAX_PLUGIN_BYTES,
+    Caps, Limits, Outcome, PluginError, PluginId, PluginInfo, PluginKind, SandboxError, TryGrants, TryReport,
+    MAX_PLUGIN_BYTES,
 };
 
 /// How the sandbox is set up; one per process.
@@ -150,6 +155,8 @@ impl LiveLog {
 struct P1Host {
     wasi: WasiP1Ctx,
     limiter: Limiter,
+    /// The try's clocks, moved on by the plugin's sleeps.
+    clock: VirtualClock,
 }
 
 struct P2Host {
@@ -158,11 +165,33 @@ struct P2Host {
     limiter: Limiter,
     /// What the `sandflow:operator/host` imports reach (ABI v2; unused by commands).
     operator: OperatorHost,
+    http: WasiHttpCtx,
+    egress: Egress,
+    /// The try's clocks, moved on by the plugin's sleeps.
+    clock: VirtualClock,
 }
 
 impl WasiView for P2Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+impl crate::clocks::P1Clock for P1Host {
+    fn clock(&self) -> &VirtualClock {
+        &self.clock
+    }
+}
+
+impl crate::clocks::P2Clock for P2Host {
+    fn clock_and_table(&mut self) -> (&VirtualClock, &mut ResourceTable) {
+        (&self.clock, &mut self.table)
+    }
+}
+
+impl WasiHttpView for P2Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.egress }
     }
 }
 
@@ -269,8 +298,11 @@ impl Sandbox {
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |host: &mut P1Host| &mut host.wasi)
             .map_err(engine_error)?;
         define_proc_exit(&mut p1_linker).map_err(engine_error)?;
+        crate::clocks::define_poll_oneoff(&mut p1_linker).map_err(engine_error)?;
         let mut p2_linker = component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker).map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut p2_linker).map_err(engine_error)?;
+        crate::clocks::define_subscribe(&mut p2_linker).map_err(engine_error)?;
         operator::Operator::add_to_linker::<P2Host, component::HasSelf<OperatorHost>>(&mut p2_linker, |host| {
             &mut host.operator
         })
@@ -470,13 +502,30 @@ impl Sandbox {
         self.run_live(plugin, input, limits, kill, &LiveLog::new()).await
     }
 
-    /// [`Sandbox::run`], with the try's log readable through `live` while it runs.
-    #[instrument(skip_all, fields(plugin = %plugin.info.id.short()))]
+    /// [`Sandbox::run`], with the try's log readable through `live` while it runs: [`Sandbox::run_granted`]
+    /// with no grants (and a fresh [`crate::Determinism`]).
     pub async fn run_live(
         &self,
         plugin: &Plugin,
         input: &[u8],
         limits: &Limits,
+        kill: &KillSwitch,
+        live: &LiveLog,
+    ) -> TryReport {
+        self.run_granted(plugin, input, limits, &TryGrants::default(), kill, live).await
+    }
+
+    /// Runs one try with what `grants` allows beyond its stdio (`/out`, read-only directories, the
+    /// environment, HTTP egress) and with their [`crate::Determinism`], its log readable through
+    /// `live` while it runs. Never fails: a grant that cannot be given (a directory that does not
+    /// exist) ends the try as [`Outcome::HostError`] naming it.
+    #[instrument(skip_all, fields(plugin = %plugin.info.id.short()))]
+    pub async fn run_granted(
+        &self,
+        plugin: &Plugin,
+        input: &[u8],
+        limits: &Limits,
+        grants: &TryGrants,
         kill: &KillSwitch,
         live: &LiveLog,
     ) -> TryReport {
@@ -488,6 +537,9 @@ impl Sandbox {
             peak_memory_bytes: 0,
             wall_time: Duration::ZERO,
             progress: None,
+            determinism: grants.determinism,
+            http: None,
+            out_bytes: 0,
         };
         let _slot = tokio::select! {
             biased;
@@ -510,6 +562,12 @@ impl Sandbox {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        if let Err(message) = grants::apply_dirs(grants, &mut wasi) {
+            return report(Outcome::HostError { message }, String::new());
+        }
+        let clock = grants.determinism.apply(&mut wasi);
+        let egress = Egress::new(grants.http.clone(), stderr.clone());
+        let out = grants.out.as_ref().map(|out| (out.host.clone(), out.quota_bytes));
         let limiter = Limiter::new(limits.memory_bytes);
         let engine = &self.inner.engine;
 
@@ -520,7 +578,8 @@ impl Sandbox {
         };
         let (ended, fuel_left, limiter, sent_metrics) = match &plugin.pre {
             Pre::Core(pre) => {
-                let mut store = Store::new(engine, P1Host { wasi: wasi.build_p1(), limiter });
+                let host = P1Host { wasi: wasi.build_p1(), limiter, clock: clock.clone() };
+                let mut store = Store::new(engine, host);
                 store.limiter(|host| &mut host.limiter);
                 self.prepare(&mut store, limits);
                 let call = async {
@@ -530,12 +589,19 @@ impl Sandbox {
                     start.call_async(&mut store, ()).await?;
                     Ok(Finish::Exited)
                 };
-                let ended = guard(call, kill, limits.timeout).await;
+                let ended = guard(call, kill, limits.timeout, out.clone()).await;
                 let fuel_left = store.get_fuel().ok();
                 (ended, fuel_left, store.into_data().limiter, Default::default())
             }
             Pre::Component(pre) => {
-                let mut store = self.component_store(&mut wasi, limiter, operator_host(&stderr), limits);
+                let mut store = self.component_store(
+                    &mut wasi,
+                    limiter,
+                    operator_host(&stderr),
+                    egress.clone(),
+                    clock.clone(),
+                    limits,
+                );
                 let call = async {
                     let command = pre.instantiate_async(&mut store).await?;
                     store.data_mut().limiter.started();
@@ -545,7 +611,7 @@ impl Sandbox {
                         Err(()) => Err(I32Exit(1).into()),
                     }
                 };
-                let ended = guard(call, kill, limits.timeout).await;
+                let ended = guard(call, kill, limits.timeout, out.clone()).await;
                 let fuel_left = store.get_fuel().ok();
                 (ended, fuel_left, store.into_data().limiter, Default::default())
             }
@@ -556,7 +622,14 @@ impl Sandbox {
                 };
                 // An operator's result is what `run` returns: what it prints on stdout is log.
                 wasi.stdout(stderr.clone());
-                let mut store = self.component_store(&mut wasi, limiter, operator_host(&stderr), limits);
+                let mut store = self.component_store(
+                    &mut wasi,
+                    limiter,
+                    operator_host(&stderr),
+                    egress.clone(),
+                    clock.clone(),
+                    limits,
+                );
                 let call = async {
                     let instance = pre.instantiate_async(&mut store).await?;
                     store.data_mut().limiter.started();
@@ -567,7 +640,7 @@ impl Sandbox {
                         Err(e) => Err(e),
                     }
                 };
-                let ended = guard(call, kill, limits.timeout).await;
+                let ended = guard(call, kill, limits.timeout, out.clone()).await;
                 let fuel_left = store.get_fuel().ok();
                 let host = store.into_data();
                 (ended, fuel_left, host.limiter, host.operator.metrics)
@@ -585,7 +658,24 @@ impl Sandbox {
                 ),
             );
         }
-        let outcome = classify(ended, &stdout, sent_metrics, &limiter, limits, &mut log);
+        let out_usage = out.as_ref().map(|(dir, _)| grants::usage(dir)).unwrap_or_default();
+        let ended = match (&out, ended) {
+            // Once more at the end: a try that wrote past its quota between two checks fails too.
+            (Some((_, quota)), Ended::Finished(_)) if out_usage.charged() > *quota => Ended::OutQuota,
+            (_, ended) => ended,
+        };
+        if let (Ended::OutQuota, Some((_, quota))) = (&ended, &out) {
+            host_line(
+                &mut log,
+                &format!(
+                    "[sandflow] stopped: /out holds {} in {} entries, over its quota of {}",
+                    crate::human_bytes(out_usage.bytes),
+                    out_usage.entries,
+                    crate::human_bytes(*quota)
+                ),
+            );
+        }
+        let outcome = classify(ended, &stdout, sent_metrics, &limiter, limits, out.as_ref().map(|o| o.1), &mut log);
         let fuel_used = match fuel_left {
             Some(left) if self.inner.fuel_metering => limits.fuel.saturating_sub(left),
             _ => 0,
@@ -599,6 +689,9 @@ impl Sandbox {
             peak_memory_bytes: limiter.peak as u64,
             wall_time: started.elapsed(),
             progress: live.progress(),
+            determinism: grants.determinism,
+            http: egress.report(),
+            out_bytes: out_usage.bytes,
         }
     }
 
@@ -608,9 +701,19 @@ impl Sandbox {
         wasi: &mut WasiCtxBuilder,
         limiter: Limiter,
         operator: OperatorHost,
+        egress: Egress,
+        clock: VirtualClock,
         limits: &Limits,
     ) -> Store<P2Host> {
-        let host = P2Host { ctx: wasi.build(), table: ResourceTable::new(), limiter, operator };
+        let host = P2Host {
+            ctx: wasi.build(),
+            table: ResourceTable::new(),
+            limiter,
+            operator,
+            http: WasiHttpCtx::new(),
+            egress,
+            clock,
+        };
         let mut store = Store::new(&self.inner.engine, host);
         store.limiter(|host| &mut host.limiter);
         self.prepare(&mut store, limits);
@@ -644,6 +747,8 @@ enum Ended {
     Finished(wasmtime::Result<Finish>),
     TimedOut,
     Killed,
+    /// `/out` went over its quota.
+    OutQuota,
 }
 
 /// How a call that ran to its end ended.
@@ -656,17 +761,26 @@ enum Finish {
     ExitedEarly,
 }
 
-/// Runs `call` until it ends, the deadline passes or the kill switch is thrown. Dropping the call's
-/// future cancels the wasm at its next yield (each epoch tick) or host call.
+/// Runs `call` until it ends, the deadline passes, the kill switch is thrown or `/out` (its
+/// directory and quota) goes over its quota. Dropping the call's future cancels the wasm at its
+/// next yield (each epoch tick) or host call.
 async fn guard(
     call: impl std::future::Future<Output = wasmtime::Result<Finish>>,
     kill: &KillSwitch,
     timeout: Duration,
+    out: Option<(PathBuf, u64)>,
 ) -> Ended {
+    let quota = async {
+        match out {
+            Some((dir, quota)) => grants::quota_exceeded(dir, quota).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
         () = kill.0.cancelled() => Ended::Killed,
         () = tokio::time::sleep(timeout) => Ended::TimedOut,
+        () = quota => Ended::OutQuota,
         result = call => Ended::Finished(result),
     }
 }
@@ -677,11 +791,13 @@ fn classify(
     sent_metrics: std::collections::BTreeMap<String, f64>,
     limiter: &Limiter,
     limits: &Limits,
+    out_quota: Option<u64>,
     log: &mut String,
 ) -> Outcome {
     let error = match ended {
         Ended::Killed => return Outcome::Killed,
         Ended::TimedOut => return Outcome::Timeout { limit: limits.timeout },
+        Ended::OutQuota => return Outcome::OutQuotaExceeded { limit_bytes: out_quota.unwrap_or(0) },
         Ended::Finished(Ok(finish)) => Ok(finish),
         Ended::Finished(Err(e)) => match e.downcast_ref::<I32Exit>() {
             Some(I32Exit(0)) => Ok(Finish::Exited),

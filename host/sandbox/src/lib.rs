@@ -14,23 +14,33 @@
 //!   every few milliseconds, so thousands of waiting tries block no thread, and a kill or a deadline
 //!   stops a try within a tick by dropping its future.
 //!
-//! Isolation: no preopened directories, no environment variables, no arguments, no sockets or name
-//! lookup, and no host stdio: stdin is the context, stdout and stderr are capped in-memory pipes.
+//! Isolation: no arguments, no sockets or name lookup, and no host stdio: stdin is the context,
+//! stdout and stderr are capped in-memory pipes. Beyond that a try gets only what its [`TryGrants`]
+//! give: a writable `/out` under a size quota, read-only directories (`/in`, `/data/<mount>`),
+//! environment variables, and HTTP egress through wasi:http (components only) to listed origins,
+//! never to a private address the server has not allowed, within request, byte and time limits,
+//! recorded or replayed on request. Its random sources and clocks are a function of its
+//! [`Determinism`] (a seed and a virtual clock), so a replay gives the same bytes.
 #![deny(missing_docs)]
 
+mod clocks;
+mod egress;
 mod engine;
 mod error;
+mod grants;
+mod languages;
 mod limits;
+mod operator;
 mod outcome;
 mod pipes;
-mod languages;
-mod operator;
 mod plugin;
 
+pub use egress::{HttpExchange, HttpGrant, HttpReport};
 pub use engine::{CodeSource, KillSwitch, LiveLog, Plugin, Sandbox, SandboxConfig};
 pub use error::{PluginError, SandboxError};
+pub use grants::{Determinism, OutDir, ReadOnlyDir, TryGrants, CLOCK_STEP, OUT_ENTRY_BYTES, OUT_WATCH_INTERVAL};
 pub use languages::languages;
-pub use operator::{Progress, OPERATOR_WORLD};
 pub use limits::{Caps, Limits, MAX_PLUGIN_BYTES};
+pub use operator::{Progress, OPERATOR_WORLD};
 pub use outcome::{human_bytes, human_duration, Outcome, TryReport};
 pub use plugin::{PluginId, PluginInfo, PluginKind};

@@ -54,6 +54,11 @@ pub enum Outcome {
         /// The limit in bytes.
         limit_bytes: u64,
     },
+    /// The try wrote more than its quota to `/out` (see [`crate::OutDir`]).
+    OutQuotaExceeded {
+        /// The quota in bytes.
+        limit_bytes: u64,
+    },
     /// Exit code 0 but stdout was not a valid ABI v1 result.
     InvalidResult {
         /// What was wrong with it.
@@ -89,6 +94,7 @@ impl Outcome {
             Outcome::MemoryLimit { .. } => "memory_limit",
             Outcome::Timeout { .. } => "timeout",
             Outcome::OutputTooLarge { .. } => "output_too_large",
+            Outcome::OutQuotaExceeded { .. } => "out_quota_exceeded",
             Outcome::InvalidResult { .. } => "invalid_result",
             Outcome::TaskError { .. } => "task_error",
             Outcome::Killed => "killed",
@@ -118,6 +124,9 @@ impl fmt::Display for Outcome {
             Outcome::OutputTooLarge { limit_bytes } => {
                 write!(f, "output too large: more than {} on stdout", human_bytes(*limit_bytes))
             }
+            Outcome::OutQuotaExceeded { limit_bytes } => {
+                write!(f, "/out quota exceeded: more than {} written", human_bytes(*limit_bytes))
+            }
             Outcome::InvalidResult { reason } => write!(f, "invalid result JSON: {reason}"),
             Outcome::TaskError { message } => write!(f, "the task failed: {message}"),
             Outcome::Killed => write!(f, "killed"),
@@ -126,10 +135,15 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Bytes for humans: `256 MiB` when exact, else `1.1 MiB`, `12.5 KiB` or `512 bytes`.
+/// Bytes for humans: `256 MiB` when exact, else `1.1 MiB`, `12.5 KiB` or `512 bytes`; from 1 GiB on
+/// always with one decimal (`1.0 GiB`, `2.5 GiB`).
 pub fn human_bytes(bytes: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * KIB;
+    const GIB: u64 = 1024 * MIB;
+    if bytes >= GIB {
+        return format!("{:.1} GiB", bytes as f64 / GIB as f64);
+    }
     let (unit, name) = match bytes {
         b if b >= MIB => (MIB, "MiB"),
         b if b >= KIB => (KIB, "KiB"),
@@ -179,6 +193,15 @@ pub struct TryReport {
     /// The last progress the try reported (ABI v2's `host.progress`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<crate::Progress>,
+    /// The seed and clock start the try ran with: the same ones replay it byte for byte.
+    #[serde(default)]
+    pub determinism: crate::Determinism,
+    /// What the try did over HTTP; `None` when it made no request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::HttpReport>,
+    /// Bytes of regular files in `/out` when the try ended (0 without `/out`).
+    #[serde(default)]
+    pub out_bytes: u64,
 }
 
 impl fmt::Display for TryReport {
@@ -209,6 +232,12 @@ mod tests {
             "output too large: more than 1 MiB on stdout"
         );
         assert_eq!(Outcome::ExitCode { code: 3 }.to_string(), "exit code 3");
+        assert_eq!(
+            Outcome::OutQuotaExceeded { limit_bytes: 1 << 30 }.to_string(),
+            "/out quota exceeded: more than 1.0 GiB written"
+        );
+        assert_eq!(Outcome::OutQuotaExceeded { limit_bytes: 64 << 20 }.name(), "out_quota_exceeded");
+        assert_eq!(human_bytes(5 << 29), "2.5 GiB");
         assert_eq!(human_bytes(1_114_752), "1.1 MiB");
         assert_eq!(human_bytes(512), "512 bytes");
         assert_eq!(human_duration(Duration::from_micros(2_400)), "2.4ms");

@@ -2,6 +2,8 @@
 //! One binary for the whole area (link time on two cores).
 
 mod authoring;
+mod egress;
+mod grants;
 mod hostile;
 mod loading;
 mod operator;
