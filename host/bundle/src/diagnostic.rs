@@ -216,6 +216,9 @@ pub mod code {
     pub const DAG_FILE_TOO_LARGE: &str = "dag_file_too_large";
     /// An experiment of a DAG the server does not have: push it once without an experiment.
     pub const UNKNOWN_DAG: &str = "unknown_dag";
+    /// A DAG asks for a grant the server's policy refuses (an origin, a mount, a secret, a
+    /// quota), or grants secrets from a role that may not.
+    pub const GRANT_REFUSED: &str = "grant_refused";
 
     /// Every code, for tests and documentation.
     pub const ALL: &[&str] = &[
@@ -251,6 +254,7 @@ pub mod code {
         DUPLICATE_DAG_ID,
         DAG_FILE_TOO_LARGE,
         UNKNOWN_DAG,
+        GRANT_REFUSED,
     ];
 }
 

@@ -59,6 +59,7 @@ pub async fn run(args: BenchHttpArgs, home: &Home) -> Result<(), CliError> {
     let settings = crate::server::BindArgs {
         bind: "127.0.0.1:0".parse().expect("an address"),
         plugin_downloads: sandflow_store::Role::Viewer,
+        grants: Default::default(),
     };
     let service = crate::server::service(store.clone(), home, true, &settings)?;
     let stop = CancellationToken::new();

@@ -283,7 +283,7 @@ async fn show(dag_id: &str, json: bool, home: &Home) -> anyhow::Result<()> {
             .tasks
             .iter()
             .map(|t| json!({"task_id": t.id, "plugin_id": t.plugin_id, "upstream": t.upstream, "trigger_rule": t.trigger_rule,
-                "retries": t.retries}))
+                "retries": t.retries, "grants": t.grants}))
             .collect();
         return table::json(
             &json!({"dag": row, "stale": row.is_stale(), "schedule": dag.schedule.expr(), "tasks": tasks,
@@ -312,10 +312,11 @@ async fn show(dag_id: &str, json: bool, home: &Home) -> anyhow::Result<()> {
                 t.trigger_rule.as_str().to_string(),
                 t.retries.to_string(),
                 t.plugin_id.chars().take(19).collect(),
+                grants_text(&t.grants),
             ]
         })
         .collect();
-    table::print(&["task", "upstream", "trigger_rule", "retries", "plugin"], &tasks);
+    table::print(&["task", "upstream", "trigger_rule", "retries", "plugin", "grants"], &tasks);
     outln!();
     let runs: Vec<Vec<String>> = runs
         .iter()
@@ -493,4 +494,25 @@ async fn print_outputs(store: &Store, run_id: &str) -> anyhow::Result<()> {
     }
     outln!();
     Ok(())
+}
+
+/// A task's grants beyond the defaults, in one cell: `mounts=datasets secrets=warehouse http=https://x`.
+fn grants_text(g: &sandflow_core::dag::Grants) -> String {
+    let mut parts = Vec::new();
+    if let Some(mb) = g.out_quota_mb {
+        parts.push(format!("out={mb}MiB"));
+    }
+    for (name, list) in [("mounts", &g.mounts), ("secrets", &g.secrets), ("http", &g.allow_http)] {
+        if !list.is_empty() {
+            parts.push(format!("{name}={}", list.join(",")));
+        }
+    }
+    if g.record_http {
+        parts.push("record_http".into());
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
 }

@@ -73,4 +73,56 @@ impl Home {
     pub fn code_cache(&self) -> PathBuf {
         self.root.join("cache").join("code")
     }
+
+    /// The key secrets are sealed with: `SANDFLOW_SECRET_KEY` (64 hex digits) when set, else the
+    /// home's `secret.key` (mode 0600), made when `create` and it is missing. A key file others
+    /// may read is refused: whoever reads it reads every secret.
+    pub fn secret_key(&self, create: bool) -> Result<Option<sandflow_core::secrets::SecretKey>> {
+        use sandflow_core::secrets::SecretKey;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if let Ok(text) = std::env::var("SANDFLOW_SECRET_KEY") {
+            return Ok(Some(SecretKey::from_hex(&text).context("SANDFLOW_SECRET_KEY")?));
+        }
+        let path = self.root.join("secret.key");
+        match std::fs::metadata(&path) {
+            Ok(meta) => {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    anyhow::bail!(
+                        "{} may be read by others (mode {:o}): chmod 600 it",
+                        path.display(),
+                        meta.permissions().mode() & 0o777
+                    );
+                }
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                Ok(Some(SecretKey::from_hex(&text).with_context(|| path.display().to_string())?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                let mut bytes = [0u8; sandflow_core::secrets::KEY_BYTES];
+                getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random bytes from the OS: {e}"))?;
+                let key = SecretKey::from_bytes(bytes);
+                std::fs::create_dir_all(&self.root)?;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                std::io::Write::write_all(&mut file, format!("{}\n", key.to_hex()).as_bytes())?;
+                Ok(Some(key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// The grant settings of this home: tries in `work/`, artifacts in `artifacts/` (or
+    /// `SANDFLOW_ARTIFACTS`, e.g. `s3://bucket/prefix`), secrets sealed with [`Home::secret_key`].
+    pub fn grants(&self) -> Result<sandflow_scheduler::GrantConfig> {
+        let mut grants = sandflow_scheduler::GrantConfig::in_home(&self.root);
+        if let Ok(location) = std::env::var("SANDFLOW_ARTIFACTS") {
+            grants.blobs = location;
+        }
+        grants.secret_key = self.secret_key(false)?;
+        Ok(grants)
+    }
 }

@@ -14,6 +14,7 @@ mod bundle_cmd;
 mod client;
 mod dags_cmd;
 mod db_cmd;
+mod grants_cmd;
 mod home;
 mod out;
 mod plugin_cmd;
@@ -94,6 +95,12 @@ enum Command {
     /// Pools: named numbers of slots that tasks share.
     #[command(subcommand)]
     Pools(pools_cmd::PoolsCmd),
+    /// Host folders tasks may read at /data/NAME (admins).
+    #[command(subcommand)]
+    Mounts(grants_cmd::MountsCmd),
+    /// Secrets tasks may be given as environment variables (admins; values never shown).
+    #[command(subcommand)]
+    Secrets(grants_cmd::SecretsCmd),
     /// Compare runs.
     #[command(subcommand)]
     Runs(runs_cmd::RunsCmd),
@@ -225,6 +232,18 @@ fn main() -> ExitCode {
                     Err(e) => Err(e),
                 },
                 None => pools_cmd::run(cmd, &home).await,
+            },
+            Command::Mounts(cmd) => match cli.global.server {
+                Some(_) => {
+                    Err(CliError::Usage(anyhow::anyhow!("mounts are set on the server's machine, without --server")))
+                }
+                None => grants_cmd::mounts(cmd, &home).await,
+            },
+            Command::Secrets(cmd) => match cli.global.server {
+                Some(_) => {
+                    Err(CliError::Usage(anyhow::anyhow!("secrets are set on the server's machine, without --server")))
+                }
+                None => grants_cmd::secrets(cmd, &home).await,
             },
             Command::Users(cmd) => users_cmd::run(cmd, &home, cli.global.server.as_deref()).await,
             Command::Audit(args) => users_cmd::audit(args, &home, cli.global.server.as_deref()).await,

@@ -26,6 +26,8 @@ pub struct SchedulerArgs {
     /// New DAGs start paused (a DAG file's is_paused_upon_creation overrides it).
     #[arg(long, env = "SANDFLOW_DAGS_PAUSED_AT_CREATION")]
     pub dags_paused_at_creation: bool,
+    #[command(flatten)]
+    pub grants: GrantArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +47,46 @@ pub struct WorkerArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub stop: StopArgs,
+    #[command(flatten)]
+    pub grants: GrantArgs,
+}
+
+/// What tasks may be granted on this server (DAGs asking for more are refused at load and
+/// upload), and what workers give them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GrantArgs {
+    /// An origin DAGs may list in `allow_http` (repeatable; `*` for any public origin), e.g.
+    /// https://api.example.com. Without one, no task may make HTTP requests.
+    #[arg(long = "allow-http", value_name = "ORIGIN", env = "SANDFLOW_ALLOW_HTTP", value_delimiter = ',')]
+    pub allow_http: Vec<String>,
+    /// An origin that may resolve to a private, loopback or link-local address (repeatable):
+    /// requests to any other origin that does are refused (SSRF).
+    #[arg(
+        long = "allow-private-http",
+        value_name = "ORIGIN",
+        env = "SANDFLOW_ALLOW_PRIVATE_HTTP",
+        value_delimiter = ','
+    )]
+    pub allow_private_http: Vec<String>,
+    /// The largest /out quota a task may ask for, in MiB (the default quota is 1024).
+    #[arg(long, value_name = "MIB", default_value_t = sandflow_core::dag::GrantPolicy::DEFAULT_MAX_OUT_QUOTA_MB)]
+    pub max_out_quota_mb: u64,
+}
+
+impl GrantArgs {
+    /// The grant settings of `home` with these flags.
+    pub fn config(&self, home: &Home) -> anyhow::Result<sandflow_scheduler::GrantConfig> {
+        let mut config = home.grants()?;
+        for origin in self.allow_http.iter().chain(&self.allow_private_http) {
+            if origin != "*" {
+                sandflow_core::dag::Origin::parse(origin).map_err(|e| anyhow::anyhow!("--allow-http: {e}"))?;
+            }
+        }
+        config.allow_http = self.allow_http.clone();
+        config.private_http = self.allow_private_http.clone();
+        config.max_out_quota_mb = self.max_out_quota_mb;
+        Ok(config)
+    }
 }
 
 /// How a worker stops: `sandflow worker`'s, and `standalone`'s in-process one.
@@ -191,6 +233,7 @@ pub async fn scheduler(args: SchedulerArgs, home: &Home) -> Result<(), CliError>
     let config = SchedulerConfig {
         paused_at_creation: args.dags_paused_at_creation,
         dags_dir: dir.clone(),
+        grants: args.grants.config(home)?,
         ..SchedulerConfig::default()
     };
     let mut scheduler = Scheduler::new(store.clone(), sandbox, config);
@@ -239,6 +282,7 @@ pub async fn worker(args: WorkerArgs, home: &Home) -> Result<(), CliError> {
         pools: args.pools,
         lease: args.lease,
         shutdown_grace: args.stop.shutdown_grace,
+        grants: args.grants.config(home)?,
         ..WorkerConfig::default()
     };
     let worker = Worker::new(store.clone(), sandbox, config);

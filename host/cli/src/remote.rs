@@ -394,6 +394,9 @@ pub async fn tasks(cmd: crate::tasks_cmd::TasksCmd, client: &Client) -> Result<(
             outln!("{}", text(&done["result"]));
             Ok(())
         }
+        TasksCmd::Artifacts { .. } => Err(CliError::Usage(anyhow::anyhow!(
+            "tasks artifacts reads the server's store and artifacts: run it on the server's machine, without --server"
+        ))),
         TasksCmd::Test { .. } => Err(CliError::Usage(anyhow::anyhow!(
             "`tasks test` runs a task in this process from a DAG folder: run it without --server"
         ))),

@@ -21,6 +21,8 @@ pub struct BindArgs {
     /// or admin (workers read them from the database, not over HTTP).
     #[arg(long, env = "SANDFLOW_PLUGIN_DOWNLOADS", default_value = "viewer", value_parser = parse_role, value_name = "ROLE")]
     pub plugin_downloads: sandflow_store::Role,
+    #[command(flatten)]
+    pub grants: crate::processes::GrantArgs,
 }
 
 fn parse_role(text: &str) -> Result<sandflow_store::Role, String> {
@@ -43,6 +45,7 @@ pub fn service(store: Store, home: &Home, paused_at_creation: bool, bind: &BindA
         paused_at_creation,
         role: "the server".to_string(),
         plugin_downloads: bind.plugin_downloads,
+        grants: bind.grants.config(home)?,
         ..ServiceConfig::default()
     };
     Ok(Service::new(store, sandbox, config))

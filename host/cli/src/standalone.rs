@@ -45,6 +45,7 @@ pub async fn run(args: StandaloneArgs, home: &Home) -> Result<(), CliError> {
         paused_at_creation: args.dags_paused_at_creation,
         dags_dir: Some(dir.clone()),
         shutdown_grace: args.stop.shutdown_grace,
+        grants: args.bind.grants.config(home)?,
         ..SchedulerConfig::default()
     };
     let database = if home.has_database_url() { format!(", database {}", store.describe()) } else { String::new() };

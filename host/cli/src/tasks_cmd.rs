@@ -39,6 +39,25 @@ pub enum TasksCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The artifacts a task's tries left in /out: name, size, hash, try; `--get NAME` writes one
+    /// to stdout (or `--output FILE`), from the latest try that has it.
+    Artifacts {
+        dag_id: String,
+        run: String,
+        task_id: String,
+        /// One instance of a mapped task.
+        #[arg(long, default_value_t = -1)]
+        map_index: i64,
+        /// The artifact to fetch.
+        #[arg(long)]
+        get: Option<String>,
+        /// Where to write `--get`'s bytes (default: stdout).
+        #[arg(long, requires = "get")]
+        output: Option<std::path::PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A task's log, for its latest try or `--try N`.
     Logs {
         dag_id: String,
@@ -141,6 +160,9 @@ pub async fn run(cmd: TasksCmd, home: &Home) -> Result<(), CliError> {
                 Action::Mark { dag_id, run_id: run.run_id, task_id: Some(task_id), map_index, state: state.into() };
             outln!("{}", perform(&store, home, &action).await?);
             Ok(())
+        }
+        TasksCmd::Artifacts { dag_id, run, task_id, map_index, get, output, json } => {
+            artifacts(&dag_id, &run, &task_id, map_index, get.as_deref(), output.as_deref(), json, home).await
         }
         TasksCmd::List { dag_id, run, json } => list(&dag_id, &run, json, home).await.map_err(CliError::Usage),
         TasksCmd::Tries { dag_id, run, task_id, map_index, json } => {
@@ -408,4 +430,52 @@ async fn test(
         }
         failure => Err(CliError::Failed(format!("{task_id}: {failure} (plugin {}; {usage})", report.plugin))),
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn artifacts(
+    dag_id: &str,
+    run: &str,
+    task_id: &str,
+    map_index: i64,
+    get: Option<&str>,
+    output: Option<&std::path::Path>,
+    as_json: bool,
+    home: &Home,
+) -> Result<(), CliError> {
+    let store = open_store(home).await?;
+    let run = find_run(&store, dag_id, run).await.map_err(CliError::Usage)?;
+    let rows: Vec<_> = store
+        .artifacts(&run.run_id, Some(task_id))
+        .await
+        .map_err(anyhow::Error::from)?
+        .into_iter()
+        .filter(|a| a.map_index == map_index)
+        .collect();
+    let Some(name) = get else {
+        if as_json {
+            return Ok(crate::table::json(&json!(rows))?);
+        }
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|a| vec![a.name.clone(), a.size.to_string(), a.hash.clone(), a.try_number.to_string()])
+            .collect();
+        crate::table::print(&["artifact", "bytes", "hash", "try"], &table);
+        return Ok(());
+    };
+    let Some(found) = rows.iter().rev().find(|a| a.name == name) else {
+        let names: std::collections::BTreeSet<_> = rows.iter().map(|a| a.name.as_str()).collect();
+        return Err(CliError::Usage(anyhow::anyhow!(
+            "task {task_id} of run {} has no artifact {name:?} (it has: {})",
+            run.run_id,
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let blobs = sandflow_blobs::Blobs::open(&home.grants()?.blobs).map_err(anyhow::Error::from)?;
+    let bytes = blobs.get_bytes(&found.hash).await.map_err(anyhow::Error::from)?;
+    match output {
+        Some(path) => std::fs::write(path, &bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes).map_err(anyhow::Error::from)?,
+    }
+    Ok(())
 }

@@ -57,6 +57,8 @@ pub struct SchedulerConfig {
     pub create_scheduled_runs: bool,
     /// The in-process worker's [`WorkerConfig::shutdown_grace`](crate::WorkerConfig::shutdown_grace).
     pub shutdown_grace: Duration,
+    /// What DAGs may be granted, and what the in-process worker needs to grant it.
+    pub grants: crate::GrantConfig,
 }
 
 impl Default for SchedulerConfig {
@@ -69,6 +71,7 @@ impl Default for SchedulerConfig {
             dags_dir: None,
             create_scheduled_runs: true,
             shutdown_grace: crate::DEFAULT_SHUTDOWN_GRACE,
+            grants: crate::GrantConfig::default(),
         }
     }
 }
@@ -141,7 +144,8 @@ impl Scheduler {
         let folder = config.dags_dir.clone().map(|dir| {
             DagFolder::new(
                 dir,
-                LoadContext::new(store.clone(), sandbox.clone(), config.caps, config.paused_at_creation),
+                LoadContext::new(store.clone(), sandbox.clone(), config.caps, config.paused_at_creation)
+                    .with_grants(config.grants.clone()),
             )
         });
         Scheduler {
@@ -193,6 +197,7 @@ impl Scheduler {
         let config = crate::WorkerConfig {
             concurrency: self.config.parallelism,
             shutdown_grace: self.config.shutdown_grace,
+            grants: self.config.grants.clone(),
             ..crate::WorkerConfig::default()
         };
         let worker = crate::Worker::new(self.store.clone(), self.sandbox.clone(), config);
@@ -761,8 +766,12 @@ impl Scheduler {
                 pool_slots: i64::from(task.pool_slots),
                 priority: task.priority_weight,
                 max_active_tasks: i64::from(max_active_tasks),
-                job: serde_json::to_value(crate::worker::JobSpec { context, limits: task_limits(task) })
-                    .unwrap_or(Value::Null),
+                job: serde_json::to_value(crate::worker::JobSpec {
+                    context,
+                    limits: task_limits(task),
+                    grants: self.config.grants.job_grants(task),
+                })
+                .unwrap_or(Value::Null),
             };
             run.queue(&key, job, at, changes);
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sandflow_sandbox::{KillSwitch, Limits, LiveLog, Outcome, Plugin, PluginId, Sandbox, TryReport};
+use sandflow_sandbox::{KillSwitch, Limits, LiveLog, Outcome, Plugin, PluginId, Sandbox, TryGrants, TryReport};
 use sandflow_store::Store;
 
 /// One try to run.
@@ -21,6 +21,8 @@ pub struct Job {
     pub kill: KillSwitch,
     /// Its log while it runs.
     pub live: LiveLog,
+    /// What it may touch: directories, environment, HTTP, its seed and clock.
+    pub grants: TryGrants,
 }
 
 /// Runs tries in the sandbox, fetching plugin bytes from the store by id.
@@ -48,7 +50,9 @@ impl Executor {
             plugin = self.plugin(&job.plugin_id) => plugin,
         };
         match plugin {
-            Ok(plugin) => self.sandbox.run_live(&plugin, &job.context, &job.limits, &job.kill, &job.live).await,
+            Ok(plugin) => {
+                self.sandbox.run_granted(&plugin, &job.context, &job.limits, &job.grants, &job.kill, &job.live).await
+            }
             Err(message) => self.host_error(&job.plugin_id, message),
         }
     }
@@ -68,6 +72,9 @@ impl Executor {
             peak_memory_bytes: 0,
             wall_time: Duration::ZERO,
             progress: None,
+            determinism: Default::default(),
+            http: None,
+            out_bytes: 0,
         }
     }
 

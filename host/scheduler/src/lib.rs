@@ -22,6 +22,7 @@ pub mod actions;
 mod engine;
 mod executor;
 mod folder;
+mod grants;
 mod loader;
 mod shutdown;
 pub mod telemetry;
@@ -39,6 +40,7 @@ use serde_json::{Map, Value};
 pub use engine::{task_limits, Scheduler, SchedulerConfig, SchedulerHandle};
 pub use executor::{Executor, Job};
 pub use folder::{DagFolder, LoadReport, SETTLE};
+pub use grants::{grants_summary, GrantConfig, InputFile, JobGrants, TryRecord};
 pub use loader::{
     load_file, plugin_ids, read_regular_file, stored_kind, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES,
 };

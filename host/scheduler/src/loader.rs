@@ -93,12 +93,19 @@ pub struct LoadContext {
     /// Where a `sha256:` plugin id missing from `store` is looked up and copied from: the home's
     /// store, for commands that load into a store in memory (`dags test`).
     pub plugin_source: Option<Store>,
+    /// What DAGs may be granted: each DAG is checked against it before it is recorded.
+    pub grants: crate::GrantConfig,
 }
 
 impl LoadContext {
     /// A context with no other plugin source.
     pub fn new(store: Store, sandbox: Sandbox, caps: Caps, paused_at_creation: bool) -> Self {
-        LoadContext { store, sandbox, caps, paused_at_creation, plugin_source: None }
+        LoadContext { store, sandbox, caps, paused_at_creation, plugin_source: None, grants: Default::default() }
+    }
+
+    /// This context, checking grants against `grants`.
+    pub fn with_grants(self, grants: crate::GrantConfig) -> Self {
+        LoadContext { grants, ..self }
     }
 }
 
@@ -137,6 +144,12 @@ fn parse_blocking(path: &Path, cx: &LoadContext) -> Result<Parsed, String> {
 /// Records a parsed DAG as its DAG's active version.
 pub async fn record(parsed: Parsed, cx: &LoadContext) -> Result<Loaded, String> {
     let Parsed { dag, version, file, spec } = parsed;
+    // A DAG file on the server's own disk was put there by whoever runs the server: it may grant
+    // secrets; mounts, origins and quotas are held to the server's settings.
+    let policy = cx.grants.policy(&cx.store, true).await.map_err(|e| format!("{file}: {e}"))?;
+    if let Err(refused) = policy.check(&dag) {
+        return Err(format!("{file}: refused: {}", refused.join("; ")));
+    }
     let paused = dag.paused.unwrap_or(cx.paused_at_creation);
     let plugin_ids = plugin_ids(&dag);
     let recorded = cx

@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::executor::{Executor, Job};
+use crate::grants::{record_json, GrantConfig, TryEnv};
 use crate::shutdown::{Shutdown, Stopping};
 
 /// How long a stopped worker gives its running tries to end by themselves: long enough for most
@@ -60,6 +61,8 @@ pub struct WorkerConfig {
     /// Once stopped, how long running tries may take to end by themselves before they are killed
     /// and reported interrupted.
     pub shutdown_grace: Duration,
+    /// Where tries' directories and artifacts go, the secrets' key, the HTTP limits.
+    pub grants: GrantConfig,
 }
 
 impl Default for WorkerConfig {
@@ -72,6 +75,7 @@ impl Default for WorkerConfig {
             renew_every: Duration::from_millis(500),
             poll_interval: Duration::from_secs(1),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            grants: GrantConfig::default(),
         }
     }
 }
@@ -83,6 +87,9 @@ pub struct JobSpec {
     pub context: Value,
     /// The try's limits.
     pub limits: Limits,
+    /// What the try may touch (jobs queued before grants existed get the defaults).
+    #[serde(default)]
+    pub grants: crate::grants::JobGrants,
 }
 
 type Key = (String, String, i64);
@@ -97,6 +104,8 @@ struct Running {
 /// Claims and runs tries until stopped.
 pub struct Worker {
     store: Store,
+    /// The artifacts' blob store, or why it could not be opened (the worker then does not start).
+    blobs: Result<sandflow_blobs::Blobs, String>,
     executor: Arc<Executor>,
     config: WorkerConfig,
     info: WorkerInfo,
@@ -119,7 +128,8 @@ impl Worker {
             pools: config.pools.clone(),
             started_at,
         };
-        Worker { executor: Arc::new(Executor::new(store.clone(), sandbox)), store, config, info }
+        let blobs = sandflow_blobs::Blobs::open(&config.grants.blobs).map_err(|e| e.to_string());
+        Worker { executor: Arc::new(Executor::new(store.clone(), sandbox)), store, blobs, config, info }
     }
 
     /// This worker's id (its leases' owner).
@@ -131,13 +141,16 @@ impl Worker {
     /// when the store cannot be reached for a whole lease (its tries are killed first).
     pub async fn run(self, shutdown: impl Into<Shutdown>) -> Result<(), StoreError> {
         let shutdown = shutdown.into();
+        if let Err(e) = &self.blobs {
+            return Err(StoreError::Invalid(format!("the artifact store {}: {e}", self.config.grants.blobs)));
+        }
         let mut queued = self.store.wakeups(Topic::Queued);
         let mut kills = self.store.wakeups(Topic::Kill);
         let mut running: HashMap<Key, Running> = HashMap::new();
         // Claims of an instance whose previous try still runs here (cleared, being killed): they
         // start once it has ended and been reported, so tries of one instance never overlap here.
         let mut waiting: HashMap<Key, Claimed> = HashMap::new();
-        let mut tries: JoinSet<(Key, i64, TryReport)> = JoinSet::new();
+        let mut tries: JoinSet<(Key, i64, TryReport, Kept)> = JoinSet::new();
         let mut next_renew = Instant::now();
         let mut next_poll = Instant::now();
         let mut last_renewed = Instant::now();
@@ -283,19 +296,19 @@ impl Worker {
                     }
                     let at = Utc::now();
                     let mut reports = Vec::with_capacity(ended.len());
-                    for (key, try_number, report) in ended {
+                    for (key, try_number, report, kept) in ended {
                         let killed_by_stop = running.remove(&key).and_then(|r| r.interrupted);
                         // A try that ended by itself as its kill came is reported as it ended.
                         let report = match killed_by_stop {
                             Some(message) if report.outcome == Outcome::Killed => {
                                 interrupted += 1;
-                                Report { outcome: INTERRUPTED.to_string(), message, ..report_of(key, try_number, report, at) }
+                                Report { outcome: INTERRUPTED.to_string(), message, ..report_of(key, try_number, report, at, kept) }
                             }
                             _ => {
                                 if grace_ends.is_some() {
                                     finished += 1;
                                 }
-                                report_of(key, try_number, report, at)
+                                report_of(key, try_number, report, at, kept)
                             }
                         };
                         reports.push(report);
@@ -340,27 +353,53 @@ impl Worker {
         result
     }
 
-    fn start(&self, claim: Claimed, running: &mut HashMap<Key, Running>, tries: &mut JoinSet<(Key, i64, TryReport)>) {
+    fn start(
+        &self,
+        claim: Claimed,
+        running: &mut HashMap<Key, Running>,
+        tries: &mut JoinSet<(Key, i64, TryReport, Kept)>,
+    ) {
         let key = (claim.run_id.clone(), claim.task_id.clone(), claim.map_index);
         let kill = KillSwitch::new();
         crate::telemetry::try_started(claim.queued_at, Utc::now());
         running.insert(key.clone(), Running { try_number: claim.try_number, kill: kill.clone(), interrupted: None });
         let executor = self.executor.clone();
         let store = self.store.clone();
+        let blobs = self.blobs.clone().expect("checked when the worker started");
+        let config = self.config.grants.clone();
         let span = info_span!("task_try", run_id = %claim.run_id, task_id = %claim.task_id,
             map_index = claim.map_index, try_number = claim.try_number, worker = %self.info.id);
         tries.spawn(
             async move {
-                let report = match job_of(&claim, kill) {
-                    Ok(job) => {
-                        let flusher = tokio::spawn(flush_log(store, key.clone(), claim.try_number, job.live.clone()));
-                        let report = executor.run(&job).await;
-                        flusher.abort();
-                        report
+                let (report, kept) = match job_of(&claim, kill) {
+                    Ok((mut job, grants)) => {
+                        let try_key =
+                            (claim.run_id.as_str(), claim.task_id.as_str(), claim.map_index, claim.try_number);
+                        match TryEnv::prepare(&config, &blobs, &store, try_key, &grants).await {
+                            Ok(env) => {
+                                job.grants = env.grants.clone();
+                                let flusher = tokio::spawn(flush_log(
+                                    store,
+                                    key.clone(),
+                                    claim.try_number,
+                                    job.live.clone(),
+                                    env.redactor.clone(),
+                                ));
+                                let mut report = executor.run(&job).await;
+                                flusher.abort();
+                                let record = env.record(&job.context, &job.limits, &report);
+                                let redactor = env.redactor.clone();
+                                let artifacts = env.finish(&blobs, &mut report).await;
+                                let record = record_json(&record, &redactor);
+                                redact(&mut report, &redactor);
+                                (report, Kept { artifacts, record })
+                            }
+                            Err(message) => (executor.host_error(&claim.plugin_id, message), Kept::default()),
+                        }
                     }
-                    Err(message) => executor.host_error(&claim.plugin_id, message),
+                    Err(message) => (executor.host_error(&claim.plugin_id, message), Kept::default()),
                 };
-                (key, claim.try_number, report)
+                (key, claim.try_number, report, kept)
             }
             .instrument(span),
         );
@@ -408,7 +447,26 @@ impl Worker {
     }
 }
 
-fn report_of(key: Key, try_number: i64, report: TryReport, at: DateTime<Utc>) -> Report {
+/// What a try leaves beside its report: its artifacts and its record.
+#[derive(Default)]
+struct Kept {
+    artifacts: Vec<sandflow_store::NewArtifact>,
+    record: Option<Value>,
+}
+
+/// Hides the try's secrets in everything it left: log, result, error messages.
+fn redact(report: &mut TryReport, redactor: &sandflow_core::secrets::Redactor) {
+    if redactor.is_empty() {
+        return;
+    }
+    report.log = redactor.text(&report.log);
+    let outcome = serde_json::to_value(&report.outcome).map(|v| redactor.json(&v));
+    if let Ok(outcome) = outcome.and_then(serde_json::from_value) {
+        report.outcome = outcome;
+    }
+}
+
+fn report_of(key: Key, try_number: i64, report: TryReport, at: DateTime<Utc>, kept: Kept) -> Report {
     let (outcome, result, message) = match &report.outcome {
         Outcome::Success { result } => ("success", serde_json::to_value(result).ok(), "success".to_string()),
         other => (other.name(), None, other.to_string()),
@@ -426,6 +484,8 @@ fn report_of(key: Key, try_number: i64, report: TryReport, at: DateTime<Utc>) ->
         wall: report.wall_time,
         result,
         at,
+        artifacts: kept.artifacts,
+        record: kept.record,
     }
 }
 
@@ -444,6 +504,8 @@ fn interrupted_report(key: Key, try_number: i64, message: String, at: DateTime<U
         wall: Duration::ZERO,
         result: None,
         at,
+        artifacts: Vec::new(),
+        record: None,
     }
 }
 
@@ -460,13 +522,14 @@ const LOG_FLUSH: Duration = Duration::from_secs(1);
 /// Writes a running try's log and progress to the store every [`LOG_FLUSH`] while they change,
 /// until aborted (the try's report then writes the whole log; the store ignores a late write to an
 /// ended try).
-async fn flush_log(store: Store, key: Key, try_number: i64, live: LiveLog) {
+async fn flush_log(store: Store, key: Key, try_number: i64, live: LiveLog, redactor: sandflow_core::secrets::Redactor) {
     let mut written = (0, None);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + LOG_FLUSH, LOG_FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(log) = live.so_far() else { continue };
+        let log = redactor.text(&log);
         let progress = live.progress();
         if (log.len(), progress.as_ref()) == (written.0, written.1.as_ref()) {
             continue;
@@ -483,11 +546,19 @@ async fn flush_log(store: Store, key: Key, try_number: i64, live: LiveLog) {
 }
 
 /// The executor's job for a claim: its context and limits, as the scheduler queued them.
-fn job_of(claim: &Claimed, kill: KillSwitch) -> Result<Job, String> {
+fn job_of(claim: &Claimed, kill: KillSwitch) -> Result<(Job, crate::grants::JobGrants), String> {
     let spec: JobSpec = serde_json::from_value(claim.job.clone())
         .map_err(|e| format!("the queued job of this try does not parse: {e}"))?;
     let context = serde_json::to_vec(&spec.context).map_err(|e| e.to_string())?;
-    Ok(Job { plugin_id: claim.plugin_id.clone(), context, limits: spec.limits, kill, live: LiveLog::new() })
+    let job = Job {
+        plugin_id: claim.plugin_id.clone(),
+        context,
+        limits: spec.limits,
+        kill,
+        live: LiveLog::new(),
+        grants: Default::default(),
+    };
+    Ok((job, spec.grants))
 }
 
 fn hostname() -> String {

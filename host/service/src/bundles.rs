@@ -106,6 +106,7 @@ impl Service {
         let checked = tokio::task::spawn_blocking(move || service.check_bundle(&bytes, &handle))
             .await
             .map_err(|e| ServiceError::Internal(format!("checking the bundle failed: {e}")))??;
+        self.check_grants(&checked, &options).await?;
         if let Some(name) = &options.experiment {
             let mut missing = Vec::new();
             for dag in &checked.dags {
@@ -131,6 +132,27 @@ impl Service {
             return self.preview_bundle(checked, &options).await;
         }
         self.store_bundle(checked, &options).await
+    }
+
+    /// Holds every DAG's grants to the server's policy: an upload that asks for more than the
+    /// server allows, or grants secrets from a role that may not, is refused whole, naming each
+    /// refusal.
+    async fn check_grants(&self, checked: &Checked, options: &PushOptions) -> Result<()> {
+        let may_grant_secrets = options.by.role >= self.config.secret_granters;
+        let policy = self.config.grants.policy(&self.store, may_grant_secrets).await.map_err(ServiceError::Internal)?;
+        let mut refused = Vec::new();
+        for dag in &checked.dags {
+            if let Err(reasons) = policy.check(&dag.dag) {
+                refused.extend(
+                    reasons.into_iter().map(|r| Diagnostic::new(code::GRANT_REFUSED, r).in_file(dag.file.clone())),
+                );
+            }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::BundleRejected(refused))
+        }
     }
 
     /// What storing a checked bundle would do, read from the store without writing to it.

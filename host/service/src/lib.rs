@@ -44,6 +44,10 @@ pub struct ServiceConfig {
     /// The least role that may download plugins' bytes over the API (workers read them from
     /// the database, never over HTTP).
     pub plugin_downloads: sandflow_store::Role,
+    /// What DAGs may be granted (origins, quotas; mounts and secrets come from the store).
+    pub grants: sandflow_scheduler::GrantConfig,
+    /// The least role whose uploads may grant secrets to tasks.
+    pub secret_granters: sandflow_store::Role,
 }
 
 impl Default for ServiceConfig {
@@ -54,6 +58,8 @@ impl Default for ServiceConfig {
             paused_at_creation: false,
             role: "the command line".to_string(),
             plugin_downloads: sandflow_store::Role::Viewer,
+            grants: sandflow_scheduler::GrantConfig::default(),
+            secret_granters: sandflow_store::Role::Admin,
         }
     }
 }

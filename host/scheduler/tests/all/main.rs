@@ -3,6 +3,7 @@
 
 mod actions;
 mod folder;
+mod grants;
 mod loading;
 mod numbers;
 mod pipelines;
@@ -50,7 +51,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dags(dir.path()).join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
-        for stem in ["noop", "echo", "hostile", "hostile-p2"] {
+        for stem in ["noop", "echo", "hostile", "hostile-p2", "grants"] {
             std::fs::copy(sandflow_test_artifacts::path(stem), plugins.join(format!("{stem}.wasm"))).unwrap();
         }
         for (name, text) in files {
