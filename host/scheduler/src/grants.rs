@@ -6,7 +6,6 @@
 //! The sandbox knows nothing of this: it gets host directories, environment pairs and an HTTP
 //! grant ([`TryGrants`]). The store knows nothing of blobs: artifacts are rows naming hashes.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use sandflow_core::secrets::{Redactor, SecretKey};
 use sandflow_sandbox::{Determinism, HttpGrant, Limits, OutDir, ReadOnlyDir, TryGrants, TryReport};
 use sandflow_store::{NewArtifact, Store};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -197,7 +196,7 @@ impl TryEnv {
         job: &JobGrants,
     ) -> Result<TryEnv, String> {
         let (run_id, task_id, map_index, try_number) = key;
-        let unique = format!("{}-{}", std::process::id(), rand_suffix());
+        let unique = format!("{}-{}", std::process::id(), next_dir_number());
         let dir =
             config.work_dir.join(safe(run_id)).join(safe(task_id)).join(format!("{map_index}-{try_number}-{unique}"));
         let mut env = TryEnv {
@@ -342,10 +341,12 @@ fn safe(id: &str) -> String {
     }
 }
 
-fn rand_suffix() -> String {
+/// A number no other try directory of this process has: with the process id, two tries of one
+/// instance (a clear while the old try still ends) never share a directory.
+fn next_dir_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}", N.fetch_add(1, Ordering::Relaxed))
+    N.fetch_add(1, Ordering::Relaxed)
 }
 
 fn host_line(log: &mut String, line: &str) {
@@ -354,17 +355,4 @@ fn host_line(log: &mut String, line: &str) {
     }
     log.push_str(line);
     log.push('\n');
-}
-
-/// Every grant a set of tasks asks for, for messages and the audit log.
-pub fn grants_summary(tasks: &[Task]) -> Value {
-    let mut mounts = BTreeSet::new();
-    let mut secrets = BTreeSet::new();
-    let mut http = BTreeSet::new();
-    for t in tasks {
-        mounts.extend(t.grants.mounts.iter().cloned());
-        secrets.extend(t.grants.secrets.iter().cloned());
-        http.extend(t.grants.allow_http.iter().cloned());
-    }
-    json!({"mounts": mounts, "secrets": secrets, "allow_http": http})
 }

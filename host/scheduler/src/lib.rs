@@ -40,7 +40,7 @@ use serde_json::{Map, Value};
 pub use engine::{task_limits, Scheduler, SchedulerConfig, SchedulerHandle};
 pub use executor::{Executor, Job};
 pub use folder::{DagFolder, LoadReport, SETTLE};
-pub use grants::{grants_summary, GrantConfig, InputFile, JobGrants, TryRecord};
+pub use grants::{GrantConfig, InputFile, JobGrants, TryRecord};
 pub use loader::{
     load_file, plugin_ids, read_regular_file, stored_kind, LoadContext, Loaded, StoredSpec, MAX_DAG_FILE_BYTES,
 };
