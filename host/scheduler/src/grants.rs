@@ -174,6 +174,42 @@ pub struct TryRecord {
     pub http_exchanges: Option<Vec<sandflow_sandbox::HttpExchange>>,
     /// How many HTTP requests it made.
     pub http_requests: u32,
+    /// How it ended: the outcome's kind (`success`, `exit_code`, `timeout`...), after its
+    /// artifacts were stored. `None` in records made before outcomes were recorded.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// On success, the `sha256:` of its result (as JSON, secrets redacted): what a replay's
+    /// result is compared with.
+    #[serde(default)]
+    pub result_sha256: Option<String>,
+}
+
+impl TryRecord {
+    /// Records how the try ended (its outcome once redacted, as it is reported).
+    pub(crate) fn ended(&mut self, outcome: &sandflow_sandbox::Outcome) {
+        self.outcome = Some(outcome_kind(outcome));
+        self.result_sha256 = result_sha256(outcome);
+    }
+}
+
+/// An outcome's kind, as its JSON names it (`success`, `exit_code`, ...).
+pub fn outcome_kind(outcome: &sandflow_sandbox::Outcome) -> String {
+    serde_json::to_value(outcome)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The `sha256:` of a successful outcome's result, as JSON; `None` for a failure.
+pub fn result_sha256(outcome: &sandflow_sandbox::Outcome) -> Option<String> {
+    use sha2::Digest;
+    match outcome {
+        sandflow_sandbox::Outcome::Success { result } => {
+            let bytes = serde_json::to_vec(result).ok()?;
+            Some(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))))
+        }
+        _ => None,
+    }
 }
 
 /// A try's surroundings on this worker, from before it starts until its report.
@@ -324,6 +360,8 @@ impl TryEnv {
             allow_http: self.job.allow_http.clone(),
             http_exchanges: report.http.as_ref().and_then(|h| h.exchanges.clone()),
             http_requests: report.http.as_ref().map_or(0, |h| h.requests),
+            outcome: None,
+            result_sha256: None,
         }
     }
 }

@@ -24,6 +24,7 @@ mod executor;
 mod folder;
 mod grants;
 mod loader;
+pub mod replay;
 mod shutdown;
 pub mod telemetry;
 pub mod timetable;

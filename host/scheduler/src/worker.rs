@@ -387,11 +387,12 @@ impl Worker {
                                 ));
                                 let mut report = executor.run(&job).await;
                                 flusher.abort();
-                                let record = env.record(&job.context, &job.limits, &report);
+                                let mut record = env.record(&job.context, &job.limits, &report);
                                 let redactor = env.redactor.clone();
                                 let artifacts = env.finish(&blobs, &mut report).await;
-                                let record = record_json(&record, &redactor);
                                 redact(&mut report, &redactor);
+                                record.ended(&report.outcome);
+                                let record = record_json(&record, &redactor);
                                 (report, Kept { artifacts, record })
                             }
                             Err(message) => (executor.host_error(&claim.plugin_id, message), Kept::default()),
@@ -455,7 +456,7 @@ struct Kept {
 }
 
 /// Hides the try's secrets in everything it left: log, result, error messages.
-fn redact(report: &mut TryReport, redactor: &sandflow_core::secrets::Redactor) {
+pub(crate) fn redact(report: &mut TryReport, redactor: &sandflow_core::secrets::Redactor) {
     if redactor.is_empty() {
         return;
     }

@@ -10,6 +10,9 @@ use sandflow_core::state::{RunState, TaskState};
 use sandflow_store::NewAudit;
 use serde_json::{json, Value};
 
+use sandflow_sandbox::{Sandbox, SandboxConfig};
+use sandflow_scheduler::{replay, TryRecord};
+
 use crate::{write_dag, Harness};
 
 const ARTIFACTS: &str = r#"
@@ -212,4 +215,134 @@ async fn artifacts_travel_through_s3_compatible_storage() {
         assert_eq!(bytes.len() as i64, artifact.size, "{} is in the bucket", artifact.name);
     }
     assert_eq!(blobs.list().await.unwrap().len(), 2);
+}
+
+const REPLAYED: &str = r#"
+id = "replayed"
+[tasks.make]
+plugin = "plugins/grants.wasm"
+params = { mode = "tree", files = { "data.csv" = "1,2,3", "sub/notes.txt" = "hello" } }
+[tasks.use]
+plugin = "plugins/grants.wasm"
+upstream = ["make"]
+params = { mode = "read", path = "/in/make/data.csv" }
+[tasks.roll]
+plugin = "plugins/grants.wasm"
+params = { mode = "entropy", sleep_ms = 5 }
+"#;
+
+/// The record of a try, and the (name, hash) of the artifacts it left.
+async fn recorded(h: &Harness, run_id: &str, task_id: &str) -> (TryRecord, Vec<(String, String)>) {
+    let record = h.store.try_record(run_id, task_id, -1, 1).await.unwrap().expect("recorded");
+    let record: TryRecord = serde_json::from_value(record).unwrap();
+    let artifacts = h.store.artifacts(run_id, Some(task_id)).await.unwrap();
+    (record, artifacts.into_iter().map(|a| (a.name, a.hash)).collect())
+}
+
+async fn replay_of(
+    h: &Harness,
+    sandbox: &Sandbox,
+    blobs: &sandflow_blobs::Blobs,
+    record: &TryRecord,
+    plugin: Option<&[u8]>,
+    context: Option<&[u8]>,
+) -> replay::Replayed {
+    let bytes = match plugin {
+        Some(bytes) => bytes.to_vec(),
+        None => h.store.plugin_bytes(&record.plugin_id).await.unwrap().expect("the recorded plugin is stored"),
+    };
+    let plugin = sandbox.load(&bytes).unwrap();
+    let work = h.dir.path().join(format!("replay-{}", rand_suffix()));
+    let plan = replay::ReplayPlan {
+        record,
+        plugin: &plugin,
+        context,
+        inputs: blobs,
+        mounts: Vec::new(),
+        secrets: Vec::new(),
+        work_dir: &work,
+    };
+    let replayed = replay::replay(sandbox, plan).await.unwrap();
+    assert!(!work.exists(), "the replay's folder is removed");
+    replayed
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_try_is_identical_and_a_changed_plugin_or_context_is_a_difference() {
+    let blob_dir = tempfile::tempdir().unwrap();
+    let location = blob_dir.path().display().to_string();
+    let mut h = Harness::start_with(&[("replayed", REPLAYED)], move |config| config.grants.blobs = location).await;
+    let (run, state) = h.run("replayed", json!({})).await;
+    assert_eq!(state, RunState::Success, "{:?}", h.store.task_instances(&run.run_id).await.unwrap());
+    let blobs = sandflow_blobs::Blobs::open(&blob_dir.path().display().to_string()).unwrap();
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+
+    // Seeded random and virtual clocks: the replay gives the very result, byte for byte.
+    let (record, artifacts) = recorded(&h, &run.run_id, "roll").await;
+    assert_eq!(record.outcome.as_deref(), Some("success"));
+    assert!(record.result_sha256.as_deref().is_some_and(|h| h.starts_with("sha256:")), "{record:?}");
+    let replayed = replay_of(&h, &sandbox, &blobs, &record, None, None).await;
+    let differences = replay::compare(&record, &artifacts, &replayed, false);
+    assert!(differences.is_empty(), "{differences:?}");
+    let sandflow_sandbox::Outcome::Success { result } = &replayed.report.outcome else {
+        panic!("{:?}", replayed.report.outcome)
+    };
+    assert_eq!(result.output, h.output(&run.run_id, "roll").await);
+
+    // A second run of the same task draws other numbers: the identity above is the replay's doing.
+    let (again, _) = h.run("replayed", json!({})).await;
+    assert_ne!(h.output(&again.run_id, "roll").await["random"], h.output(&run.run_id, "roll").await["random"]);
+
+    // Another context (a longer sleep) is reported, and so is the result it changes.
+    let mut context: Value = serde_json::from_str(&record.context).unwrap();
+    context["params"]["sleep_ms"] = json!(7);
+    let context = serde_json::to_vec(&context).unwrap();
+    let replayed = replay_of(&h, &sandbox, &blobs, &record, None, Some(&context)).await;
+    let differences = replay::compare(&record, &artifacts, &replayed, true);
+    assert!(
+        matches!(differences.as_slice(), [replay::Difference::Context, replay::Difference::Result { .. }]),
+        "{differences:?}"
+    );
+
+    // Artifacts: the same files with the same hashes; /in holds the recorded inputs again.
+    let (record, artifacts) = recorded(&h, &run.run_id, "make").await;
+    assert_eq!(artifacts.len(), 2);
+    let replayed = replay_of(&h, &sandbox, &blobs, &record, None, None).await;
+    assert_eq!(replay::compare(&record, &artifacts, &replayed, false), []);
+    let (record_use, artifacts_use) = recorded(&h, &run.run_id, "use").await;
+    assert_eq!(record_use.inputs.len(), 2);
+    let replayed = replay_of(&h, &sandbox, &blobs, &record_use, None, None).await;
+    assert_eq!(replay::compare(&record_use, &artifacts_use, &replayed, false), []);
+
+    // Another plugin: reported, with the artifacts it did not leave and the result it changed.
+    let echo = std::fs::read(sandflow_test_artifacts::path("echo")).unwrap();
+    let replayed = replay_of(&h, &sandbox, &blobs, &record, Some(&echo), None).await;
+    let differences = replay::compare(&record, &artifacts, &replayed, false);
+    let text: Vec<String> = differences.iter().map(ToString::to_string).collect();
+    assert!(matches!(differences[0], replay::Difference::Plugin { .. }), "{text:?}");
+    assert!(text.iter().any(|d| d == "artifact data.csv: recorded, not left by the replay"), "{text:?}");
+    assert!(text.iter().any(|d| d.starts_with("result: recorded sha256:")), "{text:?}");
+
+    // An input blob gone from the store: the replay says which, rather than running without it.
+    let missing = sandflow_blobs::Blobs::open(&tempfile::tempdir().unwrap().path().display().to_string()).unwrap();
+    let plugin = sandbox.load(&h.store.plugin_bytes(&record_use.plugin_id).await.unwrap().unwrap()).unwrap();
+    let work = h.dir.path().join("replay-missing");
+    let plan = replay::ReplayPlan {
+        record: &record_use,
+        plugin: &plugin,
+        context: None,
+        inputs: &missing,
+        mounts: Vec::new(),
+        secrets: Vec::new(),
+        work_dir: &work,
+    };
+    let error = replay::replay(&sandbox, plan).await.unwrap_err();
+    assert!(error.starts_with("putting the recorded inputs in /in: "), "{error}");
+    assert!(!work.exists(), "the replay's folder is removed after an error too");
 }
