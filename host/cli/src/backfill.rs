@@ -105,7 +105,9 @@ async fn own_scheduler(
         Err(e) => return Err(anyhow::Error::from(e).into()),
     };
     let sandbox = crate::plugin_cmd::sandbox_with(home, 32)?;
-    let config = SchedulerConfig { create_scheduled_runs: false, ..SchedulerConfig::default() };
+    // The home's grant settings: the backfill's artifacts go where `tasks artifacts` and `tasks
+    // replay` read them, and secrets open with the home's key.
+    let config = SchedulerConfig { create_scheduled_runs: false, grants: home.grants()?, ..SchedulerConfig::default() };
     let task = tokio::spawn(Scheduler::new(store.clone(), sandbox, config).run_with_worker(shutdown.clone()));
     Ok(Some((scheduling, task)))
 }

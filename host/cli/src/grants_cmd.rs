@@ -49,6 +49,49 @@ pub enum SecretsCmd {
     Remove { name: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCmd {
+    /// Delete the artifacts recorded before --older-than ago, except those of each DAG's last
+    /// --keep-runs runs, then the blobs no artifact names any more (and are as old).
+    Gc {
+        /// How old an artifact must be to go (e.g. 30d, 12h).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// The last runs of each DAG whose artifacts are kept, however old.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        keep_runs: u32,
+    },
+}
+
+/// `sandflow artifacts gc`.
+pub async fn artifacts(cmd: ArtifactsCmd, home: &Home) -> Result<(), CliError> {
+    let ArtifactsCmd::Gc { older_than, keep_runs } = cmd;
+    let older = chrono::Duration::from_std(older_than)
+        .map_err(|e| CliError::Usage(anyhow::anyhow!("--older-than {older_than:?}: {e}")))?;
+    let before = chrono::Utc::now() - older;
+    let store = open_store(home).await?;
+    let rows = store.delete_artifacts(before, i64::from(keep_runs)).await.map_err(anyhow::Error::from)?;
+    let blobs = sandflow_blobs::Blobs::open(&home.grants()?.blobs).map_err(anyhow::Error::from)?;
+    let named: std::collections::HashSet<String> =
+        store.artifact_hashes().await.map_err(anyhow::Error::from)?.into_iter().collect();
+    let (mut deleted, mut freed) = (0u64, 0u64);
+    // A blob newer than the cutoff may be a running try's, not reported yet: it stays.
+    for blob in blobs.list().await.map_err(anyhow::Error::from)? {
+        if !named.contains(&blob.hash) && blob.last_modified < before {
+            blobs.delete(&blob.hash).await.map_err(anyhow::Error::from)?;
+            deleted += 1;
+            freed += blob.size;
+        }
+    }
+    outln!(
+        "deleted {rows} artifacts recorded before {} (kept the last {keep_runs} runs of each DAG) and {deleted} \
+         blobs no artifact names ({})",
+        before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        sandflow_sandbox::human_bytes(freed)
+    );
+    Ok(())
+}
+
 fn check_name(name: &str, what: &str) -> Result<(), CliError> {
     match grant_name_problem(name, what) {
         Some(problem) => Err(CliError::Usage(anyhow::anyhow!(problem))),

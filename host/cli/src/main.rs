@@ -23,6 +23,7 @@ mod plugin_test;
 mod pools_cmd;
 mod processes;
 mod remote;
+mod replay_cmd;
 mod runs_cmd;
 mod server;
 mod standalone;
@@ -101,6 +102,9 @@ enum Command {
     /// Secrets tasks may be given as environment variables (admins; values never shown).
     #[command(subcommand)]
     Secrets(grants_cmd::SecretsCmd),
+    /// Artifacts: delete old ones (`gc`).
+    #[command(subcommand)]
+    Artifacts(grants_cmd::ArtifactsCmd),
     /// Compare runs.
     #[command(subcommand)]
     Runs(runs_cmd::RunsCmd),
@@ -244,6 +248,12 @@ fn main() -> ExitCode {
                     Err(CliError::Usage(anyhow::anyhow!("secrets are set on the server's machine, without --server")))
                 }
                 None => grants_cmd::secrets(cmd, &home).await,
+            },
+            Command::Artifacts(cmd) => match cli.global.server {
+                Some(_) => Err(CliError::Usage(anyhow::anyhow!(
+                    "artifacts gc runs on the server's machine (its store and blob store), without --server"
+                ))),
+                None => grants_cmd::artifacts(cmd, &home).await,
             },
             Command::Users(cmd) => users_cmd::run(cmd, &home, cli.global.server.as_deref()).await,
             Command::Audit(args) => users_cmd::audit(args, &home, cli.global.server.as_deref()).await,

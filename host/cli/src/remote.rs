@@ -397,6 +397,10 @@ pub async fn tasks(cmd: crate::tasks_cmd::TasksCmd, client: &Client) -> Result<(
         TasksCmd::Artifacts { .. } => Err(CliError::Usage(anyhow::anyhow!(
             "tasks artifacts reads the server's store and artifacts: run it on the server's machine, without --server"
         ))),
+        TasksCmd::Replay { .. } => Err(CliError::Usage(anyhow::anyhow!(
+            "tasks replay reads the try's record, plugin and inputs from the server's store and artifacts: \
+             run it on a machine with that home (or database and artifact store), without --server"
+        ))),
         TasksCmd::Test { .. } => Err(CliError::Usage(anyhow::anyhow!(
             "`tasks test` runs a task in this process from a DAG folder: run it without --server"
         ))),

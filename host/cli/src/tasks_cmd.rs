@@ -58,6 +58,29 @@ pub enum TasksCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run a recorded try again on this machine, with the same plugin bytes, context bytes,
+    /// limits, `/in` files, random seed and clock start (and recorded HTTP responses), and say
+    /// whether its result and artifacts are identical (hashes compared). Exits 1 on a difference.
+    Replay {
+        dag_id: String,
+        run: String,
+        task_id: String,
+        /// One instance of a mapped task.
+        #[arg(long, default_value_t = -1)]
+        map_index: i64,
+        /// Which try (default: the latest).
+        #[arg(long = "try")]
+        try_number: Option<i64>,
+        /// Run this plugin file instead of the recorded one (to see what a change does).
+        #[arg(long, value_name = "FILE")]
+        plugin: Option<std::path::PathBuf>,
+        /// Run with this context (a JSON file) instead of the recorded bytes.
+        #[arg(long, value_name = "FILE")]
+        context: Option<std::path::PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A task's log, for its latest try or `--try N`.
     Logs {
         dag_id: String,
@@ -163,6 +186,10 @@ pub async fn run(cmd: TasksCmd, home: &Home) -> Result<(), CliError> {
         }
         TasksCmd::Artifacts { dag_id, run, task_id, map_index, get, output, json } => {
             artifacts(&dag_id, &run, &task_id, map_index, get.as_deref(), output.as_deref(), json, home).await
+        }
+        TasksCmd::Replay { dag_id, run, task_id, map_index, try_number, plugin, context, json } => {
+            let args = crate::replay_cmd::ReplayArgs { map_index, try_number, plugin, context, json };
+            crate::replay_cmd::replay(&dag_id, &run, &task_id, &args, home).await
         }
         TasksCmd::List { dag_id, run, json } => list(&dag_id, &run, json, home).await.map_err(CliError::Usage),
         TasksCmd::Tries { dag_id, run, task_id, map_index, json } => {

@@ -198,3 +198,87 @@ fn a_sensor_waits_for_another_dags_run() {
     );
     assert!(out.contains(" report_ready: success"), "{out}");
 }
+
+const REPLAYED: &str = r#"
+id = "replayed"
+schedule = "@daily"
+start_date = "2026-01-01"
+[tasks.make]
+plugin = "plugins/grants.wasm"
+params = { mode = "tree", files = { "data.csv" = "1,2,3" } }
+[tasks.roll]
+plugin = "plugins/grants.wasm"
+upstream = ["make"]
+params = { mode = "entropy", sleep_ms = 5 }
+"#;
+
+#[test]
+fn a_recorded_try_replays_identically_and_a_changed_context_is_a_difference() {
+    let env = Env::new();
+    let dags = env.dags(&[("replayed", REPLAYED)]);
+    std::fs::copy(sandflow_test_artifacts::path("grants"), format!("{dags}/plugins/grants.wasm")).unwrap();
+    env.load(&dags).ok();
+    env.run(&["dags", "backfill", "replayed", "--from", "2026-01-01", "--to", "2026-01-01"]).ok();
+    let run = "backfill__replayed__2026-01-01T00:00:00Z";
+
+    // Random numbers and clock readings, /in and /out: all the same again.
+    for task in ["make", "roll"] {
+        let out = env.run(&["tasks", "replay", "replayed", run, task]).ok();
+        assert!(out.contains("identical: same outcome, result and artifacts"), "{out}");
+        assert!(out.contains(&format!("replayed try 1 of {task} in run {run} (plugin sha256:")), "{out}");
+    }
+    let shown: Value =
+        serde_json::from_str(&env.run(&["tasks", "replay", "replayed", run, "make", "--json"]).ok()).unwrap();
+    assert_eq!(shown["identical"], Value::Bool(true), "{shown}");
+    assert_eq!(shown["artifacts"][0]["name"], "data.csv", "{shown}");
+
+    // The recorded context, changed: a difference, exit 1.
+    let rolled: Value =
+        serde_json::from_str(&env.run(&["tasks", "replay", "replayed", run, "roll", "--json"]).ok()).unwrap();
+    let mut context: Value = serde_json::from_str(rolled["record"]["context"].as_str().unwrap()).unwrap();
+    assert_eq!(context["task_id"], "roll");
+    context["params"]["sleep_ms"] = Value::from(7);
+    let file = env.home().join("context.json");
+    std::fs::write(&file, serde_json::to_vec(&context).unwrap()).unwrap();
+    let changed = env.run(&["tasks", "replay", "replayed", run, "roll", "--context", file.to_str().unwrap()]);
+    assert_eq!(changed.code(), 1, "{}{}", changed.stdout(), changed.stderr());
+    assert!(changed.stdout().contains("difference: context: not the recorded bytes"), "{}", changed.stdout());
+    assert!(changed.stdout().contains("difference: result: recorded sha256:"), "{}", changed.stdout());
+    assert!(changed.reason().contains("the replay of try 1 differs from it in 2 ways"), "{}", changed.reason());
+
+    // Another plugin: a difference too.
+    let echo = crate::plugin("echo");
+    let other = env.run(&["tasks", "replay", "replayed", run, "make", "--plugin", &echo]);
+    assert_eq!(other.code(), 1, "{}{}", other.stdout(), other.stderr());
+    assert!(other.stdout().contains("difference: plugin: recorded sha256:"), "{}", other.stdout());
+    assert!(
+        other.stdout().contains("difference: artifact data.csv: recorded, not left by the replay"),
+        "{}",
+        other.stdout()
+    );
+
+    // What is not there says so.
+    let none = env.run(&["tasks", "replay", "replayed", run, "roll", "--try", "5"]);
+    assert_eq!(none.code(), 2);
+    assert_eq!(none.reason(), format!("error: roll has no try 5 in run {run} (its tries: 1 to 1)"));
+    let bad = env.run(&["tasks", "replay", "replayed", run, "roll", "--context", "/nonexistent/context.json"]);
+    assert_eq!(bad.code(), 2);
+    assert!(bad.reason().contains("/nonexistent/context.json: "), "{}", bad.reason());
+
+    // Retention: recent artifacts stay; old ones go, and their blobs with them.
+    let kept = env.run(&["artifacts", "gc", "--older-than", "1h", "--keep-runs", "0"]).ok();
+    assert!(kept.starts_with("deleted 0 artifacts recorded before "), "{kept}");
+    assert!(kept.ends_with(" and 0 blobs no artifact names (0 bytes)\n"), "{kept}");
+    let kept = env.run(&["artifacts", "gc", "--older-than", "0s"]).ok();
+    assert!(kept.starts_with("deleted 0 artifacts"), "the last 5 runs are kept: {kept}");
+    let gone = env.run(&["artifacts", "gc", "--older-than", "0s", "--keep-runs", "0"]).ok();
+    assert!(gone.starts_with("deleted 1 artifacts recorded before "), "{gone}");
+    assert!(gone.contains(" and 1 blobs no artifact names "), "{gone}");
+    assert_eq!(env.run(&["tasks", "artifacts", "replayed", run, "make", "--json"]).ok().trim(), "[]");
+    // A replay whose inputs were collected says what is missing.
+    let lost = env.run(&["tasks", "replay", "replayed", run, "roll"]);
+    assert_eq!(lost.code(), 1, "{}{}", lost.stdout(), lost.stderr());
+    assert!(lost.reason().contains("putting the recorded inputs in /in: "), "{}", lost.reason());
+    let bad = env.run(&["artifacts", "gc", "--older-than", "soon"]);
+    assert_eq!(bad.code(), 2, "{}", bad.stderr());
+}
