@@ -14,6 +14,7 @@
 //! Errors are [`ServiceError`]s with stable codes; nothing here knows HTTP.
 
 pub mod actions;
+pub mod artifacts;
 pub mod auth;
 pub mod backfill;
 pub mod bundles;

@@ -1,5 +1,6 @@
 //! The routes, one module per area. Handlers read the request, call the service, answer JSON.
 
+mod artifacts;
 mod dags;
 mod plugins;
 mod runs;
@@ -52,6 +53,10 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::tasks))
         .routes(routes!(runs::tries))
         .routes(routes!(runs::log))
+        .routes(routes!(artifacts::of_run))
+        .routes(routes!(artifacts::of_task))
+        .routes(routes!(artifacts::download))
+        .routes(routes!(artifacts::record))
         .routes(routes!(plugins::list, plugins::upload))
         .routes(routes!(plugins::get))
         .routes(routes!(plugins::bytes))

@@ -2,6 +2,7 @@
 //! PostgreSQL database when one is configured), with a real scheduler and worker in the process
 //! where a test runs DAGs. No mocks.
 
+mod artifacts;
 mod auth;
 mod bad_input;
 mod bundles;
