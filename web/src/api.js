@@ -90,6 +90,30 @@ export function query(params) {
 export const enc = encodeURIComponent;
 
 /**
+ * Downloads `path` (with the token, which a plain link cannot send) and saves it as `filename`
+ * through an object URL.
+ */
+export async function download(path, filename) {
+  const response = await fetch(path, { headers: headers({ Accept: "*/*" }) });
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {}
+    if (response.status === 401) onUnauthenticated.forEach((l) => l());
+    throw new ApiError(response.status, body);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/**
  * Reads a streamed response (fetch, so the token goes in a header, which EventSource cannot do)
  * and calls `onText(chunk)` as text arrives, until it ends or `signal` aborts. Answers when done.
  */

@@ -4,7 +4,7 @@
 // happen. A mapped task opened without a map index lists its instances to pick one.
 import "./panels.css";
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
-import { enc, get, post, query, streamText } from "../api.js";
+import { download, enc, get, post, query, streamText } from "../api.js";
 import { Button, ErrorBox, Json, Loading, StateBadge, StateSquare, Tip, confirm, toast, useAsync, useThrottled } from "../components.jsx";
 import { bytes, duration, fuel, secondsBetween, shortId, time } from "../format.js";
 import { useLive } from "../live.js";
@@ -364,6 +364,52 @@ function TryDetails({ t }) {
         </Figure>
       ) : null}
     </dl>
+  );
+}
+
+/** The files a try left in /out, each with its size, hash and a download. */
+function Artifacts({ runId, taskId, mapIndex, tryNumber, reloadKey }) {
+  const path = `/api/v1/runs/${enc(runId)}/tasks/${enc(taskId)}/artifacts`;
+  const list = useAsync(() => get(path + query({ map_index: mapIndex >= 0 ? mapIndex : undefined })), [runId, taskId, mapIndex, reloadKey]);
+  const rows = (list.data?.items || []).filter((a) => tryNumber === null || tryNumber === undefined || a.try_number === tryNumber);
+  const save = (a) =>
+    download(path + "/" + enc(a.name) + query({ map_index: mapIndex >= 0 ? mapIndex : undefined, try: a.try_number }), a.name.split("/").pop()).catch((e) =>
+      toast(`Could not download ${a.name}: ${e.message}`, "error"),
+    );
+  return (
+    <div id="task-artifacts">
+      <h3>Artifacts</h3>
+      <ErrorBox error={list.error} />
+      {list.data && !rows.length ? <p class="muted">No artifacts (a successful try's files in /out become artifacts).</p> : null}
+      {rows.length ? (
+        <table class="artifacts">
+          <thead>
+            <tr>
+              <th>File</th>
+              <th>Size</th>
+              <th>Hash</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((a) => (
+              <tr key={a.try_number + "/" + a.name} data-artifact={a.name}>
+                <td class="mono">{a.name}</td>
+                <td>{bytes(a.size)}</td>
+                <td class="mono" data-tip={a.hash}>
+                  {shortId(a.hash)}
+                </td>
+                <td>
+                  <Button tip={`Download ${a.name} (try ${a.try_number})`} onClick={() => save(a)}>
+                    Download
+                  </Button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+    </div>
   );
 }
 
@@ -864,6 +910,9 @@ export function TaskPanel({ runId, taskId, mapIndex, onClose }) {
                 {instance.output === null || instance.output === undefined ? <p class="muted">No output (only a successful try has one).</p> : <Json value={instance.output} />}
                 <h3>Metrics</h3>
                 <Metrics metrics={instance.metrics} />
+                {index !== null ? (
+                  <Artifacts runId={runId} taskId={taskId} mapIndex={index} tryNumber={shownTry ? shownTry.try_number : null} reloadKey={latest ? latest.try_number + (latest.outcome || "") : ""} />
+                ) : null}
               </>
             ) : null}
           </>

@@ -337,6 +337,54 @@ async fn names_notes_and_descriptions_with_markup_render_as_text() {
     browser.close().await;
 }
 
+/// A task that leaves two files in /out.
+const ARTIFACTS: &str = r#"
+id = "artifacts"
+[tasks.make]
+plugin = "plugins/grants.wasm"
+params = { mode = "tree", files = { "data.csv" = "1,2,3", "sub/notes.txt" = "hello" } }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_panel_lists_a_tries_artifacts_and_downloads_them() {
+    let server = Server::with_scheduler().await;
+    let grants = sandflow_test_artifacts::bytes("grants");
+    let bundle = targz(&[("artifacts.toml", ARTIFACTS.as_bytes()), ("plugins/grants.wasm", &grants)]);
+    let (status, report) = server.push(bundle, "", "alice").await;
+    assert_eq!(status, 201, "{report}");
+    let run = trigger(&server, "artifacts", json!({})).await;
+    server.wait_run(&run).await;
+    let browser = Browser::start(&server, "artifacts").await;
+    browser.login_with_token(&server.token_with_role("vera", Role::Viewer).await).await;
+    browser.goto(&format!("/dags/artifacts?run={}&task=make", enc(&run))).await;
+    browser.wait_for("#task-panel").await;
+    browser.wait_for("#task-artifacts tr[data-artifact=\"sub/notes.txt\"]").await;
+    let text = browser.text("#task-artifacts").await;
+    assert!(text.contains("data.csv") && text.contains("5 B") && text.contains("sha256:"), "{text}");
+    // The download goes through fetch with the token: the saved file's bytes are the artifact's.
+    browser
+        .eval(
+            r#"window.__saved = null;
+            const original = URL.createObjectURL;
+            URL.createObjectURL = (blob) => { blob.text().then((t) => (window.__saved = t)); return original(blob); };
+            return true;"#,
+            vec![],
+        )
+        .await;
+    browser.click("#task-artifacts tr[data-artifact=\"sub/notes.txt\"] button").await;
+    let mut saved = Value::Null;
+    for _ in 0..100 {
+        saved = browser.eval("return window.__saved", vec![]).await;
+        if saved.is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(saved, json!("hello"));
+    browser.screenshot("task-artifacts").await;
+    browser.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_sees_no_action_buttons_and_the_api_refuses_them_anyway() {
     let server = Server::with_scheduler().await;
