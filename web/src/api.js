@@ -89,12 +89,9 @@ export function query(params) {
 /** `encodeURIComponent`, for ids in paths. */
 export const enc = encodeURIComponent;
 
-/**
- * Downloads `path` (with the token, which a plain link cannot send) and saves it as `filename`
- * through an object URL.
- */
-export async function download(path, filename) {
-  const response = await fetch(path, { headers: headers({ Accept: "*/*" }) });
+/** `fetch` of `path` with the token, for answers that are not JSON; an error answer throws. */
+async function fetchRaw(path, signal) {
+  const response = await fetch(path, { headers: headers({ Accept: "*/*" }), signal });
   if (!response.ok) {
     let body = null;
     try {
@@ -103,6 +100,15 @@ export async function download(path, filename) {
     if (response.status === 401) onUnauthenticated.forEach((l) => l());
     throw new ApiError(response.status, body);
   }
+  return response;
+}
+
+/**
+ * Downloads `path` (with the token, which a plain link cannot send) and saves it as `filename`
+ * through an object URL.
+ */
+export async function download(path, filename) {
+  const response = await fetchRaw(path);
   const url = URL.createObjectURL(await response.blob());
   const a = document.createElement("a");
   a.href = url;
@@ -118,15 +124,7 @@ export async function download(path, filename) {
  * and calls `onText(chunk)` as text arrives, until it ends or `signal` aborts. Answers when done.
  */
 export async function streamText(path, onText, signal) {
-  const response = await fetch(path, { headers: headers({ Accept: "*/*" }), signal });
-  if (!response.ok) {
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {}
-    if (response.status === 401) onUnauthenticated.forEach((l) => l());
-    throw new ApiError(response.status, body);
-  }
+  const response = await fetchRaw(path, signal);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   for (;;) {
