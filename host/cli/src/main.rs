@@ -213,7 +213,23 @@ fn main() -> ExitCode {
             },
             Command::Tasks(cmd) => match cli.global.server.as_deref() {
                 Some(url) => match client::Client::new(url) {
-                    Ok(client) => remote::tasks(cmd, &client).await,
+                    // Replay runs here, on what it fetches: it needs this machine's sandbox.
+                    Ok(client) => match cmd {
+                        tasks_cmd::TasksCmd::Replay {
+                            dag_id,
+                            run,
+                            task_id,
+                            map_index,
+                            try_number,
+                            plugin,
+                            context,
+                            json,
+                        } => {
+                            let args = replay_cmd::ReplayArgs { map_index, try_number, plugin, context, json };
+                            replay_cmd::replay(&dag_id, &run, &task_id, &args, &home, Some(&client)).await
+                        }
+                        cmd => remote::tasks(cmd, &client).await,
+                    },
                     Err(e) => Err(e),
                 },
                 None => tasks_cmd::run(cmd, &home).await,

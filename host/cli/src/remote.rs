@@ -281,7 +281,7 @@ pub fn print_comparison(cmp: &Value) {
 }
 
 /// A run by id, or `latest` for the DAG's newest, through the API.
-async fn find_run(client: &Client, dag_id: &str, run: &str) -> Result<Value, CliError> {
+pub(crate) async fn find_run(client: &Client, dag_id: &str, run: &str) -> Result<Value, CliError> {
     if run == "latest" {
         let page = client.get(&format!("/api/v1/dags/{}/runs?limit=1", encode(dag_id))).await?;
         let Some(first) = page["items"].as_array().and_then(|items| items.first()) else {
@@ -397,10 +397,8 @@ pub async fn tasks(cmd: crate::tasks_cmd::TasksCmd, client: &Client) -> Result<(
         TasksCmd::Artifacts { .. } => Err(CliError::Usage(anyhow::anyhow!(
             "tasks artifacts reads the server's store and artifacts: run it on the server's machine, without --server"
         ))),
-        TasksCmd::Replay { .. } => Err(CliError::Usage(anyhow::anyhow!(
-            "tasks replay reads the try's record, plugin and inputs from the server's store and artifacts: \
-             run it on a machine with that home (or database and artifact store), without --server"
-        ))),
+        // main.rs runs it with this machine's sandbox over the client (replay_cmd::replay).
+        TasksCmd::Replay { .. } => Err(CliError::Usage(anyhow::anyhow!("tasks replay over HTTP runs from main"))),
         TasksCmd::Test { .. } => Err(CliError::Usage(anyhow::anyhow!(
             "`tasks test` runs a task in this process from a DAG folder: run it without --server"
         ))),

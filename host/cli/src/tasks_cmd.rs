@@ -58,9 +58,10 @@ pub enum TasksCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run a recorded try again on this machine, with the same plugin bytes, context bytes,
-    /// limits, `/in` files, random seed and clock start (and recorded HTTP responses), and say
-    /// whether its result and artifacts are identical (hashes compared). Exits 1 on a difference.
+    /// Run a recorded try again on this machine (from the home, or with --server over the API),
+    /// with the same plugin bytes, context bytes, limits, `/in` files, random seed and clock start
+    /// (and recorded HTTP responses), and say whether its result and artifacts are identical
+    /// (hashes compared). Exits 1 on a difference.
     Replay {
         dag_id: String,
         run: String,
@@ -189,7 +190,7 @@ pub async fn run(cmd: TasksCmd, home: &Home) -> Result<(), CliError> {
         }
         TasksCmd::Replay { dag_id, run, task_id, map_index, try_number, plugin, context, json } => {
             let args = crate::replay_cmd::ReplayArgs { map_index, try_number, plugin, context, json };
-            crate::replay_cmd::replay(&dag_id, &run, &task_id, &args, home).await
+            crate::replay_cmd::replay(&dag_id, &run, &task_id, &args, home, None).await
         }
         TasksCmd::List { dag_id, run, json } => list(&dag_id, &run, json, home).await.map_err(CliError::Usage),
         TasksCmd::Tries { dag_id, run, task_id, map_index, json } => {

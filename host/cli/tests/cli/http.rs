@@ -278,3 +278,33 @@ fn the_official_airflow_client_drives_the_server_unchanged() {
     assert!(checked.status.success(), "{out}\n{err}");
     assert!(out.contains("every check held"), "{out}");
 }
+
+#[test]
+fn a_try_replays_over_http_from_a_home_without_a_database() {
+    let server_env = Env::new();
+    let dags = server_env.dags(&[("replayed", crate::pipelines::REPLAYED)]);
+    std::fs::copy(sandflow_test_artifacts::path("grants"), format!("{dags}/plugins/grants.wasm")).unwrap();
+    let (_standalone, url) = Standalone::start(&server_env, &dags);
+    let client = Env::with_token(server_env.admin_token());
+    let with = |args: &[&str]| over(&client, &url, args);
+    with(&["dags", "backfill", "replayed", "--from", "2026-01-01", "--to", "2026-01-01"]).ok();
+    let run = "backfill__replayed__2026-01-01T00:00:00Z";
+    // `roll` read `make`'s artifact at /in: it comes over HTTP, checked against its hash.
+    for task in ["make", "roll"] {
+        let out = with(&["tasks", "replay", "replayed", run, task]).ok();
+        assert!(out.contains("identical: same outcome, result and artifacts"), "{out}");
+    }
+    let shown: Value =
+        serde_json::from_str(&with(&["tasks", "replay", "replayed", run, "roll", "--json"]).ok()).unwrap();
+    let mut context: Value = serde_json::from_str(shown["record"]["context"].as_str().unwrap()).unwrap();
+    context["params"]["sleep_ms"] = Value::from(9);
+    let file = client.home().join("context.json");
+    std::fs::write(&file, serde_json::to_vec(&context).unwrap()).unwrap();
+    let changed = with(&["tasks", "replay", "replayed", run, "roll", "--context", file.to_str().unwrap()]);
+    assert_eq!(changed.code(), 1, "{}{}", changed.stdout(), changed.stderr());
+    assert!(changed.stdout().contains("difference: context: not the recorded bytes"), "{}", changed.stdout());
+    let none = with(&["tasks", "replay", "replayed", run, "roll", "--try", "3"]);
+    assert_eq!(none.code(), 2, "{}", none.stderr());
+    assert!(none.reason().contains("roll has no try 3 in run"), "{}", none.reason());
+    assert!(!client.home().join("sandflow.db").exists(), "the client never opened a database");
+}

@@ -199,7 +199,7 @@ fn a_sensor_waits_for_another_dags_run() {
     assert!(out.contains(" report_ready: success"), "{out}");
 }
 
-const REPLAYED: &str = r#"
+pub(crate) const REPLAYED: &str = r#"
 id = "replayed"
 schedule = "@daily"
 start_date = "2026-01-01"
