@@ -89,3 +89,57 @@ async fn artifacts_are_listed_downloaded_and_tries_read_back_by_a_viewer() {
     let anonymous = reqwest::get(server.url(&format!("/api/v1/runs/{run}/artifacts"))).await.unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_never_reads_a_secret_a_task_was_given_and_printed() {
+    let key = sandflow_core::secrets::SecretKey::from_bytes([5; 32]);
+    let mut config = sandflow_service::ServiceConfig::default();
+    config.grants.secret_key = Some(key.clone());
+    let server = Server::start_configured(crate::Backend::Sqlite, true, config).await;
+    let audit = sandflow_store::NewAudit {
+        actor: "admin".into(),
+        action: "secret.set".into(),
+        target: "warehouse".into(),
+        outcome: "ok".into(),
+        address: "local".into(),
+        detail: json!({}),
+    };
+    let value = "pa55-w0rd-of-the-warehouse";
+    let sealed = key.seal("warehouse", value, [1; 24]);
+    server.store.audited(&audit).set_secret("warehouse", &sealed).await.unwrap();
+    let dag = "id = \"secretive\"\n[tasks.leak]\nplugin = \"plugins/grants.wasm\"\nsecrets = [\"warehouse\"]\nparams = { mode = \"env\" }\n";
+    let grants = sandflow_test_artifacts::bytes("grants");
+    let (status, pushed) =
+        server.push(targz(&[("secretive.toml", dag.as_bytes()), ("plugins/grants.wasm", &grants)]), "", "alice").await;
+    assert_eq!(status, 201, "{pushed}");
+    let (_, run) = server.post("/api/v1/dags/secretive/runs", json!({})).await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let done = server.wait_run(&run_id).await;
+    assert_eq!(done["state"], "success", "{done}");
+    // The plugin got the value (and put it in its output): the API shows `***`.
+    let leak = done["tasks"].as_array().unwrap().iter().find(|t| t["task_id"] == "leak").unwrap();
+    assert_eq!(leak["output"], json!({"WAREHOUSE": "***"}), "{leak}");
+
+    let viewer = server.token_with_role("vera", Role::Viewer).await;
+    let run = enc(&run_id);
+    let mut seen = String::new();
+    for path in [
+        format!("/api/v1/runs/{run}"),
+        format!("/api/v1/runs/{run}/tasks"),
+        format!("/api/v1/runs/{run}/tasks/leak/tries"),
+        format!("/api/v1/runs/{run}/tasks/leak/tries/1/log"),
+        format!("/api/v1/runs/{run}/tasks/leak/tries/1/record"),
+        format!("/api/v1/runs/{run}/artifacts"),
+        "/api/v1/dags/secretive".to_string(),
+        "/api/v1/audit".to_string(),
+        "/api/v2/dags/secretive/dagRuns".to_string(),
+    ] {
+        let response = reqwest::Client::new().get(server.url(&path)).bearer_auth(&viewer).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert!(status == 200 || status == 403, "{path}: {status} {body}");
+        seen.push_str(&body);
+    }
+    assert!(seen.contains("***"), "the redacted output is there");
+    assert!(!seen.contains(value), "a viewer read the secret: {seen}");
+}

@@ -73,8 +73,13 @@ impl Server {
         .unwrap();
         let stop = CancellationToken::new();
         if scheduler {
-            let scheduling =
-                SchedulerConfig { poll_interval: Duration::from_millis(100), parallelism: 8, ..Default::default() };
+            // The worker gives tries what the service lets DAGs ask for (and opens secrets with its key).
+            let scheduling = SchedulerConfig {
+                poll_interval: Duration::from_millis(100),
+                parallelism: 8,
+                grants: config.grants.clone(),
+                ..Default::default()
+            };
             let scheduler = Scheduler::new(store.clone(), sandbox.clone(), scheduling);
             // Owned as standalone owns it, so actions go to this scheduler, not to one the
             // service would start for them.
