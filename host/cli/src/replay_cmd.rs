@@ -66,6 +66,12 @@ fn not_recorded(try_number: i64, instance: &str) -> CliError {
     ))
 }
 
+/// A stored record, as JSON, read back.
+fn parse_record(record: serde_json::Value, try_number: i64) -> Result<TryRecord, CliError> {
+    serde_json::from_value(record)
+        .map_err(|e| anyhow::anyhow!("the record of try {try_number} is unreadable: {e}").into())
+}
+
 fn plugin_file(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError::Usage(anyhow::anyhow!("{}: {e}", path.display())))
 }
@@ -94,8 +100,7 @@ async fn gather_local(
         .await
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| not_recorded(try_number, &instance))?;
-    let record: TryRecord = serde_json::from_value(record)
-        .map_err(|e| anyhow::anyhow!("the record of try {try_number} is unreadable: {e}"))?;
+    let record = parse_record(record, try_number)?;
     let plugin_bytes = match &args.plugin {
         Some(path) => plugin_file(path)?,
         None => store.plugin_bytes(&record.plugin_id).await.map_err(anyhow::Error::from)?.ok_or_else(|| {
@@ -168,8 +173,7 @@ async fn gather_remote(
         }
         Err(e) => return Err(e),
     };
-    let record: TryRecord = serde_json::from_value(record)
-        .map_err(|e| anyhow::anyhow!("the record of try {try_number} is unreadable: {e}"))?;
+    let record = parse_record(record, try_number)?;
     let plugin_bytes = match &args.plugin {
         Some(path) => plugin_file(path)?,
         None => {
